@@ -1,0 +1,432 @@
+"""The storage interface every backend implements.
+
+A :class:`Store` is a flat key space of immutable byte objects with S3's
+semantics: whole-object ``get``/``put``, ETags, conditional writes
+(``If-Match`` / ``If-None-Match: *``) and conditional deletes. The public
+methods here validate keys, enforce read-only mode and then call the
+backend's ``_get``/``_head``/``_put``/``_delete``/``_list``; a backend never
+sees an unvalidated key and never has to re-check read-only mode.
+
+ETags are the quoted MD5 hex of the bytes, as S3 gives for a single-part PUT,
+so the same bytes carry the same ETag on every backend and objects can be
+compared across backends without being read.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import logging
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Self, TypeVar
+
+from ..errors import (
+    AlreadyExistsError,
+    NotFoundError,
+    PreconditionFailedError,
+    ReadOnlyError,
+)
+from ..layout import validate_key, validate_prefix
+
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "Capabilities",
+    "ObjectMeta",
+    "ProbeResult",
+    "Store",
+    "StoredObject",
+    "etag_of",
+    "normalize_etag",
+]
+
+logger = logging.getLogger("documee_remote.stores")
+
+#: Parallel requests for bulk transfers unless a store is told otherwise.
+DEFAULT_CONCURRENCY = 16
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+def etag_of(data: bytes) -> str:
+    """The ETag S3 gives ``data`` on a single-part PUT: the quoted MD5 hex."""
+    return '"' + hashlib.md5(data, usedforsecurity=False).hexdigest() + '"'
+
+
+def normalize_etag(etag: str) -> str:
+    """Accept an ETag with or without its quotes and return it quoted."""
+    etag = etag.strip()
+    if etag.startswith("W/"):
+        etag = etag[2:]
+    if not (len(etag) >= 2 and etag.startswith('"') and etag.endswith('"')):
+        etag = f'"{etag}"'
+    return etag
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """An object's bytes and the ETag of exactly those bytes."""
+
+    data: bytes
+    etag: str
+
+    def __repr__(self) -> str:
+        # Never put object bodies into reprs (they end up in logs and tracebacks).
+        return f"StoredObject(etag={self.etag!r}, size={len(self.data)})"
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectMeta:
+    """What ``head`` tells about an object without reading it."""
+
+    key: str
+    etag: str
+    size: int
+    last_modified: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a backend can do, consulted by higher layers before they rely on it.
+
+    Attributes
+    ----------
+    atomic_conditional_writes:
+        ``put(if_match=...)`` / ``put(if_none_match="*")`` are a real
+        compare-and-swap, atomic against every other writer. Without it the
+        manager refuses concurrent merges instead of racing.
+    conditional_delete:
+        ``delete(if_match=...)`` is atomic too.
+    native_etags:
+        The service computes ETags itself (S3); otherwise the backend computes
+        the MD5 of the bytes.
+    """
+
+    atomic_conditional_writes: bool
+    conditional_delete: bool
+    native_etags: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """Outcome of :meth:`Store.probe`: which conditional headers the endpoint honours."""
+
+    if_none_match: bool
+    if_match: bool
+    conditional_delete: bool
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True when every conditional operation was honoured."""
+        return self.if_none_match and self.if_match and self.conditional_delete
+
+
+class Store(ABC):
+    """A key space of byte objects with ETags and conditional writes.
+
+    Parameters
+    ----------
+    read_only:
+        Refuse every ``put`` and ``delete`` with :class:`ReadOnlyError`.
+    concurrency:
+        How many requests bulk operations (``get_many``, ``put_many``,
+        ``delete_many``) keep in flight.
+    max_object_size:
+        Objects larger than this many bytes are refused by ``get`` with
+        :class:`~documee_remote.errors.ObjectTooLargeError` before their body
+        is read. ``None`` means no limit.
+    """
+
+    #: What this backend can do; see :class:`Capabilities`.
+    capabilities: Capabilities
+
+    def __init__(
+        self,
+        *,
+        read_only: bool = False,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        max_object_size: int | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if max_object_size is not None and max_object_size < 0:
+            raise ValueError("max_object_size must not be negative")
+        self._read_only = read_only
+        self.concurrency = concurrency
+        self.max_object_size = max_object_size
+        self._closed = False
+
+    # -- identity -----------------------------------------------------------------
+
+    @property
+    @abstractmethod
+    def url(self) -> str:
+        """Where this store points, as a URL without credentials."""
+
+    @property
+    def read_only(self) -> bool:
+        """True when writes and deletes are refused."""
+        return self._read_only
+
+    def __repr__(self) -> str:
+        mode = ", read_only=True" if self._read_only else ""
+        return f"{type(self).__name__}({self.url!r}{mode})"
+
+    # -- the operations -------------------------------------------------------------
+
+    def get(self, key: str) -> StoredObject:
+        """Read a whole object.
+
+        Raises
+        ------
+        NotFoundError
+            The key does not exist.
+        ObjectTooLargeError
+            The object is larger than ``max_object_size``.
+        """
+        return self._get(validate_key(key))
+
+    def head(self, key: str) -> ObjectMeta:
+        """Read an object's ETag, size and last-modified time without its body.
+
+        Raises
+        ------
+        NotFoundError
+            The key does not exist.
+        """
+        return self._head(validate_key(key))
+
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        if_match: str | None = None,
+        if_none_match: str | None = None,
+    ) -> str:
+        """Write a whole object atomically and return its new ETag.
+
+        Parameters
+        ----------
+        if_match:
+            Write only if the stored object's ETag is this one.
+        if_none_match:
+            Only ``"*"``: write only if the key does not exist yet.
+
+        Raises
+        ------
+        AlreadyExistsError
+            ``if_none_match="*"`` and the key exists.
+        PreconditionFailedError
+            ``if_match`` names another version, or the key does not exist.
+        ReadOnlyError
+            The store was opened read-only.
+        """
+        key = validate_key(key)
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError(f"data must be bytes, not {type(data).__name__}")
+        if if_none_match is not None and if_none_match != "*":
+            raise ValueError('if_none_match only takes "*"')
+        if if_match is not None and if_none_match is not None:
+            raise ValueError("give if_match or if_none_match, not both")
+        self._check_writable(key)
+        return self._put(
+            key,
+            bytes(data),
+            if_match=normalize_etag(if_match) if if_match is not None else None,
+            create_only=if_none_match == "*",
+        )
+
+    def delete(self, key: str, *, if_match: str | None = None) -> None:
+        """Delete an object.
+
+        Without ``if_match``, deleting a missing key is a no-op, as on S3. With
+        it, the delete happens only if the stored ETag is that one.
+
+        Raises
+        ------
+        PreconditionFailedError
+            ``if_match`` names another version, or the key does not exist.
+        ReadOnlyError
+            The store was opened read-only.
+        """
+        key = validate_key(key)
+        self._check_writable(key)
+        self._delete(key, if_match=normalize_etag(if_match) if if_match is not None else None)
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Yield every key that starts with ``prefix``, in lexicographic order.
+
+        ``prefix`` is a plain string prefix, as on S3: ``"abc"`` matches
+        ``"abc/x.json"`` and ``"abcd/y.json"``.
+        """
+        return self._list(validate_prefix(prefix))
+
+    def exists(self, key: str) -> bool:
+        """True when ``key`` exists."""
+        try:
+            self.head(key)
+        except NotFoundError:
+            return False
+        return True
+
+    # -- bulk operations ------------------------------------------------------------
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, StoredObject | None]:
+        """Read many objects concurrently; a missing key maps to ``None``.
+
+        Any other error is raised once every request has finished.
+        """
+        keys = [validate_key(k) for k in keys]
+
+        def one(key: str) -> StoredObject | None:
+            try:
+                return self._get(key)
+            except NotFoundError:
+                return None
+
+        return dict(zip(keys, self._map(one, keys), strict=True))
+
+    def put_many(self, items: Mapping[str, bytes]) -> dict[str, str]:
+        """Write many objects concurrently (unconditionally); return their ETags."""
+        keys = [validate_key(k) for k in items]
+        for key in keys:
+            self._check_writable(key)
+
+        def one(key: str) -> str:
+            return self._put(key, bytes(items[key]), if_match=None, create_only=False)
+
+        return dict(zip(keys, self._map(one, keys), strict=True))
+
+    def delete_many(self, keys: Iterable[str]) -> None:
+        """Delete many objects concurrently (unconditionally)."""
+        keys = [validate_key(k) for k in keys]
+        for key in keys:
+            self._check_writable(key)
+
+        def one(key: str) -> None:
+            self._delete(key, if_match=None)
+
+        self._map(one, keys)
+
+    def _map(self, fn: Callable[[_T], _R], items: Sequence[_T]) -> builtins.list[_R]:
+        """Apply ``fn`` to every item with up to ``concurrency`` in flight.
+
+        All calls run to completion before the first error is raised, so a
+        failure never leaves requests running behind the caller's back.
+        """
+        if len(items) <= 1 or self.concurrency == 1:
+            return [fn(item) for item in items]
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(items))) as pool:
+            futures = [pool.submit(fn, item) for item in items]
+        for future in futures:
+            error = future.exception()
+            if error is not None:
+                raise error
+        return [f.result() for f in futures]
+
+    # -- checking the endpoint --------------------------------------------------------
+
+    def probe(self, *, scratch_prefix: str = "_probe/") -> ProbeResult:
+        """Check that this store really honours conditional writes and deletes.
+
+        Some S3-compatible services accept ``If-None-Match`` and ``If-Match``
+        and silently ignore them; running concurrent merges on such a service
+        would lose updates. This writes a scratch key, checks that a create-only
+        write over it and a stale ``If-Match`` write and delete are refused,
+        and removes the key again.
+        """
+        key = validate_key(f"{scratch_prefix}{uuid.uuid4().hex}.probe")
+        self._check_writable(key)
+        notes: list[str] = []
+        self._put(key, b"probe-1", if_match=None, create_only=True)
+        try:
+            try:
+                self._put(key, b"probe-2", if_match=None, create_only=True)
+                inm = False
+                notes.append("If-None-Match: * was ignored (the object was overwritten)")
+            except AlreadyExistsError:
+                inm = True
+            current = self._head(key).etag
+            stale = etag_of(b"not-the-current-version")
+            try:
+                self._put(key, b"probe-3", if_match=stale, create_only=False)
+                im = False
+                notes.append("If-Match was ignored on PUT")
+            except PreconditionFailedError:
+                im = True
+            try:
+                self._delete(key, if_match=stale)
+                cd = False
+                notes.append("If-Match was ignored on DELETE")
+            except PreconditionFailedError:
+                cd = True
+            if im and self._head(key).etag != current:
+                im = False
+                notes.append("a refused If-Match PUT still changed the object")
+        finally:
+            self._delete(key, if_match=None)
+        return ProbeResult(
+            if_none_match=inm, if_match=im, conditional_delete=cd, detail="; ".join(notes)
+        )
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release connections and other resources. Safe to call twice."""
+        self._closed = True
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- for subclasses ---------------------------------------------------------------
+
+    def _check_writable(self, key: str) -> None:
+        if self._read_only:
+            raise ReadOnlyError(
+                f"{self.url} is open read-only; refusing to change {key!r}", key=key
+            )
+
+    def _not_found(self, key: str) -> NotFoundError:
+        return NotFoundError(f"{key!r} not found in {self.url}", key=key)
+
+    def _precondition_failed(self, key: str, if_match: str | None) -> PreconditionFailedError:
+        return PreconditionFailedError(
+            f"{key!r} in {self.url} is not at version {if_match} (changed or deleted by "
+            "another writer)",
+            key=key,
+        )
+
+    def _already_exists(self, key: str) -> AlreadyExistsError:
+        return AlreadyExistsError(f"{key!r} already exists in {self.url}", key=key)
+
+    @abstractmethod
+    def _get(self, key: str) -> StoredObject: ...
+
+    @abstractmethod
+    def _head(self, key: str) -> ObjectMeta: ...
+
+    @abstractmethod
+    def _put(self, key: str, data: bytes, *, if_match: str | None, create_only: bool) -> str:
+        """Write ``data``; ``if_match`` comes quoted; ``create_only`` is If-None-Match: *."""
+
+    @abstractmethod
+    def _delete(self, key: str, *, if_match: str | None) -> None: ...
+
+    @abstractmethod
+    def _list(self, prefix: str) -> Iterator[str]: ...
