@@ -269,6 +269,21 @@ class Store(ABC):
         """
         return self._list(validate_prefix(prefix))
 
+    def list_meta(self, prefix: str = "") -> Iterator[ObjectMeta]:
+        """Like :meth:`list`, with each key's ETag, size and last-modified time.
+
+        S3 returns these with the listing at no extra cost; other backends
+        may have to look at each object.
+        """
+        return self._list_meta(validate_prefix(prefix))
+
+    def _list_meta(self, prefix: str) -> Iterator[ObjectMeta]:
+        for key in self._list(prefix):
+            try:
+                yield self._head(key)
+            except NotFoundError:
+                continue  # deleted between the listing and the look
+
     def exists(self, key: str) -> bool:
         """True when ``key`` exists."""
         try:
@@ -305,16 +320,28 @@ class Store(ABC):
 
         return dict(zip(keys, self._map(one, keys), strict=True))
 
-    def delete_many(self, keys: Iterable[str]) -> None:
-        """Delete many objects concurrently (unconditionally)."""
+    def delete_many(
+        self, keys: Iterable[str], *, if_match: Mapping[str, str] | None = None
+    ) -> builtins.list[str]:
+        """Delete many objects concurrently.
+
+        With ``if_match`` (key -> ETag), each key is deleted only if it still
+        has that ETag; keys that changed or vanished are kept and returned.
+        Without it, deletes are unconditional and the list is empty.
+        """
         keys = [validate_key(k) for k in keys]
         for key in keys:
             self._check_writable(key)
+        conditions = {k: normalize_etag(v) for k, v in (if_match or {}).items()}
 
-        def one(key: str) -> None:
-            self._delete(key, if_match=None)
+        def one(key: str) -> str | None:
+            try:
+                self._delete(key, if_match=conditions.get(key))
+            except PreconditionFailedError:
+                return key
+            return None
 
-        self._map(one, keys)
+        return [k for k in self._map(one, keys) if k is not None]
 
     def _map(self, fn: Callable[[_T], _R], items: Sequence[_T]) -> builtins.list[_R]:
         """Apply ``fn`` to every item with up to ``concurrency`` in flight.

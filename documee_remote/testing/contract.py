@@ -33,6 +33,7 @@ import pytest
 
 from ..errors import (
     AlreadyExistsError,
+    ConflictError,
     InvalidKeyError,
     NotFoundError,
     ObjectTooLargeError,
@@ -92,14 +93,15 @@ def increment_counter(
                 try:
                     store.put(key, b"1", if_none_match="*")
                     done += 1
-                except PreconditionFailedError:
+                except (PreconditionFailedError, ConflictError):
                     conflicts += 1
                 continue
             value = int(current.data)
             try:
                 store.put(key, str(value + 1).encode(), if_match=current.etag)
                 done += 1
-            except PreconditionFailedError:
+            except (PreconditionFailedError, ConflictError):
+                # ConflictError: S3's 409, another conditional write in flight.
                 conflicts += 1
     finally:
         store.close()

@@ -1,0 +1,310 @@
+"""Checking and repairing a codebase's invariants, and collecting its garbage.
+
+The invariants (``PersistenceManager`` keeps them; ``verify`` checks them):
+
+1. No lost update: merges never overwrite each other (compare-and-swap on
+   ``analysis.json``; checked by the race tests, not here).
+2. ``analysis.json`` is the commit point: it parses, and a reader never sees a
+   partial one (atomic writes in every backend).
+3. ``file_hashes.json`` never claims a file that ``analysis.json`` lacks, so a
+   crash can only cause a re-analysis, never a skipped file.
+4. Every per-file object equals the embedded entry for its path, or is
+   repaired by the next merge of that path: ``verify`` reports each one that
+   differs, is missing, does not parse, or belongs to no entry.
+
+Comparisons use ETags from one listing, so checking 3,000 per-file objects
+costs a listing, not 3,000 downloads: the expected bytes of each entry are
+serialised locally and their MD5 compared with the stored ETag.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from . import codec, layout
+from .errors import CorruptObjectError, NotFoundError, PreconditionFailedError
+from .retry import TransactionStats
+from .stores.base import ObjectMeta, etag_of
+
+if TYPE_CHECKING:
+    from .manager import PersistenceManager
+
+__all__ = ["Finding", "FindingKind", "GcReport", "VerifyReport", "gc", "verify"]
+
+#: Per-file objects younger than this may belong to a merge in flight: a merge
+#: writes them before it commits analysis.json.
+DEFAULT_GRACE_SECONDS = 3600.0
+
+
+class FindingKind(StrEnum):
+    """What ``verify`` can find wrong."""
+
+    ANALYSIS_UNREADABLE = "analysis_unreadable"
+    ANALYSIS_MISSING = "analysis_missing"
+    PER_FILE_MISSING = "per_file_missing"
+    PER_FILE_DIFFERS = "per_file_differs"
+    PER_FILE_UNREADABLE = "per_file_unreadable"
+    PER_FILE_ORPHAN = "per_file_orphan"
+    HASHES_UNREADABLE = "hashes_unreadable"
+    HASH_WITHOUT_ENTRY = "hash_without_entry"
+
+
+@dataclass(slots=True)
+class Finding:
+    """One broken invariant, and whether ``repair`` fixed it."""
+
+    kind: FindingKind
+    key: str
+    file_path: str | None
+    detail: str
+    repaired: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        data = asdict(self)
+        data["kind"] = str(self.kind)
+        return data
+
+
+@dataclass(slots=True)
+class VerifyReport:
+    """What ``verify`` checked and found."""
+
+    codebase_id: str
+    findings: list[Finding] = field(default_factory=list)
+    files_checked: int = 0
+    objects_listed: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is wrong any more (no findings, or all repaired)."""
+        return all(f.repaired for f in self.findings)
+
+    @property
+    def repaired(self) -> int:
+        """How many findings ``repair`` fixed."""
+        return sum(1 for f in self.findings if f.repaired)
+
+    def count(self, kind: FindingKind) -> int:
+        """How many findings of one kind."""
+        return sum(1 for f in self.findings if f.kind == kind)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "codebase_id": self.codebase_id,
+            "ok": self.ok,
+            "files_checked": self.files_checked,
+            "objects_listed": self.objects_listed,
+            "repaired": self.repaired,
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+
+@dataclass(slots=True)
+class GcReport:
+    """What ``gc`` removed, and what it left because it was too young."""
+
+    codebase_id: str
+    removed: list[str] = field(default_factory=list)
+    kept_young: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+
+def _listing(pm: PersistenceManager, codebase_id: str) -> dict[str, ObjectMeta]:
+    prefix = layout.codebase_prefix(codebase_id)
+    return {meta.key: meta for meta in pm.store.list_meta(prefix)}
+
+
+def _per_file_keys(listing: dict[str, ObjectMeta], codebase_id: str) -> Iterator[str]:
+    prefix = layout.codebase_prefix(codebase_id)
+    for key in listing:
+        name = key[len(prefix) :]
+        if layout.is_file_analysis_name(name):
+            yield key
+
+
+def verify(
+    pm: PersistenceManager,
+    codebase_id: str,
+    *,
+    repair: bool = False,
+    grace_seconds: float = DEFAULT_GRACE_SECONDS,
+) -> VerifyReport:
+    """Check every invariant of one codebase; with ``repair``, fix what ``analysis.json`` can.
+
+    Repairs rewrite per-file objects from their ``analysis.json`` entries,
+    withdraw hashes of files the analysis lacks, and delete orphaned per-file
+    objects older than ``grace_seconds`` (younger ones may belong to a merge
+    in flight). Every repair is a conditional write against the version
+    verify saw, so it never overwrites a concurrent merge.
+    """
+    report = VerifyReport(codebase_id)
+    listing = _listing(pm, codebase_id)
+    report.objects_listed = len(listing)
+    cb_key = layout.analysis_key(codebase_id)
+    now = datetime.now(UTC)
+    grace = timedelta(seconds=grace_seconds)
+
+    analysis = None
+    if cb_key in listing:
+        try:
+            analysis = pm.load_analysis(codebase_id)
+        except CorruptObjectError as exc:
+            report.findings.append(Finding(FindingKind.ANALYSIS_UNREADABLE, cb_key, None, str(exc)))
+            return report  # nothing else can be judged without the commit point
+    elif listing:
+        report.findings.append(
+            Finding(
+                FindingKind.ANALYSIS_MISSING,
+                cb_key,
+                None,
+                f"{len(listing)} object(s) but no analysis.json",
+            )
+        )
+    entries = analysis.file_analyses if analysis is not None else {}
+    report.files_checked = len(entries)
+
+    # Invariant 4: per-file objects equal their entries.
+    expected_keys: dict[str, str] = {}
+    for path, fa in entries.items():
+        key = layout.file_analysis_key(codebase_id, path)
+        expected_keys[key] = path
+        body = codec.dump_file_analysis(fa)
+        meta = listing.get(key)
+        if meta is not None and meta.etag == etag_of(body):
+            continue
+        if meta is None:
+            finding = Finding(FindingKind.PER_FILE_MISSING, key, path, "no per-file object")
+        else:
+            kind, detail = _classify_per_file(pm, key, codebase_id)
+            finding = Finding(kind, key, path, detail)
+        if repair:
+            finding.repaired = _rewrite(pm, key, body, meta)
+        report.findings.append(finding)
+
+    for key in _per_file_keys(listing, codebase_id):
+        if key in expected_keys:
+            continue
+        meta = listing[key]
+        young = now - meta.last_modified < grace
+        finding = Finding(
+            FindingKind.PER_FILE_ORPHAN,
+            key,
+            None,
+            "belongs to no entry of analysis.json"
+            + (" (younger than the grace period: may be a merge in flight)" if young else ""),
+        )
+        if repair and not young:
+            finding.repaired = _delete_if_unchanged(pm, key, meta.etag)
+        report.findings.append(finding)
+
+    # Invariant 3: hashes only for files the analysis has.
+    hashes_key = layout.file_hashes_key(codebase_id)
+    if hashes_key in listing:
+        try:
+            hashes = pm.get_file_hashes(codebase_id)
+        except CorruptObjectError as exc:
+            finding = Finding(FindingKind.HASHES_UNREADABLE, hashes_key, None, str(exc))
+            if repair:
+                # Without hashes every file is simply analysed again: safe.
+                finding.repaired = _delete_if_unchanged(pm, hashes_key, listing[hashes_key].etag)
+            report.findings.append(finding)
+        else:
+            stray = [p for p in hashes if p not in entries]
+            findings = [
+                Finding(
+                    FindingKind.HASH_WITHOUT_ENTRY,
+                    hashes_key,
+                    p,
+                    "file_hashes.json claims a file analysis.json lacks",
+                )
+                for p in stray
+            ]
+            if repair and stray:
+                gone = set(stray)
+                pm._cas_hashes(
+                    codebase_id,
+                    lambda current: {p: h for p, h in current.items() if p not in gone},
+                    retry=None,
+                    stats=TransactionStats(),
+                )
+                for f in findings:
+                    f.repaired = True
+            report.findings.extend(findings)
+    return report
+
+
+def _classify_per_file(
+    pm: PersistenceManager, key: str, codebase_id: str
+) -> tuple[FindingKind, str]:
+    try:
+        obj = pm.store.get(key)
+    except NotFoundError:
+        return FindingKind.PER_FILE_MISSING, "no per-file object"
+    try:
+        codec.load_file_analysis(obj.data, key=key, codebase_id=codebase_id)
+    except CorruptObjectError as exc:
+        return FindingKind.PER_FILE_UNREADABLE, str(exc)
+    return FindingKind.PER_FILE_DIFFERS, "differs from the entry in analysis.json"
+
+
+def _rewrite(pm: PersistenceManager, key: str, body: bytes, meta: ObjectMeta | None) -> bool:
+    try:
+        if meta is None:
+            pm.store.put(key, body, if_none_match="*")
+        else:
+            pm.store.put(key, body, if_match=meta.etag)
+    except PreconditionFailedError:
+        return False  # changed since the listing: a merge got there; verify again
+    return True
+
+
+def _delete_if_unchanged(pm: PersistenceManager, key: str, etag: str) -> bool:
+    try:
+        pm.store.delete(key, if_match=etag)
+    except PreconditionFailedError:
+        return False
+    return True
+
+
+def gc(
+    pm: PersistenceManager,
+    codebase_id: str,
+    *,
+    grace_seconds: float = DEFAULT_GRACE_SECONDS,
+    dry_run: bool = False,
+) -> GcReport:
+    """Remove per-file objects no ``analysis.json`` entry refers to.
+
+    Objects younger than ``grace_seconds`` are kept: a merge writes its
+    per-file objects before it commits ``analysis.json``, and removing them
+    in between would break invariant 4. Each removal is conditional on the
+    ETag seen in the listing. Without an ``analysis.json`` nothing is removed
+    (the codebase may be in its first merge, or its analysis lost; either way
+    the per-file objects are the only copy left).
+    """
+    report = GcReport(codebase_id, dry_run=dry_run)
+    listing = _listing(pm, codebase_id)
+    analysis = pm.load_analysis(codebase_id)
+    if analysis is None:
+        return report
+    referenced = {layout.file_analysis_key(codebase_id, p) for p in analysis.file_analyses}
+    cutoff = datetime.now(UTC) - timedelta(seconds=grace_seconds)
+    for key in _per_file_keys(listing, codebase_id):
+        if key in referenced:
+            continue
+        meta = listing[key]
+        if meta.last_modified > cutoff:
+            report.kept_young.append(key)
+        elif dry_run or _delete_if_unchanged(pm, key, meta.etag):
+            report.removed.append(key)
+    return report

@@ -1,0 +1,112 @@
+"""RetryPolicy: how long optimistic transactions keep trying after losing a race.
+
+Backoff is exponential with full jitter (sleep a uniform random time between
+0 and ``min(cap, base * 2**attempt)``), which spreads colliding writers apart
+better than any fixed schedule; the policy is bounded both by a number of
+attempts and by a wall-clock deadline.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+__all__ = ["RetryPolicy", "TransactionStats"]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Bounds on retrying a compare-and-swap that lost to another writer.
+
+    Parameters
+    ----------
+    max_attempts:
+        Attempts in all, the first included.
+    base_delay:
+        Seconds; the first retry waits up to this long.
+    max_delay:
+        Seconds; no single wait is longer.
+    deadline:
+        Seconds from the first attempt after which no new attempt starts;
+        ``None`` for no deadline.
+    """
+
+    max_attempts: int = 20
+    base_delay: float = 0.02
+    max_delay: float = 2.0
+    deadline: float | None = 120.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if self.base_delay < 0 or self.max_delay < 0:
+            raise ValueError("delays must not be negative")
+        if self.deadline is not None and self.deadline <= 0:
+            raise ValueError("deadline must be positive")
+
+    def delay(self, retry: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait before retry number ``retry`` (1 for the first retry)."""
+        ceiling = min(self.max_delay, self.base_delay * (2 ** (retry - 1)))
+        return (rng or random).uniform(0.0, ceiling)
+
+
+@dataclass(slots=True)
+class TransactionStats:
+    """What a transaction went through, for callers who report or tune contention.
+
+    Attributes
+    ----------
+    attempts:
+        Commits tried, the successful one included.
+    conflicts:
+        Attempts lost to another writer (412, or S3's 409).
+    retries:
+        Attempts after the first.
+    waited:
+        Seconds spent sleeping between attempts.
+    """
+
+    attempts: int = 0
+    conflicts: int = 0
+    retries: int = 0
+    waited: float = 0.0
+
+    def add(self, other: TransactionStats) -> None:
+        """Accumulate another transaction's counts into this one."""
+        self.attempts += other.attempts
+        self.conflicts += other.conflicts
+        self.retries += other.retries
+        self.waited += other.waited
+
+
+@dataclass(slots=True)
+class Backoff:
+    """Drives one transaction's attempts under a :class:`RetryPolicy`."""
+
+    policy: RetryPolicy
+    stats: TransactionStats = field(default_factory=TransactionStats)
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+    _started: float | None = None
+
+    def next_attempt(self) -> bool:
+        """Wait as the policy says and return True when another attempt may start."""
+        now = self.clock()
+        if self._started is None:
+            self._started = now
+            self.stats.attempts = 1
+            return True
+        if self.stats.attempts >= self.policy.max_attempts:
+            return False
+        if self.policy.deadline is not None and now - self._started >= self.policy.deadline:
+            return False
+        pause = self.policy.delay(self.stats.attempts)
+        if self.policy.deadline is not None:
+            pause = max(0.0, min(pause, self.policy.deadline - (now - self._started)))
+        self.sleep(pause)
+        self.stats.waited += pause
+        self.stats.attempts += 1
+        self.stats.retries += 1
+        return True

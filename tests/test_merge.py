@@ -1,0 +1,311 @@
+"""Merging analysers' results: recomputation, transactions, conflicts and races."""
+
+from __future__ import annotations
+
+import functools
+import json
+import multiprocessing
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from documee_remote import (
+    PersistenceManager,
+    RetryPolicy,
+    TooManyConflictsError,
+    TransactionStats,
+    UnsupportedOperationError,
+)
+from documee_remote.codec import load_codebase_analysis
+from documee_remote.errors import CorruptObjectError, InvalidKeyError
+from documee_remote.layout import file_analysis_key
+from documee_remote.merge import compute_metrics, rank_teaching_files
+from documee_remote.models import CodebaseAnalysis
+from documee_remote.stores import Capabilities, LocalStore, MemoryStore, Store, StoredObject
+from documee_remote.testing.factories import content_hash, make_file_analysis
+
+from .conftest import SHARED_FIXTURES
+
+ISO_LOCAL = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?\Z")
+FAST = RetryPolicy(max_attempts=50, base_delay=0.001, max_delay=0.01, deadline=30)
+
+
+@pytest.fixture(params=["local", "memory"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    made: Store = LocalStore(tmp_path / "store") if request.param == "local" else MemoryStore()
+    with made:
+        yield made
+
+
+def test_metrics_recompute_exactly_as_upstream(codebase_dir: Path) -> None:
+    if SHARED_FIXTURES not in codebase_dir.parents:
+        pytest.skip("only the original engine's output has metrics to compare with")
+    raw = (codebase_dir / "analysis.json").read_bytes()
+    if not raw:
+        pytest.skip("empty analysis")
+    analysis = load_codebase_analysis(raw, key="analysis.json", codebase_id=codebase_dir.name)
+    stored = analysis.metrics
+    again = compute_metrics(analysis.file_analyses, analysis_time_ms=stored.analysis_time_ms)
+    assert again == stored
+    stored_top = [list(t) for t in json.loads(raw)["top_teaching_files"]]
+    assert [list(t) for t in rank_teaching_files(analysis.file_analyses)] == stored_top
+
+
+def test_first_merge_creates_the_analysis(store: Store) -> None:
+    pm = PersistenceManager(store)
+    fa = make_file_analysis("/src/a.py")
+    committed = pm.merge_file_analyses("cb1", {"/src/a.py": fa}, {"/src/a.py": "a" * 64})
+    assert committed.codebase_id == "cb1"
+    assert list(committed.file_analyses) == ["/src/a.py"]
+    assert committed.dependency_graph.nodes == {}
+    assert committed.global_patterns == []
+    assert committed.metrics.total_files == 1
+    assert committed.top_teaching_files == [("/src/a.py", fa.teaching_value.total_score)]
+    assert ISO_LOCAL.match(committed.analyzed_at)
+    loaded = pm.load_analysis("cb1")
+    assert loaded == committed
+    assert pm.get_file_hashes("cb1") == {"/src/a.py": "a" * 64}
+    assert pm.load_file_analysis("cb1", "/src/a.py") == fa
+
+
+def test_merge_replaces_in_place_appends_and_removes(store: Store) -> None:
+    pm = PersistenceManager(store)
+    first = {p: make_file_analysis(p, seed=1) for p in ("/a.py", "/b.py", "/c.py")}
+    pm.merge_file_analyses("cb1", first, {p: content_hash(p) for p in first})
+    newer_b = make_file_analysis("/b.py", seed=2, functions=7)
+    committed = pm.merge_file_analyses(
+        "cb1",
+        {"/b.py": newer_b, "/d.py": make_file_analysis("/d.py")},
+        {"/b.py": "b2" * 32, "/d.py": "d" * 64},
+        removed=["/a.py"],
+    )
+    assert list(committed.file_analyses) == ["/b.py", "/c.py", "/d.py"]
+    assert committed.file_analyses["/b.py"] == newer_b
+    assert committed.metrics == compute_metrics(
+        committed.file_analyses, analysis_time_ms=committed.metrics.analysis_time_ms
+    )
+    assert pm.load_file_analysis("cb1", "/a.py") is None
+    assert not store.exists(file_analysis_key("cb1", "/a.py"))
+    assert pm.get_file_hashes("cb1") == {
+        "/b.py": "b2" * 32,
+        "/c.py": content_hash("/c.py"),
+        "/d.py": "d" * 64,
+    }
+
+
+def test_merge_keeps_graph_and_patterns_unless_told(store: Store, codebase_dir: Path) -> None:
+    raw = (codebase_dir / "analysis.json").read_bytes()
+    if not raw or not (codebase_dir / "file_hashes.json").exists():
+        pytest.skip("needs a full fixture")
+    codebase_id = codebase_dir.name
+    original = load_codebase_analysis(raw, key="analysis.json", codebase_id=codebase_id)
+    pm = PersistenceManager(store)
+    pm.save_analysis(codebase_id, original)
+    path = next(iter(original.file_analyses))
+    changed = make_file_analysis(path)
+    committed = pm.merge_file_analyses(codebase_id, {path: changed}, {path: "f" * 64})
+    assert committed.dependency_graph == original.dependency_graph
+    assert committed.global_patterns == original.global_patterns
+    assert committed.file_analyses[path] == changed
+    assert list(committed.file_analyses) == list(original.file_analyses)
+
+    seen: list[frozenset[str]] = []
+
+    def merge_graph(analysis: CodebaseAnalysis, analyses: object, removed: frozenset[str]) -> None:
+        seen.append(removed)
+        analysis.global_patterns = []
+
+    after = pm.merge_file_analyses(
+        codebase_id, {path: changed}, {path: "f" * 64}, merge=merge_graph, removed=["/x.py"]
+    )
+    assert seen == [frozenset({"/x.py"})]
+    assert after.global_patterns == []
+
+
+def test_merge_rejects_inconsistent_input_and_writes_nothing(store: Store) -> None:
+    pm = PersistenceManager(store)
+    fa = make_file_analysis("/a.py")
+    with pytest.raises(InvalidKeyError, match="names another file"):
+        pm.merge_file_analyses("cb1", {"/b.py": fa}, {})
+    with pytest.raises(InvalidKeyError, match="no analysis"):
+        pm.merge_file_analyses("cb1", {"/a.py": fa}, {"/a.py": "a" * 64, "/z.py": "z" * 64})
+    with pytest.raises(InvalidKeyError):
+        pm.merge_file_analyses("../cb", {"/a.py": fa}, {})
+    assert list(store.list()) == []
+
+
+def test_merge_refuses_to_overwrite_a_corrupt_analysis(store: Store) -> None:
+    pm = PersistenceManager(store)
+    store.put("cb1/analysis.json", b"")
+    with pytest.raises(CorruptObjectError):
+        pm.merge_file_analyses("cb1", {"/a.py": make_file_analysis("/a.py")}, {})
+    assert store.get("cb1/analysis.json").data == b""
+
+
+class RacingStore(MemoryStore):
+    """Lets a rival writer commit just before each of the first ``rivals`` puts of a key."""
+
+    def __init__(self, key: str, rivals: int, rival: Callable[[], None]) -> None:
+        super().__init__()
+        self.key, self.rivals, self.rival = key, rivals, rival
+
+    def _put(self, key: str, data: bytes, *, if_match: str | None, create_only: bool) -> str:
+        if key == self.key and self.rivals > 0 and (if_match or create_only):
+            self.rivals -= 1
+            self.rival()
+        return super()._put(key, data, if_match=if_match, create_only=create_only)
+
+
+def test_lost_race_is_retried_and_both_updates_survive() -> None:
+    rival_pm: PersistenceManager | None = None
+    counter = iter(range(100))
+
+    def rival() -> None:
+        assert rival_pm is not None
+        n = next(counter)
+        path = f"/rival{n}.py"
+        rival_pm.merge_file_analyses("cb1", {path: make_file_analysis(path)}, {})
+
+    store = RacingStore("cb1/analysis.json", rivals=3, rival=rival)
+    rival_pm = PersistenceManager(_Unracing(store), retry=FAST)
+    pm = PersistenceManager(store, retry=FAST)
+    stats = TransactionStats()
+    committed = pm.merge_file_analyses(
+        "cb1", {"/mine.py": make_file_analysis("/mine.py")}, {"/mine.py": "m" * 64}, stats=stats
+    )
+    assert set(committed.file_analyses) == {"/mine.py", "/rival0.py", "/rival1.py", "/rival2.py"}
+    assert stats.conflicts == 3
+    assert stats.retries == 3
+    assert stats.attempts >= 4
+    loaded = pm.load_analysis("cb1")
+    assert loaded is not None
+    assert set(loaded.file_analyses) == set(committed.file_analyses)
+
+
+class _Unracing(Store):
+    """The same storage as a RacingStore, without the rival (so rivals don't recurse)."""
+
+    def __init__(self, inner: MemoryStore) -> None:
+        super().__init__()
+        self.inner = inner
+        self.capabilities = inner.capabilities
+
+    @property
+    def url(self) -> str:
+        return self.inner.url
+
+    def _get(self, key: str) -> StoredObject:
+        return self.inner._get(key)
+
+    def _head(self, key: str):  # type: ignore[no-untyped-def]
+        return self.inner._head(key)
+
+    def _put(self, key: str, data: bytes, *, if_match: str | None, create_only: bool) -> str:
+        return MemoryStore._put(self.inner, key, data, if_match=if_match, create_only=create_only)
+
+    def _delete(self, key: str, *, if_match: str | None) -> None:
+        self.inner._delete(key, if_match=if_match)
+
+    def _list(self, prefix: str) -> Iterator[str]:
+        return self.inner._list(prefix)
+
+
+def test_giving_up_says_how_many_attempts() -> None:
+    def rival() -> None:
+        current = store.get("cb1/analysis.json")
+        MemoryStore._put(
+            store, "cb1/analysis.json", current.data + b" ", if_match=None, create_only=False
+        )
+
+    store = RacingStore("cb1/analysis.json", rivals=0, rival=rival)
+    pm = PersistenceManager(store, retry=RetryPolicy(max_attempts=4, base_delay=0.0))
+    pm.update_analysis("cb1", lambda a: None)  # creates it
+    store.rivals = 1000
+    before = store.get("cb1/analysis.json").data
+    with pytest.raises(TooManyConflictsError) as info:
+        pm.update_analysis("cb1", lambda a: setattr(a, "analyzed_at", "changed"))
+    assert info.value.attempts == 4
+    assert "4 attempts" in str(info.value)
+    assert info.value.codebase_id == "cb1"
+    assert store.get("cb1/analysis.json").data.startswith(before)
+
+
+def test_transaction_block_replays_its_changes_after_a_lost_race() -> None:
+    store = MemoryStore()
+    pm = PersistenceManager(store, retry=FAST)
+    pm.merge_file_analyses("cb1", {"/a.py": make_file_analysis("/a.py")}, {})
+    with pm.transaction("cb1") as txn:
+        txn.put_file(make_file_analysis("/b.py"))
+        assert set(txn.analysis.file_analyses) == {"/a.py", "/b.py"}
+        # Another writer commits while the block runs.
+        pm.merge_file_analyses("cb1", {"/c.py": make_file_analysis("/c.py")}, {})
+        txn.remove_file("/a.py")
+    assert txn.stats.conflicts == 1
+    loaded = pm.load_analysis("cb1")
+    assert loaded is not None
+    assert set(loaded.file_analyses) == {"/b.py", "/c.py"}
+
+
+def test_transaction_block_that_raises_writes_nothing() -> None:
+    store = MemoryStore()
+    pm = PersistenceManager(store)
+
+    def body() -> None:
+        with pm.transaction("cb1") as txn:
+            txn.put_file(make_file_analysis("/b.py"))
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        body()
+    assert list(store.list()) == []
+
+
+class NonAtomicStore(MemoryStore):
+    capabilities = Capabilities(atomic_conditional_writes=False, conditional_delete=False)
+
+
+def test_merges_are_refused_on_stores_that_would_race() -> None:
+    pm = PersistenceManager(NonAtomicStore())
+    with pytest.raises(UnsupportedOperationError, match="lose updates"):
+        pm.merge_file_analyses("cb1", {"/a.py": make_file_analysis("/a.py")}, {})
+    with pytest.raises(UnsupportedOperationError):
+        pm.update_analysis("cb1", lambda a: None)
+    assert list(pm.store.list()) == []
+
+
+def _merge_worker(factory: Callable[[], Store], worker: int, merges: int) -> tuple[int, int]:
+    stats = TransactionStats()
+    with PersistenceManager(factory(), retry=RetryPolicy(max_attempts=200, deadline=120)) as pm:
+        for i in range(merges):
+            path = f"/src/w{worker}/f{i}.py"
+            fa = make_file_analysis(path, seed=worker * 1000 + i)
+            pm.merge_file_analyses("race1", {path: fa}, {path: content_hash(path)}, stats=stats)
+    return stats.attempts, stats.conflicts
+
+
+def check_merge_race(factory: Callable[[], Store], store: Store, workers: int, merges: int) -> None:
+    """Race ``workers`` processes of ``merges`` merges each and check every invariant."""
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(workers) as pool:
+        results = pool.starmap(_merge_worker, [(factory, w, merges) for w in range(workers)])
+    pm = PersistenceManager(store)
+    final = pm.load_analysis("race1")
+    assert final is not None
+    expected = {f"/src/w{w}/f{i}.py" for w in range(workers) for i in range(merges)}
+    assert set(final.file_analyses) == expected
+    assert final.metrics == compute_metrics(
+        final.file_analyses, analysis_time_ms=final.metrics.analysis_time_ms
+    )
+    assert pm.get_file_hashes("race1") == {p: content_hash(p) for p in expected}
+    for path, fa in final.file_analyses.items():
+        assert pm.load_file_analysis("race1", path) == fa
+    attempts = sum(a for a, _ in results)
+    conflicts = sum(c for _, c in results)
+    print(f"\n{workers}x{merges} merges: {attempts} attempts, {conflicts} conflicts")
+
+
+def test_eight_processes_merging_into_local_store_lose_nothing(tmp_path: Path) -> None:
+    factory = functools.partial(LocalStore, tmp_path / "store")
+    check_merge_race(factory, LocalStore(tmp_path / "store"), workers=8, merges=25)
