@@ -1,0 +1,1466 @@
+"""FsspecStore: any fsspec filesystem behind the :class:`Store` interface.
+
+What each kind of filesystem can do, and how:
+
+===================  =========================================  ================================
+filesystem           conditional writes and deletes             ``get``: bytes and their ETag
+===================  =========================================  ================================
+s3fs (``s3://``)     S3's ``If-None-Match: *`` / ``If-Match``   one GetObject (S3's ETag of
+                     headers: atomic on the service             exactly the bytes returned)
+``file://``          delegated to :class:`LocalStore`: temp     delegated to :class:`LocalStore`
+                     file + rename, checked under ``flock``
+``memory://``        one lock per ``MemoryFileSystem.store``    MD5 of the bytes, same lock
+                     dict, shared by every store over it
+anything else        refused with ``UnsupportedOperationError``  MD5 of the bytes read
+                     (``capabilities`` say so), never a
+                     check-then-set race
+===================  =========================================  ================================
+
+No shared state between stores: :meth:`FsspecStore.from_url` creates its
+filesystem with ``skip_instance_cache=True`` and ``use_listings_cache=False``,
+so two stores never share a filesystem object, a connection pool or a stale
+directory listing, even in a warm AWS Lambda container. Two exceptions are
+fsspec's by design: its memory filesystem keeps one process-wide dict (pass
+``storage_options={"global_store": False}`` for a private one), and its async
+filesystems run on fsspec's one IO thread and event loop.
+
+On s3fs the store calls the aiobotocore client that s3fs configured rather
+than s3fs's file-system methods, because those hide what a conditional write
+needs: they retry some requests themselves, ``_pipe_file`` drops ``IfMatch``
+for multipart uploads and returns no ETag then, and errors come back collapsed
+into ``OSError(EINVAL)`` and friends. Conditional PUTs carry a random token in
+their metadata (as in ``S3Store``), so a PUT that was sent twice (botocore's
+retries, or aiohttp silently resending a PUT on a dropped keep-alive
+connection) recognises its own landed write instead of reporting a lost race.
+Every failure of every filesystem is translated in one place,
+:func:`translate_error`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import posixpath
+import sys
+import threading
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from ..errors import (
+    AlreadyExistsError,
+    ConditionalRequestConflictError,
+    ConfigurationError,
+    DocumeeRemoteError,
+    InvalidKeyError,
+    MissingDependencyError,
+    NotFoundError,
+    ObjectTooLargeError,
+    PermissionDeniedError,
+    PreconditionFailedError,
+    ServiceUnavailableError,
+    StorageFullError,
+    StorageTimeoutError,
+    ThrottledError,
+    UnsupportedOperationError,
+)
+from ..layout import validate_key
+from .base import (
+    DEFAULT_CONCURRENCY,
+    Capabilities,
+    ObjectMeta,
+    Store,
+    StoredObject,
+    etag_of,
+    normalize_etag,
+)
+
+_INSTALL_HINT = "pip install 'documee-remote[fsspec]'"
+
+try:
+    import fsspec
+    import fsspec.asyn
+    from fsspec.implementations.local import LocalFileSystem
+    from fsspec.implementations.memory import MemoryFileSystem
+except ImportError as _exc:  # pragma: no cover - exercised only without the extra
+    raise MissingDependencyError(f"FsspecStore needs fsspec: {_INSTALL_HINT}") from _exc
+
+if TYPE_CHECKING:
+    from ..config import S3Options
+    from .local import LocalStore
+
+__all__ = [
+    "S3_ERROR_CODES",
+    "S3_HTTP_STATUSES",
+    "S3_OPTION_NAMES",
+    "FsspecStore",
+    "s3fs_storage_options",
+    "translate_error",
+]
+
+_T = TypeVar("_T")
+
+logger = logging.getLogger("documee_remote.stores.fsspec")
+
+#: User metadata (``x-amz-meta-<this>``) carrying a conditional PUT's random token, so
+#: a PUT sent twice recognises its own write; the same name as S3Store's.
+WRITE_TOKEN_METADATA = "documee-write-token"  # noqa: S105 - a metadata name, not a secret
+
+#: DeleteObjects takes at most this many keys.
+_DELETE_BATCH = 1000
+
+#: The S3 option names shared with the native S3 backend (fields of ``S3Options``).
+S3_OPTION_NAMES = (
+    "endpoint_url",
+    "region",
+    "profile",
+    "role_arn",
+    "external_id",
+    "role_session_name",
+    "sse",
+    "sse_kms_key_id",
+    "expected_bucket_owner",
+    "max_pool_connections",
+    "connect_timeout",
+    "read_timeout",
+    "retry_mode",
+    "max_attempts",
+    "addressing_style",
+)
+
+# What an operation was, where the same HTTP status means different things:
+# 412 on a create-only PUT is "already exists"; 404 on an If-Match PUT or
+# DELETE is "not the version you named" (S3 answers 404 when the key is gone).
+_Op = Literal["get", "head", "put", "create", "put_if_match", "delete", "delete_if_match", "list"]
+
+
+# -- error translation: the one place ---------------------------------------------------
+
+#: S3 error codes (the ``<Code>`` of an error response) and the error each becomes.
+S3_ERROR_CODES: Mapping[str, type[DocumeeRemoteError]] = {
+    # not found
+    "NoSuchKey": NotFoundError,
+    "NotFound": NotFoundError,
+    "NoSuchVersion": NotFoundError,
+    "NoSuchUpload": NotFoundError,
+    "NoSuchBucketPolicy": NotFoundError,
+    "NoSuchLifecycleConfiguration": NotFoundError,
+    "404": NotFoundError,
+    # conditional requests
+    "PreconditionFailed": PreconditionFailedError,
+    "412": PreconditionFailedError,
+    "ConditionalRequestConflict": ConditionalRequestConflictError,
+    "OperationAborted": ConditionalRequestConflictError,
+    "409": ConditionalRequestConflictError,
+    # refused
+    "AccessDenied": PermissionDeniedError,
+    "AllAccessDisabled": PermissionDeniedError,
+    "AccountProblem": PermissionDeniedError,
+    "InvalidAccessKeyId": PermissionDeniedError,
+    "SignatureDoesNotMatch": PermissionDeniedError,
+    "ExpiredToken": PermissionDeniedError,
+    "InvalidToken": PermissionDeniedError,
+    "TokenRefreshRequired": PermissionDeniedError,
+    "RequestTimeTooSkewed": PermissionDeniedError,
+    "NotSignedUp": PermissionDeniedError,
+    "InvalidPayer": PermissionDeniedError,
+    "InvalidSecurity": PermissionDeniedError,
+    "InvalidObjectState": PermissionDeniedError,
+    "CrossLocationLoggingProhibited": PermissionDeniedError,
+    "KMS.AccessDeniedException": PermissionDeniedError,
+    "403": PermissionDeniedError,
+    # slow down
+    "SlowDown": ThrottledError,
+    "Throttling": ThrottledError,
+    "ThrottlingException": ThrottledError,
+    "ThrottledException": ThrottledError,
+    "RequestThrottled": ThrottledError,
+    "RequestLimitExceeded": ThrottledError,
+    "TooManyRequests": ThrottledError,
+    "TooManyRequestsException": ThrottledError,
+    "429": ThrottledError,
+    # the service failed
+    "InternalError": ServiceUnavailableError,
+    "ServiceUnavailable": ServiceUnavailableError,
+    "500": ServiceUnavailableError,
+    "502": ServiceUnavailableError,
+    "503": ServiceUnavailableError,
+    "504": ServiceUnavailableError,
+    "RequestTimeout": StorageTimeoutError,
+    "RequestTimeoutException": StorageTimeoutError,
+    # the configuration is wrong: bucket, region, encryption settings
+    "NoSuchBucket": ConfigurationError,
+    "InvalidBucketName": ConfigurationError,
+    "PermanentRedirect": ConfigurationError,
+    "TemporaryRedirect": ConfigurationError,
+    "Redirect": ConfigurationError,
+    "301": ConfigurationError,
+    "307": ConfigurationError,
+    "AuthorizationHeaderMalformed": ConfigurationError,
+    "IllegalLocationConstraintException": ConfigurationError,
+    "InvalidEncryptionAlgorithmError": ConfigurationError,
+    "InvalidArgument": ConfigurationError,
+    "KMS.NotFoundException": ConfigurationError,
+    "KMS.DisabledException": ConfigurationError,
+    # the endpoint cannot do it (S3-compatibles without conditional writes)
+    "NotImplemented": UnsupportedOperationError,
+    "501": UnsupportedOperationError,
+    "MethodNotAllowed": UnsupportedOperationError,
+    # the request itself
+    "EntityTooLarge": ObjectTooLargeError,
+    "KeyTooLongError": InvalidKeyError,
+}
+
+#: HTTP statuses, for error codes not in :data:`S3_ERROR_CODES`. Other 5xx are
+#: :class:`ServiceUnavailableError`; other 4xx the base :class:`DocumeeRemoteError`.
+S3_HTTP_STATUSES: Mapping[int, type[DocumeeRemoteError]] = {
+    301: ConfigurationError,
+    307: ConfigurationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    405: UnsupportedOperationError,
+    409: ConditionalRequestConflictError,
+    412: PreconditionFailedError,
+    429: ThrottledError,
+    501: UnsupportedOperationError,
+}
+
+
+def _s3_error_class(code: str, status: int) -> type[DocumeeRemoteError]:
+    if code in S3_ERROR_CODES:
+        return S3_ERROR_CODES[code]
+    if status in S3_HTTP_STATUSES:
+        return S3_HTTP_STATUSES[status]
+    if status >= 500:
+        return ServiceUnavailableError
+    return DocumeeRemoteError
+
+
+def _client_error_in_chain(exc: BaseException) -> Any:
+    """The botocore ``ClientError`` behind ``exc``, if there is one.
+
+    s3fs (and fsspec wrappers around it) re-raise S3's answers as OSError
+    subclasses with the original ClientError as ``__cause__``; follow the
+    chain so that the status code, not the collapsed errno, decides.
+    """
+    botocore_exceptions = sys.modules.get("botocore.exceptions")
+    if botocore_exceptions is None:
+        return None
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, botocore_exceptions.ClientError):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _s3_code(exc: BaseException) -> str:
+    """S3's error code behind ``exc`` ("" when it is not an S3 answer)."""
+    client_error = _client_error_in_chain(exc)
+    response = getattr(client_error, "response", None) or {}
+    return str((response.get("Error") or {}).get("Code") or "")
+
+
+def translate_error(
+    exc: BaseException, *, key: str | None, url: str, op: _Op
+) -> DocumeeRemoteError:
+    """Turn any backend failure into the library's error tree.
+
+    Every driver of :class:`FsspecStore` sends its exceptions here, and
+    raises the result ``from exc``. S3's answers are classified by their
+    error code, then by HTTP status (:data:`S3_ERROR_CODES`,
+    :data:`S3_HTTP_STATUSES`); ``op`` resolves the statuses whose meaning
+    depends on the request. Connection failures, timeouts and ``OSError``
+    from other filesystems are mapped by type. The result never contains
+    object bodies or credentials.
+    """
+    if isinstance(exc, DocumeeRemoteError):
+        return exc
+    where = f"{key!r} in {url}" if key else url
+    client_error = _client_error_in_chain(exc)
+    if client_error is not None:
+        response = getattr(client_error, "response", None) or {}
+        error = response.get("Error") or {}
+        code = str(error.get("Code") or "")
+        status = int((response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0)
+        if not code and status:
+            code = str(status)
+        cls = _s3_error_class(code, status)
+        if cls is PreconditionFailedError and op == "create":
+            cls = AlreadyExistsError
+        elif cls is NotFoundError and op in ("put_if_match", "delete_if_match"):
+            # S3 answers If-Match on a missing key with 404: the named version is gone.
+            cls = PreconditionFailedError
+        detail = f"S3 answered {status} {code}".rstrip()
+        message = str(error.get("Message") or "")
+        if message and message != code:
+            detail += f": {message}"
+        return _make(cls, op, where, detail, key)
+    return _translate_non_http(exc, key=key, where=where, op=op)
+
+
+def _translate_non_http(
+    exc: BaseException, *, key: str | None, where: str, op: _Op
+) -> DocumeeRemoteError:
+    botocore_exceptions = sys.modules.get("botocore.exceptions")
+    if botocore_exceptions is not None and isinstance(exc, botocore_exceptions.BotoCoreError):
+        timeouts = (botocore_exceptions.ConnectTimeoutError, botocore_exceptions.ReadTimeoutError)
+        if isinstance(exc, timeouts):
+            return StorageTimeoutError(f"timed out on {where}: {exc}", key=key)
+        if isinstance(
+            exc,
+            botocore_exceptions.HTTPClientError
+            | botocore_exceptions.ConnectionError
+            | botocore_exceptions.ResponseStreamingError,
+        ):
+            return ServiceUnavailableError(
+                f"connection to the store failed on {where}: {exc}", key=key
+            )
+        if isinstance(
+            exc,
+            botocore_exceptions.NoCredentialsError
+            | botocore_exceptions.PartialCredentialsError
+            | botocore_exceptions.NoRegionError
+            | botocore_exceptions.ParamValidationError
+            | botocore_exceptions.ProfileNotFound,
+        ):
+            return ConfigurationError(f"S3 is not configured correctly for {where}: {exc}", key=key)
+        return DocumeeRemoteError(f"S3 request failed on {where}: {exc}", key=key)
+    aiohttp = sys.modules.get("aiohttp")
+    if aiohttp is not None and isinstance(exc, aiohttp.ClientError):
+        # Dropped connections and truncated bodies while streaming a response.
+        return ServiceUnavailableError(f"connection to the store failed on {where}: {exc}", key=key)
+    if isinstance(exc, TimeoutError | fsspec.exceptions.FSTimeoutError):
+        return StorageTimeoutError(f"timed out on {where}", key=key)
+    if isinstance(exc, FileNotFoundError):
+        if op in ("put_if_match", "delete_if_match"):
+            return PreconditionFailedError(f"{where} does not exist (If-Match)", key=key)
+        return NotFoundError(f"{where} not found", key=key)
+    if isinstance(exc, PermissionError):
+        return PermissionDeniedError(f"permission denied for {where}", key=key)
+    if isinstance(exc, FileExistsError | IsADirectoryError | NotADirectoryError):
+        # A key and a "directory" of the same name: filesystems with real
+        # directories cannot hold both "cb/a" and "cb/a/b".
+        return InvalidKeyError(
+            f"{where} cannot be stored on this filesystem: a key and a directory of the "
+            "same name cannot both exist",
+            key=key,
+        )
+    if isinstance(exc, ConnectionError):
+        return ServiceUnavailableError(f"connection to the store failed on {where}: {exc}", key=key)
+    if isinstance(exc, OSError):
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return StorageFullError(f"no space left for {where}", key=key)
+        return DocumeeRemoteError(f"storage failed for {where}: {exc}", key=key)
+    return DocumeeRemoteError(f"storage failed for {where}: {type(exc).__name__}: {exc}", key=key)
+
+
+def _make(
+    cls: type[DocumeeRemoteError], op: _Op, where: str, detail: str, key: str | None
+) -> DocumeeRemoteError:
+    if cls is NotFoundError:
+        text = f"{where} not found ({detail})"
+    elif cls is AlreadyExistsError:
+        text = f"{where} already exists ({detail})"
+    elif cls is PreconditionFailedError:
+        text = (
+            f"{where} is not at the version named by If-Match (changed or deleted by "
+            f"another writer; {detail})"
+        )
+    elif cls is ConditionalRequestConflictError:
+        text = f"another conditional write to {where} was in flight; retry ({detail})"
+    elif cls is UnsupportedOperationError:
+        text = (
+            f"the endpoint does not support this {op} request on {where} ({detail}); "
+            "some S3-compatible services lack conditional writes"
+        )
+    else:
+        text = f"{op} failed for {where}: {detail}"
+    return cls(text, key=key)
+
+
+#: Failures of a conditional PUT after which an earlier copy of it may have landed.
+_MAYBE_LANDED = (
+    PreconditionFailedError,  # incl. AlreadyExistsError
+    ConditionalRequestConflictError,
+    ServiceUnavailableError,
+    StorageTimeoutError,
+)
+
+
+def _retried(exc: BaseException) -> bool:
+    """Did botocore retry the request that finally failed with ``exc``?"""
+    client_error = _client_error_in_chain(exc)
+    if client_error is None:
+        return False
+    meta = (getattr(client_error, "response", None) or {}).get("ResponseMetadata") or {}
+    return int(meta.get("RetryAttempts") or 0) > 0
+
+
+# -- S3 options -----------------------------------------------------------------------------
+
+
+def s3fs_storage_options(options: S3Options, *, concurrency: int) -> dict[str, Any]:
+    """Map the native S3 backend's options onto s3fs's ``storage_options``.
+
+    ``role_arn`` becomes an aiobotocore session whose credentials come from
+    STS AssumeRole and refresh themselves before they expire.
+    ``max_pool_connections`` defaults to the store's ``concurrency`` so that
+    bulk transfers do not queue for connections.
+    """
+    client_kwargs: dict[str, Any] = {}
+    if options.endpoint_url:
+        client_kwargs["endpoint_url"] = options.endpoint_url
+    if options.region:
+        client_kwargs["region_name"] = options.region
+    config_kwargs: dict[str, Any] = {
+        "max_pool_connections": options.max_pool_connections or max(10, concurrency),
+        "connect_timeout": options.connect_timeout,
+        "read_timeout": options.read_timeout,
+        # total_max_attempts counts the first attempt, like AWS_MAX_ATTEMPTS and
+        # like the native backend (botocore's "max_attempts" would count retries).
+        "retries": {"mode": options.retry_mode, "total_max_attempts": options.max_attempts},
+        "user_agent_extra": "documee-remote",
+    }
+    if options.addressing_style:
+        config_kwargs["s3"] = {"addressing_style": options.addressing_style}
+    additional: dict[str, Any] = {}
+    if options.sse:
+        additional["ServerSideEncryption"] = options.sse
+    if options.sse_kms_key_id:
+        additional["SSEKMSKeyId"] = options.sse_kms_key_id
+    if options.expected_bucket_owner:
+        additional["ExpectedBucketOwner"] = options.expected_bucket_owner
+    storage: dict[str, Any] = {
+        "client_kwargs": client_kwargs,
+        "config_kwargs": config_kwargs,
+        "s3_additional_kwargs": additional,
+        # No process-wide sharing, no stale listings (see the module docstring).
+        "skip_instance_cache": True,
+        "use_listings_cache": False,
+    }
+    if options.role_arn:
+        storage["session"] = _assume_role_session(options)
+    elif options.profile:
+        storage["profile"] = options.profile
+    return storage
+
+
+def _assume_role_session(options: S3Options) -> Any:
+    """An aiobotocore session whose credentials come from AssumeRole and refresh themselves.
+
+    The source credentials are the usual chain (or ``profile``). As in the
+    native backend, STS is found by botocore's own resolution
+    (``AWS_ENDPOINT_URL_STS``, regional endpoints), never at the S3
+    ``endpoint_url``.
+    """
+    from aiobotocore.credentials import (
+        AioAssumeRoleCredentialFetcher,
+        AioCredentialResolver,
+        AioDeferredRefreshableCredentials,
+    )
+    from aiobotocore.session import AioSession
+    from botocore.credentials import CredentialProvider
+    from botocore.exceptions import NoCredentialsError
+
+    source = AioSession(profile=options.profile) if options.profile else AioSession()
+    extra_args: dict[str, Any] = {"RoleSessionName": options.role_session_name}
+    if options.external_id is not None:
+        extra_args["ExternalId"] = options.external_id
+    region = options.region
+
+    def create_sts(service: str, **kwargs: Any) -> Any:
+        return source.create_client(service, region_name=region, **kwargs)
+
+    role_arn = options.role_arn
+
+    class _AssumedRole(CredentialProvider):  # the async resolver awaits load()
+        METHOD = "assume-role"
+        CANONICAL_NAME = "documee-remote-assume-role"
+
+        async def load(self) -> Any:
+            source_credentials = await source.get_credentials()
+            if source_credentials is None:
+                raise NoCredentialsError()
+            fetcher = AioAssumeRoleCredentialFetcher(
+                client_creator=create_sts,
+                source_credentials=source_credentials,
+                role_arn=role_arn,
+                extra_args=extra_args,
+            )
+            # Deferred: the first request fetches, and botocore refreshes shortly
+            # before expiry, so a long-lived store never signs with stale keys.
+            return AioDeferredRefreshableCredentials(
+                refresh_using=fetcher.fetch_credentials, method=self.METHOD
+            )
+
+    session = AioSession()
+    # The resolver is the public way to replace where a session gets credentials.
+    session.register_component("credential_provider", AioCredentialResolver([_AssumedRole()]))
+    return session
+
+
+def _merge_storage_options(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for name, value in extra.items():
+        if name in ("client_kwargs", "config_kwargs", "s3_additional_kwargs") and isinstance(
+            value, Mapping
+        ):
+            merged[name] = {**merged.get(name, {}), **value}
+        else:
+            merged[name] = value
+    return merged
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+# MemoryFileSystem keeps its objects in a dict shared class-wide (or per
+# instance with global_store=False). Conditional writes must serialise on that
+# dict, not on a filesystem object or a store, so the locks live here, keyed by
+# id(fs.store). This is the one piece of process-wide state in this module,
+# and it only mirrors state fsspec already shares: one small Lock per dict
+# (dicts cannot be weakly referenced). Should a private dict be freed and its
+# id reused, two stores share a lock: more serialisation, never less.
+_MEMORY_LOCKS: dict[int, threading.Lock] = {}
+_MEMORY_LOCKS_GUARD = threading.Lock()
+
+
+def _memory_lock(store_dict: object) -> threading.Lock:
+    with _MEMORY_LOCKS_GUARD:
+        return _MEMORY_LOCKS.setdefault(id(store_dict), threading.Lock())
+
+
+def _is_s3fs(fs: Any) -> bool:
+    # s3fs can only be in play if something imported it; never import it just to check.
+    s3fs = sys.modules.get("s3fs")
+    return s3fs is not None and isinstance(fs, s3fs.S3FileSystem)
+
+
+def _is_async(fs: Any) -> bool:
+    """Can the store run ``fs``'s coroutines on its loop (async-capable, not ``asynchronous``)?"""
+    if not getattr(fs, "async_impl", False) or getattr(fs, "asynchronous", False):
+        return False
+    # Wrappers such as DirFileSystem claim async_impl but are only as async as
+    # the filesystem they wrap.
+    inner = getattr(fs, "fs", None)
+    return _is_async(inner) if isinstance(inner, fsspec.AbstractFileSystem) else True
+
+
+def _to_datetime(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return _to_datetime(parsed)
+    return None
+
+
+async def _bounded_gather(coros: Iterable[Awaitable[_T]], limit: int) -> list[_T | BaseException]:
+    """Await every coroutine with at most ``limit`` in flight; collect errors, do not stop."""
+    semaphore = asyncio.Semaphore(limit)
+
+    async def one(coro: Awaitable[_T]) -> _T:
+        async with semaphore:
+            return await coro
+
+    return await asyncio.gather(*(one(c) for c in coros), return_exceptions=True)
+
+
+def _raise_first(results: Iterable[object]) -> None:
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+
+
+# -- drivers: one per kind of filesystem ----------------------------------------------------------
+
+
+class _Driver:
+    """How one kind of filesystem performs the store's operations on full paths."""
+
+    capabilities = Capabilities(atomic_conditional_writes=False, conditional_delete=False)
+
+    def __init__(self, store: FsspecStore) -> None:
+        self.store = store
+        self.fs = store.fs
+
+    def error(self, exc: BaseException, key: str | None, op: _Op) -> DocumeeRemoteError:
+        return translate_error(exc, key=key, url=self.store.url, op=op)
+
+    def run(self, coro_fn: Callable[..., Coroutine[Any, Any, _T]], *args: Any) -> _T:
+        """Run a coroutine of an async filesystem on its event loop and wait for it."""
+        result: _T = fsspec.asyn.sync(self.fs.loop, coro_fn, *args)
+        return result
+
+    def get(self, key: str) -> StoredObject:
+        raise NotImplementedError
+
+    def head(self, key: str) -> ObjectMeta:
+        raise NotImplementedError
+
+    def put(self, key: str, data: bytes, if_match: str | None, create_only: bool) -> str:
+        raise NotImplementedError
+
+    def delete(self, key: str, if_match: str | None) -> None:
+        raise NotImplementedError
+
+    def list_keys(self, prefix: str) -> list[str]:
+        raise NotImplementedError
+
+    # Bulk operations: None means "use the Store's thread pool".
+    def get_many(self, keys: list[str]) -> dict[str, StoredObject | None] | None:
+        return None
+
+    def put_many(self, items: dict[str, bytes]) -> dict[str, str] | None:
+        return None
+
+    def delete_many(self, keys: list[str], conditions: dict[str, str]) -> list[str] | None:
+        return None
+
+    def list_meta(self, prefix: str) -> list[ObjectMeta] | None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+class _FilesystemDriver(_Driver):
+    """Any fsspec filesystem through its public API; no conditional writes."""
+
+    def path(self, key: str) -> str:
+        return self.store._path(key)
+
+    def _too_large(self, key: str, size: int) -> ObjectTooLargeError:
+        return ObjectTooLargeError(
+            f"{key!r} is {size} bytes, over this store's limit of {self.store.max_object_size}",
+            key=key,
+        )
+
+    def _read(self, key: str) -> bytes:
+        path = self.path(key)
+        try:
+            limit = self.store.max_object_size
+            if limit is not None:
+                size = self.fs.size(path)
+                if size is not None and size > limit:
+                    raise self._too_large(key, size)
+            data = self.fs.cat_file(path)
+        except DocumeeRemoteError:
+            raise
+        except Exception as exc:
+            raise self.error(exc, key, "get") from exc
+        data = bytes(data)
+        # The object may have grown between size() and cat_file().
+        if self.store.max_object_size is not None and len(data) > self.store.max_object_size:
+            raise self._too_large(key, len(data))
+        return data
+
+    def get(self, key: str) -> StoredObject:
+        data = self._read(key)
+        return StoredObject(data=data, etag=etag_of(data))
+
+    def head(self, key: str) -> ObjectMeta:
+        path = self.path(key)
+        try:
+            info = self.fs.info(path)
+            if info.get("type") == "directory":
+                raise FileNotFoundError(path)
+            # The ETag is the MD5 of the bytes, so a head has to read them.
+            data = bytes(self.fs.cat_file(path))
+            modified = self._modified(path, info)
+        except DocumeeRemoteError:
+            raise
+        except Exception as exc:
+            raise self.error(exc, key, "head") from exc
+        return ObjectMeta(key=key, etag=etag_of(data), size=len(data), last_modified=modified)
+
+    def _modified(self, path: str, info: Mapping[str, Any]) -> datetime:
+        for name in ("LastModified", "last_modified", "mtime", "modified", "updated", "created"):
+            found = _to_datetime(info.get(name))
+            if found is not None:
+                return found
+        try:
+            found = _to_datetime(self.fs.modified(path))
+        except (NotImplementedError, AttributeError):
+            found = None
+        return found if found is not None else datetime.now(UTC)
+
+    def _unsupported(self, key: str, what: str) -> UnsupportedOperationError:
+        return UnsupportedOperationError(
+            f"{type(self.fs).__name__} cannot {what} atomically, so {self.store.url} refuses "
+            f"it for {key!r} rather than racing other writers (see the store's capabilities); "
+            "use s3://, file:// or memory://, or write unconditionally",
+            key=key,
+        )
+
+    def put(self, key: str, data: bytes, if_match: str | None, create_only: bool) -> str:
+        if if_match is not None or create_only:
+            raise self._unsupported(key, "write conditionally")
+        self._write(key, data)
+        return etag_of(data)
+
+    def _write(self, key: str, data: bytes) -> None:
+        path = self.path(key)
+        try:
+            try:
+                self.fs.pipe_file(path, data)
+            except FileNotFoundError:
+                # Filesystems with real directories need the parent first.
+                self.fs.makedirs(self.fs._parent(path), exist_ok=True)
+                self.fs.pipe_file(path, data)
+        except DocumeeRemoteError:
+            raise
+        except Exception as exc:
+            raise self.error(exc, key, "put") from exc
+
+    def delete(self, key: str, if_match: str | None) -> None:
+        if if_match is not None:
+            raise self._unsupported(key, "delete conditionally")
+        self._remove(key)
+
+    def _remove(self, key: str) -> None:
+        try:
+            self.fs.rm_file(self.path(key))
+        except FileNotFoundError:
+            return  # deleting a missing key is a no-op, as on S3
+        except DocumeeRemoteError:
+            raise
+        except Exception as exc:
+            raise self.error(exc, key, "delete") from exc
+
+    def list_keys(self, prefix: str) -> list[str]:
+        # Start from the deepest directory the prefix names completely.
+        head = prefix.rpartition("/")[0]
+        start = self.path(head) if head else self.store._base.rstrip("/") or self.store._base
+        base = self.store._base
+        try:
+            found = self.fs.find(start, detail=True)
+        except FileNotFoundError:
+            return []
+        except DocumeeRemoteError:
+            raise
+        except Exception as exc:
+            raise self.error(exc, prefix or None, "list") from exc
+        keys = []
+        for name, info in found.items():
+            if info.get("type") != "file" or not name.startswith(base):
+                continue
+            key = name[len(base) :]
+            if not key.startswith(prefix):
+                continue
+            try:
+                validate_key(key)
+            except InvalidKeyError:
+                continue  # temporary files (".x") and names this store cannot address
+            keys.append(key)
+        keys.sort()
+        return keys
+
+
+class _AsyncFilesystemDriver(_FilesystemDriver):
+    """An async-capable filesystem (gcsfs, adlfs, ...): bulk transfers gathered on its loop."""
+
+    async def _aget(self, key: str) -> StoredObject | None:
+        path = self.path(key)
+        try:
+            limit = self.store.max_object_size
+            if limit is not None:
+                size = (await self.fs._info(path)).get("size")
+                if size is not None and size > limit:
+                    raise self._too_large(key, size)
+            data = bytes(await self.fs._cat_file(path))
+        except FileNotFoundError:
+            return None
+        except DocumeeRemoteError:
+            raise
+        except Exception as exc:
+            raise self.error(exc, key, "get") from exc
+        if self.store.max_object_size is not None and len(data) > self.store.max_object_size:
+            raise self._too_large(key, len(data))
+        return StoredObject(data=data, etag=etag_of(data))
+
+    async def _aput(self, key: str, data: bytes) -> str:
+        try:
+            await self.fs._pipe_file(self.path(key), data)
+        except DocumeeRemoteError:
+            raise
+        except Exception as exc:
+            raise self.error(exc, key, "put") from exc
+        return etag_of(data)
+
+    async def _adelete(self, key: str) -> None:
+        try:
+            await self.fs._rm_file(self.path(key))
+        except FileNotFoundError:
+            return
+        except DocumeeRemoteError:
+            raise
+        except Exception as exc:
+            raise self.error(exc, key, "delete") from exc
+
+    def get_many(self, keys: list[str]) -> dict[str, StoredObject | None]:
+        async def all_of() -> list[StoredObject | BaseException | None]:
+            return await _bounded_gather((self._aget(k) for k in keys), self.store.concurrency)
+
+        results = self.run(all_of)
+        _raise_first(results)
+        return {
+            k: r for k, r in zip(keys, results, strict=True) if not isinstance(r, BaseException)
+        }
+
+    def put_many(self, items: dict[str, bytes]) -> dict[str, str]:
+        async def all_of() -> list[str | BaseException]:
+            coros = (self._aput(k, v) for k, v in items.items())
+            return await _bounded_gather(coros, self.store.concurrency)
+
+        results = self.run(all_of)
+        _raise_first(results)
+        return {k: str(r) for k, r in zip(items, results, strict=True)}
+
+    def delete_many(self, keys: list[str], conditions: dict[str, str]) -> list[str] | None:
+        if conditions:
+            return None  # the Store's default refuses them key by key, like delete()
+
+        async def all_of() -> list[BaseException | None]:
+            return await _bounded_gather((self._adelete(k) for k in keys), self.store.concurrency)
+
+        _raise_first(self.run(all_of))
+        return []
+
+
+class _MemoryDriver(_FilesystemDriver):
+    """fsspec's MemoryFileSystem, with conditional writes made atomic by a shared lock.
+
+    Every operation of every store over the same ``fs.store`` dict holds the
+    same lock (see ``_memory_lock``), exactly as :class:`MemoryStore` does. Code
+    that writes to the filesystem without going through a store bypasses it.
+    """
+
+    capabilities = Capabilities(atomic_conditional_writes=True, conditional_delete=True)
+
+    def __init__(self, store: FsspecStore) -> None:
+        super().__init__(store)
+        self.lock = _memory_lock(self.fs.store)
+
+    def _current_etag(self, key: str) -> str | None:
+        path = self.path(key)
+        if not self.fs.isfile(path):
+            return None
+        return etag_of(bytes(self.fs.cat_file(path)))
+
+    def get(self, key: str) -> StoredObject:
+        # MemoryFile objects are shared BytesIOs: reading moves their position.
+        with self.lock:
+            return super().get(key)
+
+    def head(self, key: str) -> ObjectMeta:
+        with self.lock:
+            return super().head(key)
+
+    def put(self, key: str, data: bytes, if_match: str | None, create_only: bool) -> str:
+        with self.lock:
+            current = self._current_etag(key)
+            if create_only and current is not None:
+                raise self.store._already_exists(key)
+            if if_match is not None and current != if_match:
+                raise self.store._precondition_failed(key, if_match)
+            self._write(key, data)
+        return etag_of(data)
+
+    def delete(self, key: str, if_match: str | None) -> None:
+        with self.lock:
+            if if_match is not None and self._current_etag(key) != if_match:
+                raise self.store._precondition_failed(key, if_match)
+            self._remove(key)
+
+    def list_keys(self, prefix: str) -> list[str]:
+        with self.lock:
+            return super().list_keys(prefix)
+
+
+class _LocalDriver(_Driver):
+    """fsspec's LocalFileSystem: every operation goes to a :class:`LocalStore` on the same root.
+
+    LocalStore writes through a temporary file, fsync and rename, and checks
+    conditions under ``flock`` on the directory, which is a compare-and-swap
+    across processes; reimplementing that on fsspec's local API would be
+    weaker for no gain.
+    """
+
+    def __init__(self, store: FsspecStore) -> None:
+        super().__init__(store)
+        from .local import LocalStore
+
+        self.local: LocalStore = LocalStore(
+            store._root,
+            read_only=store.read_only,
+            concurrency=store.concurrency,
+            max_object_size=store.max_object_size,
+        )
+        self.capabilities = self.local.capabilities
+
+    def get(self, key: str) -> StoredObject:
+        return self.local.get(key)
+
+    def head(self, key: str) -> ObjectMeta:
+        return self.local.head(key)
+
+    def put(self, key: str, data: bytes, if_match: str | None, create_only: bool) -> str:
+        return self.local.put(
+            key, data, if_match=if_match, if_none_match="*" if create_only else None
+        )
+
+    def delete(self, key: str, if_match: str | None) -> None:
+        self.local.delete(key, if_match=if_match)
+
+    def list_keys(self, prefix: str) -> list[str]:
+        return list(self.local.list(prefix))
+
+    def close(self) -> None:
+        self.local.close()
+
+
+class _S3Driver(_Driver):
+    """s3fs: S3's own conditional headers, native ETags, bulk requests gathered on s3fs's loop."""
+
+    capabilities = Capabilities(
+        atomic_conditional_writes=True, conditional_delete=True, native_etags=True
+    )
+
+    def __init__(self, store: FsspecStore) -> None:
+        super().__init__(store)
+        if getattr(self.fs, "asynchronous", False):
+            raise ConfigurationError(
+                "FsspecStore needs a synchronous S3FileSystem (asynchronous=False)"
+            )
+        bucket, prefix, _ = self.fs.split_path(store._root)
+        if not bucket:
+            raise ConfigurationError(f"{store.url}: an s3 URL needs a bucket")
+        self.bucket: str = bucket
+        self.prefix: str = prefix.strip("/") + "/" if prefix.strip("/") else ""
+
+    # -- plumbing -----------------------------------------------------------------
+
+    async def call(self, method: str, **kwargs: Any) -> Any:
+        """Call the aiobotocore client s3fs configured, with no retry layer of s3fs's own.
+
+        s3fs's ``s3_additional_kwargs`` (SSE, ExpectedBucketOwner) are added
+        and filtered to what the operation accepts, as s3fs itself does.
+        """
+        await self.fs.set_session()
+        client = await self.fs.get_s3(kwargs.get("Bucket"))
+        bound = getattr(client, method)
+        final = self.fs._get_s3_method_kwargs(bound, **kwargs)
+        for condition in ("IfMatch", "IfNoneMatch"):
+            # s3fs drops parameters the client does not know; an old botocore
+            # must not turn a conditional request into an unconditional one.
+            if condition in kwargs and condition not in final:
+                raise UnsupportedOperationError(
+                    f"this botocore does not know {condition} for {method}; upgrade botocore"
+                )
+        return await bound(**final)
+
+    def s3_key(self, key: str) -> str:
+        return self.prefix + key
+
+    # -- single objects -----------------------------------------------------------------
+
+    async def aget(self, key: str) -> StoredObject:
+        # One GetObject: the ETag comes with exactly the bytes it describes.
+        try:
+            response = await self.call("get_object", Bucket=self.bucket, Key=self.s3_key(key))
+            body = response["Body"]
+            try:
+                size = int(response.get("ContentLength") or 0)
+                limit = self.store.max_object_size
+                if limit is not None and size > limit:
+                    raise ObjectTooLargeError(
+                        f"{key!r} is {size} bytes, over this store's limit of {limit}", key=key
+                    )
+                data = bytes(await body.read())
+            finally:
+                body.close()
+        except DocumeeRemoteError:
+            raise
+        except Exception as exc:
+            raise self.error(exc, key, "get") from exc
+        return StoredObject(data=data, etag=normalize_etag(response["ETag"]))
+
+    async def aget_or_none(self, key: str) -> StoredObject | None:
+        try:
+            return await self.aget(key)
+        except NotFoundError:
+            return None
+
+    async def ahead(self, key: str) -> ObjectMeta:
+        try:
+            response = await self.call("head_object", Bucket=self.bucket, Key=self.s3_key(key))
+        except DocumeeRemoteError:
+            raise
+        except Exception as exc:
+            raise self.error(exc, key, "head") from exc
+        return ObjectMeta(
+            key=key,
+            etag=normalize_etag(response["ETag"]),
+            size=int(response["ContentLength"]),
+            last_modified=_to_datetime(response["LastModified"]) or datetime.now(UTC),
+        )
+
+    async def aput(self, key: str, data: bytes, if_match: str | None, create_only: bool) -> str:
+        # put_object rather than s3fs's _pipe_file: _pipe_file switches to a
+        # multipart upload for large bodies, which drops IfMatch and returns no ETag.
+        extra: dict[str, Any] = {}
+        op: _Op = "put"
+        if create_only:
+            extra["IfNoneMatch"] = "*"
+            op = "create"
+        elif if_match is not None:
+            extra["IfMatch"] = if_match
+            op = "put_if_match"
+        token = uuid.uuid4().hex
+        if op != "put":
+            # A conditional PUT can be sent twice: botocore retries 5xx and dropped
+            # connections, and aiohttp silently resends an idempotent request (PUT
+            # is one) when a reused connection drops, without botocore counting a
+            # retry. If the first copy landed, the second fails with 412 on our own
+            # write. The token lets the store recognise its own write instead of
+            # reporting a lost race (comparing bytes would not do: another writer
+            # may have written the same bytes).
+            extra["Metadata"] = {
+                **self.fs.s3_additional_kwargs.get("Metadata", {}),
+                WRITE_TOKEN_METADATA: token,
+            }
+        try:
+            response = await self.call(
+                "put_object", Bucket=self.bucket, Key=self.s3_key(key), Body=data, **extra
+            )
+        except DocumeeRemoteError:
+            raise
+        except Exception as exc:
+            error = self.error(exc, key, op)
+            # Only on failures an earlier, landed copy can explain; since aiohttp's
+            # resends are invisible (RetryAttempts stays 0), every such failure of
+            # a conditional PUT costs one HEAD.
+            if op != "put" and isinstance(error, _MAYBE_LANDED):
+                landed = await self._stored_write(key, token)
+                if landed is not None:
+                    logger.info(
+                        "conditional write of %r in %s had landed on an earlier attempt "
+                        "whose response was lost; reporting it as written",
+                        key,
+                        self.store.url,
+                    )
+                    return landed
+            raise error from exc
+        return normalize_etag(response["ETag"])
+
+    async def _stored_write(self, key: str, token: str) -> str | None:
+        """The ETag of ``key`` if the stored object is the write carrying ``token``.
+
+        If another writer replaced our landed write before this HEAD, we cannot
+        tell and report the failure; the caller re-reads a state that includes
+        our write (a rare double-apply risk, as for S3Store).
+        """
+        try:
+            response = await self.call("head_object", Bucket=self.bucket, Key=self.s3_key(key))
+        except Exception:  # noqa: BLE001 - the original 412 is the error to report
+            return None
+        if (response.get("Metadata") or {}).get(WRITE_TOKEN_METADATA) == token:
+            return normalize_etag(response["ETag"])
+        return None
+
+    async def adelete(self, key: str, if_match: str | None) -> None:
+        conditions = {"IfMatch": if_match} if if_match is not None else {}
+        op: _Op = "delete_if_match" if if_match is not None else "delete"
+        try:
+            await self.call("delete_object", Bucket=self.bucket, Key=self.s3_key(key), **conditions)
+        except DocumeeRemoteError:
+            raise
+        except Exception as exc:
+            error = self.error(exc, key, op)
+            if conditions and isinstance(error, PreconditionFailedError) and _retried(exc):
+                # A retried conditional DELETE whose first attempt landed finds the key gone.
+                try:
+                    await self.ahead(key)
+                except NotFoundError:
+                    return
+            raise error from exc
+
+    def get(self, key: str) -> StoredObject:
+        return self.run(self.aget, key)
+
+    def head(self, key: str) -> ObjectMeta:
+        return self.run(self.ahead, key)
+
+    def put(self, key: str, data: bytes, if_match: str | None, create_only: bool) -> str:
+        return self.run(self.aput, key, data, if_match, create_only)
+
+    def delete(self, key: str, if_match: str | None) -> None:
+        self.run(self.adelete, key, if_match)
+
+    # -- listing ------------------------------------------------------------------------
+
+    async def alist(self, prefix: str) -> list[ObjectMeta]:
+        found: list[ObjectMeta] = []
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.prefix + prefix}
+        try:
+            while True:
+                page = await self.call("list_objects_v2", **kwargs)
+                for item in page.get("Contents", ()):
+                    key = item["Key"][len(self.prefix) :]
+                    try:
+                        validate_key(key)
+                    except InvalidKeyError:
+                        # Directory markers ("x/"), temporary files (".x") and other
+                        # tools' odd names are not objects of this store.
+                        continue
+                    found.append(
+                        ObjectMeta(
+                            key=key,
+                            etag=normalize_etag(item["ETag"]),
+                            size=int(item["Size"]),
+                            last_modified=_to_datetime(item["LastModified"]) or datetime.now(UTC),
+                        )
+                    )
+                token = page.get("NextContinuationToken")
+                if not page.get("IsTruncated") or not token:
+                    break
+                kwargs["ContinuationToken"] = token
+        except DocumeeRemoteError:
+            raise
+        except Exception as exc:
+            raise self.error(exc, prefix or None, "list") from exc
+        found.sort(key=lambda meta: meta.key)  # S3 lists in this order; S3-compatibles may not
+        return found
+
+    def list_keys(self, prefix: str) -> list[str]:
+        return [meta.key for meta in self.run(self.alist, prefix)]
+
+    def list_meta(self, prefix: str) -> list[ObjectMeta] | None:
+        # ListObjectsV2 returns ETag, size and time with each key: no HEAD per object.
+        return self.run(self.alist, prefix)
+
+    # -- bulk ---------------------------------------------------------------------------
+
+    def get_many(self, keys: list[str]) -> dict[str, StoredObject | None]:
+        async def all_of() -> list[StoredObject | BaseException | None]:
+            coros = (self.aget_or_none(k) for k in keys)
+            return await _bounded_gather(coros, self.store.concurrency)
+
+        results = self.run(all_of)
+        _raise_first(results)
+        return {
+            k: r for k, r in zip(keys, results, strict=True) if not isinstance(r, BaseException)
+        }
+
+    def put_many(self, items: dict[str, bytes]) -> dict[str, str]:
+        async def all_of() -> list[str | BaseException]:
+            coros = (self.aput(k, v, None, False) for k, v in items.items())
+            return await _bounded_gather(coros, self.store.concurrency)
+
+        results = self.run(all_of)
+        _raise_first(results)
+        return {k: str(r) for k, r in zip(items, results, strict=True)}
+
+    def delete_many(self, keys: list[str], conditions: dict[str, str]) -> list[str] | None:
+        plain = [k for k in keys if k not in conditions]
+        batches = [plain[i : i + _DELETE_BATCH] for i in range(0, len(plain), _DELETE_BATCH)]
+        conditional = [k for k in keys if k in conditions]
+
+        async def conditional_delete(key: str) -> str | None:
+            try:
+                await self.adelete(key, conditions[key])
+            except PreconditionFailedError:
+                return key  # changed or vanished: kept, and reported to the caller
+            return None
+
+        async def all_of() -> list[str | BaseException | None]:
+            coros: list[Coroutine[Any, Any, str | None]] = [self._delete_batch(b) for b in batches]
+            coros += [conditional_delete(k) for k in conditional]
+            return await _bounded_gather(coros, self.store.concurrency)
+
+        results = self.run(all_of)
+        _raise_first(results)
+        return [r for r in results if isinstance(r, str)]
+
+    async def _delete_batch(self, batch: list[str]) -> None:
+        objects = [{"Key": self.s3_key(k)} for k in batch]
+        try:
+            response = await self.call(
+                "delete_objects", Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True}
+            )
+        except DocumeeRemoteError:
+            raise
+        except Exception as exc:
+            if _s3_code(exc) in ("NotImplemented", "MissingContentMD5", "MethodNotAllowed"):
+                # Some S3-compatible services lack DeleteObjects (or want a
+                # Content-MD5 botocore no longer sends): one DELETE per key.
+                for key in batch:
+                    await self.adelete(key, None)
+                return
+            raise self.error(exc, batch[0] if len(batch) == 1 else None, "delete") from exc
+        errors = [e for e in response.get("Errors", ()) if e.get("Code") != "NoSuchKey"]
+        if errors:
+            first = errors[0]
+            code = str(first.get("Code") or "")
+            failed = str(first.get("Key") or "")[len(self.prefix) :] or None
+            raise _make(
+                _s3_error_class(code, 0),
+                "delete",
+                f"{failed!r} in {self.store.url}",
+                f"S3 answered {code}; {len(errors)} of {len(batch)} keys in the batch were "
+                "not deleted",
+                failed,
+            )
+
+    def close(self) -> None:
+        if not self.store._owns_fs:
+            return
+        creator = getattr(self.fs, "_s3creator", None)
+        if getattr(self.fs, "_s3", None) is not None and creator is not None:
+            # Close the connection pool now rather than at garbage collection.
+            try:
+                self.fs.close_session(self.fs.loop, creator)
+            finally:
+                self.fs._s3 = None
+
+
+# -- the store -----------------------------------------------------------------------------------
+
+
+class FsspecStore(Store):
+    """A store on any fsspec filesystem.
+
+    Parameters
+    ----------
+    fs:
+        An fsspec filesystem instance. It is used as given: build it with
+        ``skip_instance_cache=True`` to keep it private (``from_url`` does).
+    root:
+        The directory, bucket or ``bucket/prefix`` holding the keys, in the
+        filesystem's own path syntax (with or without its protocol).
+    **options:
+        ``read_only``, ``concurrency``, ``max_object_size``: see :class:`Store`.
+
+    What the store can do depends on the filesystem; see the module docstring
+    and :attr:`capabilities`.
+    """
+
+    def __init__(self, fs: Any, root: str, **options: Any) -> None:
+        super().__init__(**options)
+        if not isinstance(fs, fsspec.AbstractFileSystem):
+            raise ConfigurationError(
+                f"FsspecStore needs an fsspec filesystem, not {type(fs).__name__}"
+            )
+        self.fs = fs
+        self._owns_fs = False
+        self._root: str = fs._strip_protocol(root)
+        if isinstance(self._root, list):  # pragma: no cover - defensive
+            raise ConfigurationError(f"root must be one path, not {root!r}")
+        # The full path of key "x" minus "x": the prefix every full path starts with.
+        self._base: str = fs._strip_protocol(posixpath.join(self._root, "x"))[:-1]
+        self._driver = self._make_driver()
+        self.capabilities = self._driver.capabilities
+
+    def _make_driver(self) -> _Driver:
+        if _is_s3fs(self.fs):
+            return _S3Driver(self)
+        if isinstance(self.fs, LocalFileSystem):
+            return _LocalDriver(self)
+        if isinstance(self.fs, MemoryFileSystem):
+            return _MemoryDriver(self)
+        if _is_async(self.fs):
+            return _AsyncFilesystemDriver(self)
+        return _FilesystemDriver(self)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        storage_options: Mapping[str, Any] | None = None,
+        read_only: bool = False,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        max_object_size: int | None = None,
+        **options: Any,
+    ) -> FsspecStore:
+        """Open a store from a URL fsspec understands.
+
+        Parameters
+        ----------
+        url:
+            ``s3://bucket/prefix``, ``memory://name``, ``file:///abs/path``,
+            ``gs://bucket/prefix``, ... The path part becomes the root.
+        storage_options:
+            Extra options for the fsspec filesystem, passed through as they
+            are (merged into ``client_kwargs``, ``config_kwargs`` and
+            ``s3_additional_kwargs`` for s3).
+        read_only, concurrency, max_object_size:
+            See :class:`Store`.
+        **options:
+            For ``s3://`` URLs only: the native S3 backend's options
+            (:data:`S3_OPTION_NAMES`; see ``documee_remote.config.S3Options``),
+            mapped onto s3fs by :func:`s3fs_storage_options`.
+
+        Raises
+        ------
+        ConfigurationError
+            An unknown option, or an S3 option for a non-S3 URL.
+        MissingDependencyError
+            The filesystem's package (s3fs, gcsfs, ...) is not installed.
+        """
+        if not isinstance(url, str) or "://" not in url:
+            raise ConfigurationError("FsspecStore needs a URL with a scheme, like s3://bucket/p")
+        scheme, rest = url.split("://", 1)
+        scheme = scheme.lower()
+        if "@" in rest.split("/", 1)[0]:
+            # Never echo such a URL: the part before "@" would be a credential.
+            raise ConfigurationError(
+                f"{scheme}:// URLs must not carry credentials; use storage_options or the "
+                "usual credential chain"
+            )
+        unknown = sorted(set(options) - set(S3_OPTION_NAMES))
+        if unknown:
+            raise ConfigurationError(
+                f"unknown option(s) for FsspecStore: {', '.join(unknown)}; pass filesystem "
+                "options as storage_options={...}"
+            )
+        store_options = {
+            "read_only": read_only,
+            "concurrency": concurrency,
+            "max_object_size": max_object_size,
+        }
+        extra = dict(storage_options or {})
+        if scheme in ("s3", "s3a"):
+            fs_class = _filesystem_class("s3")  # first: MissingDependencyError if no s3fs
+            fs_options = _merge_storage_options(
+                s3fs_storage_options(_s3_options(options), concurrency=concurrency), extra
+            )
+            try:
+                fs = fs_class(**fs_options)
+            except DocumeeRemoteError:
+                raise
+            except Exception as exc:
+                raise ConfigurationError(
+                    f"cannot configure s3fs: {type(exc).__name__}: {exc}"
+                ) from exc
+            root = rest
+        else:
+            if options:
+                raise ConfigurationError(
+                    f"S3 options ({', '.join(sorted(options))}) do not apply to {scheme}:// URLs"
+                )
+            fs_options = {"skip_instance_cache": True, "use_listings_cache": False, **extra}
+            try:
+                fs, root = fsspec.core.url_to_fs(url, **fs_options)
+            except ImportError as exc:
+                raise MissingDependencyError(
+                    f"{scheme}:// needs a package fsspec could not import ({exc}); "
+                    f"{_INSTALL_HINT} and the package for {scheme}"
+                ) from exc
+            except ValueError as exc:
+                raise ConfigurationError(f"fsspec cannot open this {scheme}:// URL: {exc}") from exc
+        store = cls(fs, root, **store_options)
+        store._owns_fs = True
+        return store
+
+    @property
+    def url(self) -> str:
+        if _is_s3fs(self.fs):
+            return f"s3://{self._root}"
+        url: str = self.fs.unstrip_protocol(self._root)
+        return url
+
+    def _path(self, key: str) -> str:
+        return self._base + key
+
+    # -- the operations ------------------------------------------------------------
+
+    def _get(self, key: str) -> StoredObject:
+        return self._driver.get(key)
+
+    def _head(self, key: str) -> ObjectMeta:
+        return self._driver.head(key)
+
+    def _put(self, key: str, data: bytes, *, if_match: str | None, create_only: bool) -> str:
+        return self._driver.put(key, data, if_match, create_only)
+
+    def _delete(self, key: str, *, if_match: str | None) -> None:
+        self._driver.delete(key, if_match)
+
+    def _list(self, prefix: str) -> Iterator[str]:
+        return iter(self._driver.list_keys(prefix))
+
+    # -- bulk: batched on async filesystems ------------------------------------------
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, StoredObject | None]:
+        """Read many objects concurrently; a missing key maps to ``None``.
+
+        On async filesystems (s3fs, ...) the requests run on the filesystem's
+        event loop, ``concurrency`` at a time, instead of a thread each.
+        """
+        keys = list(dict.fromkeys(validate_key(k) for k in keys))
+        found = self._driver.get_many(keys)
+        return found if found is not None else super().get_many(keys)
+
+    def put_many(self, items: Mapping[str, bytes]) -> dict[str, str]:
+        """Write many objects concurrently (unconditionally); return their ETags."""
+        checked = {validate_key(k): bytes(v) for k, v in items.items()}
+        for key in checked:
+            self._check_writable(key)
+        etags = self._driver.put_many(checked)
+        return etags if etags is not None else super().put_many(checked)
+
+    def delete_many(
+        self, keys: Iterable[str], *, if_match: Mapping[str, str] | None = None
+    ) -> list[str]:
+        """Delete many objects concurrently; see :meth:`Store.delete_many`.
+
+        On S3, unconditional deletes go 1,000 keys per DeleteObjects request
+        and conditional ones (``if_match``) are gathered on the event loop;
+        keys whose ETag changed or that vanished are kept and returned.
+        """
+        keys = list(dict.fromkeys(validate_key(k) for k in keys))
+        for key in keys:
+            self._check_writable(key)
+        if not keys:
+            return []
+        conditions = {k: normalize_etag(v) for k, v in (if_match or {}).items() if k in keys}
+        kept = self._driver.delete_many(keys, conditions)
+        return kept if kept is not None else super().delete_many(keys, if_match=conditions)
+
+    def _list_meta(self, prefix: str) -> Iterator[ObjectMeta]:
+        found = self._driver.list_meta(prefix)
+        return iter(found) if found is not None else super()._list_meta(prefix)
+
+    def close(self) -> None:
+        """Release the filesystem's connections if this store created it."""
+        if not self._closed:
+            self._driver.close()
+        super().close()
+
+
+def _filesystem_class(protocol: str) -> Any:
+    """fsspec's class for ``protocol``, importing its package (s3fs, ...) only now."""
+    try:
+        return fsspec.get_filesystem_class(protocol)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"{protocol}:// through fsspec needs its package ({exc}); {_INSTALL_HINT}"
+        ) from exc
+
+
+def _s3_options(options: Mapping[str, Any]) -> S3Options:
+    from ..config import S3Options
+
+    # Raises ConfigurationError naming the fields, never echoing values (external_id).
+    return S3Options.from_options(dict(options))
