@@ -20,7 +20,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from . import codec, integrity, layout
 from .errors import (
@@ -45,6 +45,8 @@ __all__ = ["DEFAULT_LOCAL_ROOT", "PersistenceManager", "Transaction"]
 GraphMerge = Callable[[CodebaseAnalysis, Mapping[str, FileAnalysis], frozenset[str]], None]
 
 logger = logging.getLogger("documee_remote.manager")
+
+_T = TypeVar("_T")
 
 #: Upstream's default base path, used when neither an argument nor DOCUMEE_STORE_URL is given.
 DEFAULT_LOCAL_ROOT = ".documee/analysis"
@@ -340,7 +342,11 @@ class PersistenceManager:
         last_error: Exception | None = None
         while backoff.next_attempt():
             if not first:
-                current, txn.etag, txn._raw = self._read_analysis(txn.codebase_id)
+                try:
+                    current, txn.etag, txn._raw = self._read_analysis(txn.codebase_id)
+                except TransientError as exc:
+                    last_error = exc
+                    continue
                 txn.analysis = txn._replay(current or new_analysis(txn.codebase_id))
             first = False
             txn.analysis.codebase_id = txn.codebase_id
@@ -363,6 +369,10 @@ class PersistenceManager:
                 # The store already retried; a transaction re-reads anyway, so
                 # a write that did land is seen on the next attempt.
                 last_error = exc
+        if isinstance(last_error, TransientError):
+            # Not a contention problem: the storage kept failing. Surface its
+            # own typed error, now that our policy is exhausted too.
+            raise last_error
         raise TooManyConflictsError(
             f"gave up committing {key!r} after {txn.stats.attempts} attempts "
             f"({txn.stats.conflicts} lost to other writers): {last_error}",
@@ -405,6 +415,17 @@ class PersistenceManager:
             book = dict((extra or {}).get(BOOKKEEPING_KEY) or {})
             book["fence"] = token
             setattr(txn.analysis, BOOKKEEPING_KEY, book)
+
+    def _retrying(self, fn: Callable[[], _T], retry: RetryPolicy | None) -> _T:
+        """Run an idempotent step again on transient errors, within the retry policy."""
+        backoff = Backoff(retry or self.retry)
+        while True:
+            backoff.next_attempt()
+            try:
+                return fn()
+            except TransientError:
+                if backoff.exhausted():
+                    raise
 
     def _require_atomic_writes(self, codebase_id: str) -> None:
         if not self.store.capabilities.atomic_conditional_writes:
@@ -467,12 +488,11 @@ class PersistenceManager:
                 codebase_id=codebase_id,
             )
         self._require_atomic_writes(codebase_id)
-        self.store.put_many(
-            {
-                layout.file_analysis_key(codebase_id, path): codec.dump_file_analysis(fa)
-                for path, fa in analyses.items()
-            }
-        )
+        per_file = {
+            layout.file_analysis_key(codebase_id, path): codec.dump_file_analysis(fa)
+            for path, fa in analyses.items()
+        }
+        self._retrying(lambda: self.store.put_many(per_file), retry)
         merged = frozenset(analyses)
 
         def change(analysis: CodebaseAnalysis) -> None:
@@ -530,35 +550,39 @@ class PersistenceManager:
         """Read-modify-write ``file_hashes.json`` with compare-and-swap."""
         key = layout.file_hashes_key(codebase_id)
         backoff = Backoff(retry or self.retry, stats=TransactionStats())
+        last_error: Exception | None = None
         while backoff.next_attempt():
             try:
-                obj = self.store.get(key)
-                current = codec.load_file_hashes(obj.data, key=key, codebase_id=codebase_id)
-                etag: str | None = obj.etag
-            except NotFoundError:
-                current, etag = {}, None
-            updated = change(dict(current))
-            if updated == current:
-                break
-            body = codec.dump_file_hashes(updated)
-            try:
+                try:
+                    obj = self.store.get(key)
+                    current = codec.load_file_hashes(obj.data, key=key, codebase_id=codebase_id)
+                    etag: str | None = obj.etag
+                except NotFoundError:
+                    current, etag = {}, None
+                updated = change(dict(current))
+                if updated == current:
+                    break
+                body = codec.dump_file_hashes(updated)
                 if etag is None:
                     self.store.put(key, body, if_none_match="*")
                 else:
                     self.store.put(key, body, if_match=etag)
                 break
-            except (PreconditionFailedError, ConflictError):
+            except (PreconditionFailedError, ConflictError) as exc:
                 backoff.stats.conflicts += 1
-            except TransientError:
-                continue
+                last_error = exc
+            except TransientError as exc:
+                last_error = exc
         else:
+            if isinstance(last_error, TransientError):
+                raise last_error
             raise TooManyConflictsError(
                 f"gave up updating {key!r} after {backoff.stats.attempts} attempts; "
                 "analysis.json is committed, and files missing from file_hashes.json "
                 "will simply be analysed again",
                 attempts=backoff.stats.attempts,
                 key=key,
-            )
+            ) from last_error
         stats.add(backoff.stats)
 
     def _withdraw_overtaken_hashes(

@@ -91,6 +91,17 @@ class Backoff:
     clock: Callable[[], float] = time.monotonic
     _started: float | None = None
 
+    def exhausted(self) -> bool:
+        """True when the policy allows no further attempt."""
+        if self._started is None:
+            return False
+        if self.stats.attempts >= self.policy.max_attempts:
+            return True
+        return (
+            self.policy.deadline is not None
+            and self.clock() - self._started >= self.policy.deadline
+        )
+
     def next_attempt(self) -> bool:
         """Wait as the policy says and return True when another attempt may start."""
         now = self.clock()
@@ -98,9 +109,7 @@ class Backoff:
             self._started = now
             self.stats.attempts = 1
             return True
-        if self.stats.attempts >= self.policy.max_attempts:
-            return False
-        if self.policy.deadline is not None and now - self._started >= self.policy.deadline:
+        if self.exhausted():
             return False
         pause = self.policy.delay(self.stats.attempts)
         if self.policy.deadline is not None:
