@@ -19,6 +19,7 @@ Callers catch these and never a dependency's exception::
     ├── StorageFullError              the disk or quota is full; nothing was half-written
     ├── ReadOnlyError                 a write on a store opened read-only (also PermissionError)
     ├── UnsupportedOperationError     the backend cannot do this safely (see Store.capabilities)
+    ├── StoreClosedError              the store was used after close() (also ValueError)
     ├── ConfigurationError            a bad URL, option or environment variable (also ValueError)
     │   └── MissingDependencyError    an optional extra is not installed (also ImportError)
     └── TransientError                worth retrying; raised once the backend's own retries ran out
@@ -49,6 +50,7 @@ __all__ = [
     "ServiceUnavailableError",
     "StorageFullError",
     "StorageTimeoutError",
+    "StoreClosedError",
     "ThrottledError",
     "TooManyConflictsError",
     "TransientError",
@@ -164,6 +166,10 @@ class ReadOnlyError(DocumeeRemoteError, PermissionError):
 
 class UnsupportedOperationError(DocumeeRemoteError):
     """The backend cannot perform this operation safely (see ``Store.capabilities``)."""
+
+
+class StoreClosedError(DocumeeRemoteError, ValueError):
+    """A store was used after ``close()``; open a new one."""
 
 
 class ConfigurationError(DocumeeRemoteError, ValueError):

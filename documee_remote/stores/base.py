@@ -31,6 +31,7 @@ from ..errors import (
     NotFoundError,
     PreconditionFailedError,
     ReadOnlyError,
+    StoreClosedError,
 )
 from ..layout import validate_key, validate_prefix
 
@@ -191,6 +192,7 @@ class Store(ABC):
         ObjectTooLargeError
             The object is larger than ``max_object_size``.
         """
+        self._check_open()
         return self._get(validate_key(key))
 
     def head(self, key: str) -> ObjectMeta:
@@ -201,6 +203,7 @@ class Store(ABC):
         NotFoundError
             The key does not exist.
         """
+        self._check_open()
         return self._head(validate_key(key))
 
     def put(
@@ -229,6 +232,7 @@ class Store(ABC):
         ReadOnlyError
             The store was opened read-only.
         """
+        self._check_open()
         key = validate_key(key)
         if not isinstance(data, bytes | bytearray | memoryview):
             raise TypeError(f"data must be bytes, not {type(data).__name__}")
@@ -257,6 +261,7 @@ class Store(ABC):
         ReadOnlyError
             The store was opened read-only.
         """
+        self._check_open()
         key = validate_key(key)
         self._check_writable(key)
         self._delete(key, if_match=normalize_etag(if_match) if if_match is not None else None)
@@ -267,6 +272,7 @@ class Store(ABC):
         ``prefix`` is a plain string prefix, as on S3: ``"abc"`` matches
         ``"abc/x.json"`` and ``"abcd/y.json"``.
         """
+        self._check_open()
         return self._list(validate_prefix(prefix))
 
     def list_meta(self, prefix: str = "") -> Iterator[ObjectMeta]:
@@ -275,6 +281,7 @@ class Store(ABC):
         S3 returns these with the listing at no extra cost; other backends
         may have to look at each object.
         """
+        self._check_open()
         return self._list_meta(validate_prefix(prefix))
 
     def _list_meta(self, prefix: str) -> Iterator[ObjectMeta]:
@@ -299,26 +306,16 @@ class Store(ABC):
 
         Any other error is raised once every request has finished.
         """
-        keys = [validate_key(k) for k in keys]
-
-        def one(key: str) -> StoredObject | None:
-            try:
-                return self._get(key)
-            except NotFoundError:
-                return None
-
-        return dict(zip(keys, self._map(one, keys), strict=True))
+        self._check_open()
+        return self._get_many(list(dict.fromkeys(validate_key(k) for k in keys)))
 
     def put_many(self, items: Mapping[str, bytes]) -> dict[str, str]:
         """Write many objects concurrently (unconditionally); return their ETags."""
-        keys = [validate_key(k) for k in items]
-        for key in keys:
+        self._check_open()
+        checked = {validate_key(k): bytes(v) for k, v in items.items()}
+        for key in checked:
             self._check_writable(key)
-
-        def one(key: str) -> str:
-            return self._put(key, bytes(items[key]), if_match=None, create_only=False)
-
-        return dict(zip(keys, self._map(one, keys), strict=True))
+        return self._put_many(checked)
 
     def delete_many(
         self, keys: Iterable[str], *, if_match: Mapping[str, str] | None = None
@@ -329,11 +326,38 @@ class Store(ABC):
         has that ETag; keys that changed or vanished are kept and returned.
         Without it, deletes are unconditional and the list is empty.
         """
-        keys = [validate_key(k) for k in keys]
-        for key in keys:
+        self._check_open()
+        checked = list(dict.fromkeys(validate_key(k) for k in keys))
+        for key in checked:
             self._check_writable(key)
-        conditions = {k: normalize_etag(v) for k, v in (if_match or {}).items()}
+        conditions = {
+            validate_key(k): normalize_etag(v) for k, v in (if_match or {}).items() if k in checked
+        }
+        return self._delete_many(checked, conditions) if checked else []
 
+    # Backends with a faster bulk path (batched requests, an event loop)
+    # override these; keys arrive validated, de-duplicated and writable.
+
+    def _get_many(self, keys: builtins.list[str]) -> dict[str, StoredObject | None]:
+        def one(key: str) -> StoredObject | None:
+            try:
+                return self._get(key)
+            except NotFoundError:
+                return None
+
+        return dict(zip(keys, self._map(one, keys), strict=True))
+
+    def _put_many(self, items: dict[str, bytes]) -> dict[str, str]:
+        keys = builtins.list(items)
+
+        def one(key: str) -> str:
+            return self._put(key, items[key], if_match=None, create_only=False)
+
+        return dict(zip(keys, self._map(one, keys), strict=True))
+
+    def _delete_many(
+        self, keys: builtins.list[str], conditions: dict[str, str]
+    ) -> builtins.list[str]:
         def one(key: str) -> str | None:
             try:
                 self._delete(key, if_match=conditions.get(key))
@@ -371,6 +395,7 @@ class Store(ABC):
         and removes the key again.
         """
         key = validate_key(f"{scratch_prefix}{uuid.uuid4().hex}.probe")
+        self._check_open()
         self._check_writable(key)
         notes: list[str] = []
         self._put(key, b"probe-1", if_match=None, create_only=True)
@@ -422,6 +447,10 @@ class Store(ABC):
         self.close()
 
     # -- for subclasses ---------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError(f"{self.url} is closed; open a new store")
 
     def _check_writable(self, key: str) -> None:
         if self._read_only:

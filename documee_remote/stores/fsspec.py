@@ -66,7 +66,7 @@ from ..errors import (
     ThrottledError,
     UnsupportedOperationError,
 )
-from ..layout import validate_key
+from ..layout import LIFECYCLE_TAG_KEY, lifecycle_kind, validate_key
 from .base import (
     DEFAULT_CONCURRENCY,
     Capabilities,
@@ -1026,6 +1026,10 @@ class _S3Driver(_Driver):
         elif if_match is not None:
             extra["IfMatch"] = if_match
             op = "put_if_match"
+        kind = lifecycle_kind(key)
+        if kind is not None:
+            # Bucket lifecycle rules select stale deltas and leases by this tag.
+            extra["Tagging"] = f"{LIFECYCLE_TAG_KEY}={kind}"
         token = uuid.uuid4().hex
         if op != "put":
             # A conditional PUT can be sent twice: botocore retries 5xx and dropped
@@ -1402,41 +1406,21 @@ class FsspecStore(Store):
 
     # -- bulk: batched on async filesystems ------------------------------------------
 
-    def get_many(self, keys: Iterable[str]) -> dict[str, StoredObject | None]:
-        """Read many objects concurrently; a missing key maps to ``None``.
-
-        On async filesystems (s3fs, ...) the requests run on the filesystem's
-        event loop, ``concurrency`` at a time, instead of a thread each.
-        """
-        keys = list(dict.fromkeys(validate_key(k) for k in keys))
+    def _get_many(self, keys: list[str]) -> dict[str, StoredObject | None]:
+        # On async filesystems (s3fs, ...) the requests run on the
+        # filesystem's event loop, ``concurrency`` at a time, not a thread each.
         found = self._driver.get_many(keys)
-        return found if found is not None else super().get_many(keys)
+        return found if found is not None else super()._get_many(keys)
 
-    def put_many(self, items: Mapping[str, bytes]) -> dict[str, str]:
-        """Write many objects concurrently (unconditionally); return their ETags."""
-        checked = {validate_key(k): bytes(v) for k, v in items.items()}
-        for key in checked:
-            self._check_writable(key)
-        etags = self._driver.put_many(checked)
-        return etags if etags is not None else super().put_many(checked)
+    def _put_many(self, items: dict[str, bytes]) -> dict[str, str]:
+        etags = self._driver.put_many(items)
+        return etags if etags is not None else super()._put_many(items)
 
-    def delete_many(
-        self, keys: Iterable[str], *, if_match: Mapping[str, str] | None = None
-    ) -> list[str]:
-        """Delete many objects concurrently; see :meth:`Store.delete_many`.
-
-        On S3, unconditional deletes go 1,000 keys per DeleteObjects request
-        and conditional ones (``if_match``) are gathered on the event loop;
-        keys whose ETag changed or that vanished are kept and returned.
-        """
-        keys = list(dict.fromkeys(validate_key(k) for k in keys))
-        for key in keys:
-            self._check_writable(key)
-        if not keys:
-            return []
-        conditions = {k: normalize_etag(v) for k, v in (if_match or {}).items() if k in keys}
+    def _delete_many(self, keys: list[str], conditions: dict[str, str]) -> list[str]:
+        # On S3, unconditional deletes go 1,000 keys per DeleteObjects request
+        # and conditional ones are gathered on the event loop.
         kept = self._driver.delete_many(keys, conditions)
-        return kept if kept is not None else super().delete_many(keys, if_match=conditions)
+        return kept if kept is not None else super()._delete_many(keys, conditions)
 
     def _list_meta(self, prefix: str) -> Iterator[ObjectMeta]:
         found = self._driver.list_meta(prefix)

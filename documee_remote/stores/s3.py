@@ -29,7 +29,7 @@ import functools
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Unpack
 
@@ -52,7 +52,7 @@ from ..errors import (
     ThrottledError,
     UnsupportedOperationError,
 )
-from ..layout import validate_key
+from ..layout import LIFECYCLE_TAG_KEY, lifecycle_kind, validate_key
 from .base import DEFAULT_CONCURRENCY, Capabilities, ObjectMeta, Store, StoredObject, normalize_etag
 
 try:
@@ -482,14 +482,55 @@ class S3Store(Store):
         try:
             yield
         except (bce.ClientError, bce.BotoCoreError) as exc:
-            raise translate_error(
-                exc,
-                store_url=self.url,
-                operation=operation,
-                key=key,
-                if_match=if_match,
-                create_only=create_only,
+            raise self._translate(
+                exc, operation, key, if_match=if_match, create_only=create_only
             ) from exc
+
+    def _translate(
+        self,
+        exc: Exception,
+        operation: str,
+        key: str | None,
+        *,
+        if_match: str | None = None,
+        create_only: bool = False,
+    ) -> DocumeeRemoteError:
+        """``translate_error``, plus telling a 403 that hides a 404 from a real one."""
+        error = translate_error(
+            exc,
+            store_url=self.url,
+            operation=operation,
+            key=key,
+            if_match=if_match,
+            create_only=create_only,
+        )
+        if (
+            isinstance(error, PermissionDeniedError)
+            and key is not None
+            and (operation in ("get", "head") or if_match is not None)
+            and self._absent_by_listing(key)
+        ):
+            # S3 answers 403 instead of 404 for a missing key unless the
+            # caller may list the whole bucket; least-privilege policies
+            # grant listing under a prefix only. A prefix-scoped listing
+            # tells the two apart.
+            return (
+                self._precondition_failed(key, if_match)
+                if if_match is not None
+                else self._not_found(key)
+            )
+        return error
+
+    def _absent_by_listing(self, key: str) -> bool:
+        """True when a listing (allowed by prefix-scoped policies) shows ``key`` absent."""
+        full = self._prefix + key
+        try:
+            response = self._client.list_objects_v2(
+                Bucket=self._bucket, Prefix=full, MaxKeys=1, **self._owner
+            )
+        except (bce.ClientError, bce.BotoCoreError):
+            return False  # cannot tell: keep the permission error
+        return not any(item["Key"] == full for item in response.get("Contents", ()))
 
     def _get(self, key: str) -> StoredObject:
         attempts = self.options.max_attempts
@@ -544,6 +585,10 @@ class S3Store(Store):
             **self._sse,
             **self._owner,
         }
+        kind = lifecycle_kind(key)
+        if kind is not None:
+            # Bucket lifecycle rules select stale deltas and leases by this tag.
+            params["Tagging"] = f"{LIFECYCLE_TAG_KEY}={kind}"
         token: str | None = None
         if if_match is not None or create_only:
             token = uuid.uuid4().hex
@@ -565,13 +610,8 @@ class S3Store(Store):
                         self.url,
                     )
                     return landed
-            raise translate_error(
-                exc,
-                store_url=self.url,
-                operation="put",
-                key=key,
-                if_match=if_match,
-                create_only=create_only,
+            raise self._translate(
+                exc, "put", key, if_match=if_match, create_only=create_only
             ) from exc
         return normalize_etag(response["ETag"])
 
@@ -610,13 +650,9 @@ class S3Store(Store):
                 # reports for any delete of a missing key: success.
                 logger.info("conditional delete of %r in %s landed on a retry", key, self.url)
                 return
-            raise translate_error(
-                exc, store_url=self.url, operation="delete", key=key, if_match=if_match
-            ) from exc
+            raise self._translate(exc, "delete", key, if_match=if_match) from exc
         except bce.BotoCoreError as exc:
-            raise translate_error(
-                exc, store_url=self.url, operation="delete", key=key, if_match=if_match
-            ) from exc
+            raise self._translate(exc, "delete", key, if_match=if_match) from exc
 
     def _list(self, prefix: str) -> Iterator[str]:
         paginator = self._client.get_paginator("list_objects_v2")
@@ -641,21 +677,14 @@ class S3Store(Store):
 
     # -- bulk -------------------------------------------------------------------------------
 
-    def delete_many(
-        self, keys: Iterable[str], *, if_match: Mapping[str, str] | None = None
-    ) -> list[str]:
-        """Delete many objects; unconditional ones with DeleteObjects, 1,000 per request.
+    def _delete_many(self, keys: list[str], conditions: dict[str, str]) -> list[str]:
+        """Unconditional deletes go with DeleteObjects, 1,000 per request.
 
-        Keys with an ``if_match`` ETag are deleted one by one with S3's
-        conditional DeleteObject; those that changed or vanished are kept and
-        returned, as in :meth:`Store.delete_many`. Falls back to one DELETE per
-        key on services that do not implement DeleteObjects (or want a
-        Content-MD5 that botocore no longer sends).
+        Keys with an ETag condition are deleted one by one with S3's
+        conditional DeleteObject. Falls back to one DELETE per key on services
+        that do not implement DeleteObjects (or want a Content-MD5 that
+        botocore no longer sends).
         """
-        keys = list(dict.fromkeys(validate_key(k) for k in keys))
-        for key in keys:
-            self._check_writable(key)
-        conditions = {k: normalize_etag(v) for k, v in (if_match or {}).items()}
         plain = [k for k in keys if k not in conditions]
         jobs: list[Callable[[], list[str]]] = [
             functools.partial(self._delete_batch, plain[i : i + _DELETE_BATCH])

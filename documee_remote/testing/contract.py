@@ -39,6 +39,7 @@ from ..errors import (
     ObjectTooLargeError,
     PreconditionFailedError,
     ReadOnlyError,
+    StoreClosedError,
 )
 from ..stores.base import Store, etag_of
 
@@ -341,6 +342,26 @@ class StoreContract:
                 limited.get("cb/big")
             assert info.value.key == "cb/big"
             assert limited.get("cb/small").data == b"x" * 10
+
+    def test_closed_store_refuses_use(self, store_factory: Callable[..., Store]) -> None:
+        store = store_factory()
+        store.put("cb/k", b"v")
+        store.close()
+        store.close()  # twice is fine
+        for op in (
+            lambda: store.get("cb/k"),
+            lambda: store.head("cb/k"),
+            lambda: store.put("cb/k", b"w"),
+            lambda: store.delete("cb/k"),
+            lambda: list(store.list()),
+            lambda: store.get_many(["cb/k"]),
+            lambda: store.put_many({"cb/k": b"w"}),
+            lambda: store.delete_many(["cb/k"]),
+        ):
+            with pytest.raises(StoreClosedError):
+                op()
+        with store_factory() as again:
+            assert again.get("cb/k").data == b"v"
 
     def test_repr_names_the_backend_and_url(self, store: Store) -> None:
         text = repr(store)
