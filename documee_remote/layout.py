@@ -33,6 +33,7 @@ __all__ = [
     "FILE_HASHES_NAME",
     "JOURNAL_DIR",
     "LEASE_NAME",
+    "LIFECYCLE_TAG_KEY",
     "MAX_CODEBASE_ID_LENGTH",
     "MAX_FILE_PATH_BYTES",
     "MAX_KEY_BYTES",
@@ -45,6 +46,7 @@ __all__ = [
     "is_file_analysis_name",
     "journal_prefix",
     "lease_key",
+    "lifecycle_kind",
     "validate_codebase_id",
     "validate_file_path",
     "validate_key",
@@ -55,6 +57,11 @@ ANALYSIS_NAME = "analysis.json"
 FILE_HASHES_NAME = "file_hashes.json"
 JOURNAL_DIR = "_journal"
 LEASE_NAME = "_lease.json"
+
+#: Object tag that bucket lifecycle rules use to expire stale deltas and
+#: leases (S3 lifecycle filters match key prefixes, not the ``_journal/``
+#: infix, so a tag is the only way to select them).
+LIFECYCLE_TAG_KEY = "documee-remote-kind"
 
 #: S3 allows 1,024 bytes for a whole key; leave room for a bucket prefix.
 MAX_KEY_BYTES = 900
@@ -221,3 +228,13 @@ def journal_prefix(codebase_id: str) -> str:
 def lease_key(codebase_id: str) -> str:
     """Key of the codebase's lease object."""
     return codebase_prefix(codebase_id) + LEASE_NAME
+
+
+def lifecycle_kind(key: str) -> str | None:
+    """``"delta"`` or ``"lease"`` for keys a bucket lifecycle rule may expire, else None."""
+    parts = key.split("/")
+    if len(parts) == 2 and parts[1] == LEASE_NAME:
+        return "lease"
+    if len(parts) == 3 and parts[1] == JOURNAL_DIR:
+        return "delta"
+    return None

@@ -406,7 +406,10 @@ def test_access_denied_is_permission_denied(
         assert info.value.key == "cb/k.json"
         assert "'cb/k.json'" in str(info.value)
     assert isinstance(info.value.__cause__, ClientError)
-    assert s3_endpoint.server.faults.faults["AccessDenied"] == 1  # 403 is not retried
+    # 403 is not retried; a 403 on a read is checked once with a listing (a
+    # GET too, denied here as well), since S3 hides 404s behind 403s.
+    expected = 2 if operation == "get" else 1
+    assert s3_endpoint.server.faults.faults["AccessDenied"] == expected
 
 
 @pytest.mark.parametrize(
@@ -1016,10 +1019,10 @@ def test_credentials_never_appear_in_reprs_errors_or_our_logs(
     ) as store:
         texts = [repr(store), str(store), repr(store.options), str(store.options)]
     with S3Store.from_url(URL, session=session, endpoint_url=s3_endpoint.endpoint_url) as store:
+        store.put("cb/k", b"v", if_none_match="*")
         s3_endpoint.server.faults.add(ACCESS_DENIED, method="GET")
         with pytest.raises(PermissionDeniedError) as info:
             store.get("cb/k")
-        store.put("cb/k", b"v", if_none_match="*")
         with pytest.raises(AlreadyExistsError) as exists:
             store.put("cb/k", b"v", if_none_match="*")
         texts += [str(info.value), repr(info.value), str(exists.value)]
