@@ -166,3 +166,30 @@ def test_manager_closes_only_stores_it_opened(tmp_path: Path) -> None:
     with PersistenceManager(store):
         pass
     assert closed == []
+
+
+def test_save_writes_only_what_changed(store: Store) -> None:
+    from documee_remote.merge import new_analysis, refresh_derived
+    from documee_remote.testing.factories import make_file_analysis
+
+    pm = PersistenceManager(store)
+    analysis = new_analysis("cb1")
+    for i in range(40):
+        path = f"/src/f{i}.py"
+        analysis.file_analyses[path] = make_file_analysis(path)
+    refresh_derived(analysis)
+    first = pm.save_analysis("cb1", analysis)
+    assert (first.uploaded, first.unchanged, first.analysis_written) == (40, 0, True)
+
+    again = pm.save_analysis("cb1", analysis)
+    assert (again.uploaded, again.deleted, again.analysis_written) == (0, 0, False)
+
+    for path in ("/src/f3.py", "/src/f7.py"):
+        analysis.file_analyses[path] = make_file_analysis(path, functions=9)
+    del analysis.file_analyses["/src/f9.py"]
+    refresh_derived(analysis)
+    changed = pm.save_analysis("cb1", analysis)
+    assert (changed.uploaded, changed.deleted, changed.analysis_written) == (2, 1, True)
+    assert pm.load_file_analysis("cb1", "/src/f9.py") is None
+    assert pm.load_analysis("cb1") == analysis
+    assert pm.verify("cb1").findings == []

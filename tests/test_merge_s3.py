@@ -135,3 +135,26 @@ def test_storage_that_keeps_failing_surfaces_a_typed_error(
     assert "cb1" in str(info.value)
     s3_endpoint.server.faults.clear()
     assert s3_endpoint.backdoor().read("cb1/analysis.json") == before
+
+
+def test_incremental_save_of_two_files_is_a_handful_of_requests(s3_endpoint: S3Endpoint) -> None:
+    from documee_remote.merge import new_analysis, refresh_derived
+
+    pm = s3_pm(s3_endpoint)
+    analysis = new_analysis("cb1")
+    for i in range(300):
+        path = f"/src/f{i}.py"
+        analysis.file_analyses[path] = make_file_analysis(path)
+    refresh_derived(analysis)
+    pm.save_analysis("cb1", analysis)
+    for path in ("/src/f10.py", "/src/f200.py"):
+        analysis.file_analyses[path] = make_file_analysis(path, functions=8)
+    refresh_derived(analysis)
+    s3_endpoint.server.faults.clear()  # zero the request counters
+    report = pm.save_analysis("cb1", analysis)
+    requests = s3_endpoint.server.faults.requests
+    assert report.uploaded == 2
+    assert requests["PUT"] == 3  # two per-file objects and analysis.json
+    assert sum(requests.values()) <= 10, requests
+    loaded = pm.load_analysis("cb1")
+    assert loaded == analysis

@@ -655,6 +655,10 @@ class S3Store(Store):
             raise self._translate(exc, "delete", key, if_match=if_match) from exc
 
     def _list(self, prefix: str) -> Iterator[str]:
+        return (meta.key for meta in self._list_meta(prefix))
+
+    def _list_meta(self, prefix: str) -> Iterator[ObjectMeta]:
+        # ListObjectsV2 returns each key's ETag, size and time: no HEAD per key.
         paginator = self._client.get_paginator("list_objects_v2")
         pages = iter(
             paginator.paginate(Bucket=self._bucket, Prefix=self._prefix + prefix, **self._owner)
@@ -673,7 +677,12 @@ class S3Store(Store):
                     # "folder/" markers made by consoles and other tools' names: not ours.
                     logger.debug("listing %s skips %r: not a valid key", self.url, key)
                     continue
-                yield key
+                yield ObjectMeta(
+                    key=key,
+                    etag=normalize_etag(item["ETag"]),
+                    size=item["Size"],
+                    last_modified=item["LastModified"],
+                )
 
     # -- bulk -------------------------------------------------------------------------------
 
