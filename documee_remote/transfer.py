@@ -1,0 +1,1128 @@
+"""Copy analyses between a local ``.documee/analysis`` directory and a store.
+
+The engine behind ``documee-remote push``, ``pull``, ``sync`` and ``migrate``,
+usable as a library::
+
+    from documee_remote.transfer import push, pull, sync, migrate
+
+    report = push(".documee/analysis", store)            # local -> store
+    report = pull(store, ".documee/analysis")            # store -> local
+    report = sync(".documee/analysis", store)            # both ways, see below
+    report = migrate("/old/.documee/analysis", store)    # upstream dir -> store, verified
+
+Every function returns a :class:`TransferReport`; with ``dry_run=True``
+nothing is written and the report lists what would be.
+
+What is copied
+--------------
+Only what differs. Both sides are listed with ``list_meta`` and objects are
+compared by ETag, which is the quoted MD5 of the bytes on every backend here
+and on S3 for single-part uploads. An ETag that is not a plain MD5 (S3's
+multipart ETags contain ``-``; some fsspec services use other schemes) cannot
+be compared: both objects are then read and their contents compared. Objects
+are copied as raw bytes, never parsed and re-serialised, so what arrives is
+exactly what left ("unchanged": upstream's empty ``analysis.json`` files
+included). Hidden names (``.tmp-*`` files of interrupted writes, editors'
+``.swp``) are never listed, so never copied.
+
+Order and races
+---------------
+Per codebase, per-file objects and ``file_hashes.json`` are written first and
+``analysis.json`` last, because ``analysis.json`` is the commit point: a
+reader never sees an ``analysis.json`` whose per-file objects are not there
+yet. Every write is conditional on what the plan saw at the destination
+(``If-Match`` its ETag, or ``If-None-Match: *`` when it was absent), so a
+transfer racing another writer (an analyser merging into the remote) fails
+clearly for that codebase instead of clobbering the other writer's work: the
+conflict is reported, that codebase's ``analysis.json`` is not written, and
+other codebases proceed. Stores without atomic conditional writes (see
+``Store.capabilities``) get plain writes. Deletions (only with
+``delete=True``) happen after the commit, or first when ``analysis.json``
+itself is deleted.
+
+Sync
+----
+:func:`sync` is a three-way sync per codebase, a codebase being one unit
+(its ``analysis.json`` embeds its file analyses, so mixing one side's
+per-file objects with the other side's ``analysis.json`` would make an
+inconsistent codebase). A state file in the local directory,
+``.documee-remote-sync.json`` (hidden, so never transferred), records for
+each store URL and codebase the ETags of both sides when they last agreed
+(after a sync, push or pull). Then, per codebase:
+
+* only on one side: copied to the other;
+* identical on both sides: nothing;
+* changed since the last agreement on one side only: that side wins (a push
+  or a pull of the codebase);
+* changed on both sides, or never synced and different: a **conflict**,
+  left untouched and reported (the CLI exits 5), unless ``prefer`` says
+  ``"local"``, ``"remote"`` or ``"newer"`` (the side whose newest object has
+  the later ``last_modified``; mind clock skew between machines).
+
+Sync never deletes unless ``delete=True``: without it an object missing on
+one side is left alone (a codebase that exists only on one side is copied
+over). With it, an object deleted on the winning side since the last
+agreement is deleted on the other side too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from . import layout
+from .errors import (
+    ConfigurationError,
+    ConflictError,
+    DocumeeRemoteError,
+    InvalidKeyError,
+    NotFoundError,
+    PreconditionFailedError,
+)
+from .stores import LocalStore, ObjectMeta, Store, etag_of
+
+__all__ = [
+    "SYNC_STATE_NAME",
+    "Conflict",
+    "Direction",
+    "PlannedAction",
+    "Prefer",
+    "TransferEvent",
+    "TransferReport",
+    "migrate",
+    "pull",
+    "push",
+    "sync",
+]
+
+logger = logging.getLogger("documee_remote.transfer")
+
+#: The sync state file inside the local directory (hidden: never listed or copied).
+SYNC_STATE_NAME = ".documee-remote-sync.json"
+
+Direction = Literal["push", "pull"]
+Prefer = Literal["local", "remote", "newer"]
+
+_PLAIN_MD5 = re.compile(r'"[0-9a-f]{32}"\Z')
+#: Objects read (and then written) per batch, and the bytes a batch may hold.
+_BATCH_OBJECTS = 64
+_BATCH_BYTES = 64 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedAction:
+    """One write or delete a transfer makes (or would make, in a dry run).
+
+    ``dst_etag`` is what the plan saw at the destination (None: absent); the
+    write is conditional on it.
+    """
+
+    op: Literal["put", "delete"]
+    key: str
+    direction: Direction
+    size: int
+    src_etag: str | None
+    dst_etag: str | None
+
+    @property
+    def codebase_id(self) -> str:
+        """The codebase the key belongs to (``""`` for a key at the store root)."""
+        return _codebase_of(self.key)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"op": self.op, "key": self.key, "direction": self.direction, "size": self.size}
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """Something the transfer refused to overwrite, or lost to another writer."""
+
+    codebase_id: str
+    key: str | None
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"codebase_id": self.codebase_id, "key": self.key, "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class TransferEvent:
+    """A progress event for a progress bar.
+
+    ``kind`` is ``"plan"`` (once per direction, with ``total_objects`` and
+    ``total_bytes``), ``"put"``, ``"delete"`` (``key``, ``size``) or
+    ``"conflict"`` (``key``, ``detail``).
+    """
+
+    kind: Literal["plan", "put", "delete", "conflict"]
+    direction: Direction
+    key: str | None = None
+    size: int = 0
+    total_objects: int = 0
+    total_bytes: int = 0
+    detail: str = ""
+
+
+ProgressCallback = Callable[[TransferEvent], None]
+
+
+@dataclass
+class TransferReport:
+    """What a transfer did (or, with ``dry_run``, would do).
+
+    Attributes
+    ----------
+    operation:
+        ``"push"``, ``"pull"``, ``"sync"`` or ``"migrate"``.
+    copied:
+        Keys written (would be written, in a dry run), in the order written.
+    deleted:
+        Keys deleted (would be).
+    skipped_same:
+        Objects already identical on both sides.
+    bytes:
+        Bytes written (would be).
+    conflicts:
+        What was refused or lost to another writer; nothing of those
+        codebases' ``analysis.json`` was written.
+    codebases:
+        Per codebase, what happened: ``"push"``, ``"pull"``, ``"same"``,
+        ``"conflict"``, ``"delete"``.
+    verified:
+        Objects whose ETag was checked at the destination after the copy
+        (migrate), and ``mismatched`` those that did not match.
+    refused:
+        Nothing was written because of conflicts (migrate without ``force``).
+    """
+
+    operation: str
+    source: str
+    destination: str
+    dry_run: bool = False
+    copied: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    skipped_same: int = 0
+    bytes: int = 0
+    conflicts: list[Conflict] = field(default_factory=list)
+    codebases: dict[str, str] = field(default_factory=dict)
+    actions: list[PlannedAction] = field(default_factory=list)
+    verified: int = 0
+    mismatched: list[str] = field(default_factory=list)
+    refused: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing conflicted and every verified object matched."""
+        return not self.conflicts and not self.mismatched and not self.refused
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (for ``--json``)."""
+        return {
+            "operation": self.operation,
+            "source": self.source,
+            "destination": self.destination,
+            "dry_run": self.dry_run,
+            "ok": self.ok,
+            "copied": len(self.copied),
+            "deleted": len(self.deleted),
+            "skipped_same": self.skipped_same,
+            "bytes": self.bytes,
+            "conflicts": [c.to_dict() for c in self.conflicts],
+            "codebases": dict(sorted(self.codebases.items())),
+            "actions": [a.to_dict() for a in self.actions],
+            "verified": self.verified,
+            "mismatched": list(self.mismatched),
+            "refused": self.refused,
+        }
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _codebase_of(key: str) -> str:
+    head, sep, _ = key.partition("/")
+    return head if sep else ""
+
+
+def _is_commit_key(key: str) -> bool:
+    _, sep, rest = key.partition("/")
+    return bool(sep) and rest == layout.ANALYSIS_NAME
+
+
+def _plain_md5(etag: str | None) -> bool:
+    return etag is not None and _PLAIN_MD5.match(etag) is not None
+
+
+def _open_local(local_dir: str | os.PathLike[str], *, must_exist: bool, read_only: bool) -> Store:
+    path = Path(local_dir)
+    if must_exist and not path.is_dir():
+        raise NotFoundError(f"local directory {os.fspath(path)!r} does not exist")
+    if path.exists() and not path.is_dir():
+        raise InvalidKeyError(f"{os.fspath(path)!r} is not a directory")
+    if path.is_dir():
+        _check_not_a_parent(path)
+    return LocalStore(path, read_only=read_only)
+
+
+def _check_not_a_parent(path: Path) -> None:
+    """Refuse a directory *above* the analyses (``.documee`` instead of ``.documee/analysis``).
+
+    Its codebases would be copied one level too deep, under ``analysis/``.
+    """
+    if any(path.glob(f"*/{layout.ANALYSIS_NAME}")):
+        return
+    nested = next(iter(path.glob(f"*/*/{layout.ANALYSIS_NAME}")), None)
+    if nested is not None:
+        inner = nested.parent.parent
+        raise ConfigurationError(
+            f"{os.fspath(path)!r} holds no codebase directories, but {os.fspath(inner)!r} "
+            "does: give the directory that contains the <codebase_id>/analysis.json "
+            "folders (upstream's .documee/analysis)"
+        )
+
+
+def _select(codebase_ids: Iterable[str] | None) -> list[str] | None:
+    if codebase_ids is None:
+        return None
+    ids = [layout.validate_codebase_id(c) for c in codebase_ids]
+    return list(dict.fromkeys(ids)) or None
+
+
+def _listing(store: Store, codebase_ids: Iterable[str] | None) -> dict[str, ObjectMeta]:
+    """``{key: meta}`` of the codebases' objects (every codebase's, for ``None``).
+
+    Keys outside any codebase (at the store root, or under a name that is not a
+    codebase id, such as an interrupted probe's ``_probe/``) are left out.
+    """
+    wanted = None if codebase_ids is None else set(codebase_ids)
+    if wanted is not None and len(wanted) <= 8:
+        prefixes = [layout.codebase_prefix(c) for c in sorted(wanted)]
+    else:
+        prefixes = [""]  # one listing, filtered, beats a request per codebase
+    found: dict[str, ObjectMeta] = {}
+    for prefix in prefixes:
+        for meta in store.list_meta(prefix):
+            codebase_id = _codebase_of(meta.key)
+            if wanted is not None and codebase_id not in wanted:
+                continue
+            try:
+                layout.validate_codebase_id(codebase_id)
+                layout.validate_key(meta.key)
+            except InvalidKeyError:
+                logger.info("skipping %r in %s: not a codebase's object", meta.key, store.url)
+                continue
+            found[meta.key] = meta
+    return found
+
+
+def _group(keys: Iterable[str]) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = {}
+    for key in keys:
+        groups.setdefault(_codebase_of(key), []).append(key)
+    return groups
+
+
+def _content_equal(
+    src: Store, dst: Store, keys: Sequence[str], src_meta: Mapping[str, ObjectMeta]
+) -> set[str]:
+    """Keys among ``keys`` whose bytes are the same on both sides (reads them)."""
+    if not keys:
+        return set()
+    same: set[str] = set()
+    for batch in _batches(keys, src_meta):
+        theirs = dst.get_many(batch)
+        ours = src.get_many(batch)
+        for key in batch:
+            a, b = ours[key], theirs[key]
+            if a is not None and b is not None and etag_of(a.data) == etag_of(b.data):
+                same.add(key)
+    return same
+
+
+def _batches(keys: Sequence[str], meta: Mapping[str, ObjectMeta]) -> Iterator[list[str]]:
+    batch: list[str] = []
+    size = 0
+    for key in keys:
+        item = meta[key].size if key in meta else 0
+        if batch and (len(batch) >= _BATCH_OBJECTS or size + item > _BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(key)
+        size += item
+    if batch:
+        yield batch
+
+
+def _differing(
+    src: Store,
+    dst: Store,
+    src_meta: Mapping[str, ObjectMeta],
+    dst_meta: Mapping[str, ObjectMeta],
+    keys: Iterable[str],
+) -> tuple[list[str], int]:
+    """Which of ``keys`` (all in ``src_meta``) differ at ``dst``; and how many are the same."""
+    differ: list[str] = []
+    unsure: list[str] = []
+    same = 0
+    for key in keys:
+        theirs = dst_meta.get(key)
+        ours = src_meta[key]
+        if theirs is None or theirs.size != ours.size:
+            differ.append(key)
+        elif _plain_md5(ours.etag) and _plain_md5(theirs.etag):
+            if ours.etag == theirs.etag:
+                same += 1
+            else:
+                differ.append(key)
+        else:
+            unsure.append(key)  # multipart or foreign ETags: compare the bytes
+    equal = _content_equal(src, dst, unsure, src_meta)
+    same += len(equal)
+    differ.extend(k for k in unsure if k not in equal)
+    return sorted(differ), same
+
+
+# -- the executor -----------------------------------------------------------------------
+
+
+@dataclass
+class _Outcome:
+    """What executing one codebase's actions produced."""
+
+    written: dict[str, str] = field(default_factory=dict)  # key -> new destination ETag
+    deleted: list[str] = field(default_factory=list)
+    conflicts: list[Conflict] = field(default_factory=list)
+    bytes: int = 0
+
+
+class _Copier:
+    """Writes planned actions from ``src`` to ``dst``, a codebase at a time."""
+
+    def __init__(
+        self, src: Store, dst: Store, direction: Direction, progress: ProgressCallback | None
+    ) -> None:
+        self.src = src
+        self.dst = dst
+        self.direction = direction
+        self.progress = progress
+        self.conditional = dst.capabilities.atomic_conditional_writes
+
+    def _emit(self, event: TransferEvent) -> None:
+        if self.progress is not None:
+            self.progress(event)
+
+    def announce(self, actions: Sequence[PlannedAction]) -> None:
+        """Tell the progress callback what is coming."""
+        self._emit(
+            TransferEvent(
+                "plan",
+                self.direction,
+                total_objects=len(actions),
+                total_bytes=sum(a.size for a in actions if a.op == "put"),
+            )
+        )
+
+    def run_codebase(self, codebase_id: str, actions: Sequence[PlannedAction]) -> _Outcome:
+        """Copy one codebase: objects first, ``analysis.json`` last, then deletions."""
+        out = _Outcome()
+        puts = [a for a in actions if a.op == "put" and not _is_commit_key(a.key)]
+        commit = [a for a in actions if a.op == "put" and _is_commit_key(a.key)]
+        deletes = [a for a in actions if a.op == "delete"]
+        delete_commit = [a for a in deletes if _is_commit_key(a.key)]
+        other_deletes = [a for a in deletes if not _is_commit_key(a.key)]
+
+        # A codebase whose analysis.json goes away loses it first, like delete_analysis.
+        for action in delete_commit:
+            if not self._delete(action, out):
+                return out
+        for batch in _action_batches(puts):
+            self._put_batch(batch, out)
+        if out.conflicts:
+            if commit:
+                self._conflict(
+                    out,
+                    codebase_id,
+                    commit[0].key,
+                    "analysis.json not written: an object of this codebase conflicted",
+                )
+            return out
+        for action in commit:
+            self._put_batch([action], out)
+        if out.conflicts:
+            return out
+        for action in other_deletes:
+            self._delete(action, out)
+        return out
+
+    def _conflict(self, out: _Outcome, codebase_id: str, key: str | None, reason: str) -> None:
+        out.conflicts.append(Conflict(codebase_id, key, reason))
+        self._emit(TransferEvent("conflict", self.direction, key=key, detail=reason))
+
+    def _put_batch(self, batch: Sequence[PlannedAction], out: _Outcome) -> None:
+        found = self.src.get_many([a.key for a in batch])
+        ready: list[tuple[PlannedAction, bytes]] = []
+        for action in batch:
+            obj = found[action.key]
+            if obj is None:
+                self._conflict(out, action.codebase_id, action.key, "the source object disappeared")
+                continue
+            if _plain_md5(action.src_etag) and etag_of(obj.data) != action.src_etag:
+                self._conflict(
+                    out, action.codebase_id, action.key, "the source object changed during the copy"
+                )
+                continue
+            ready.append((action, obj.data))
+        if not ready:
+            return
+
+        def write(item: tuple[PlannedAction, bytes]) -> str | Exception:
+            action, data = item
+            try:
+                if not self.conditional:
+                    return self.dst.put(action.key, data)
+                if action.dst_etag is None:
+                    return self.dst.put(action.key, data, if_none_match="*")
+                return self.dst.put(action.key, data, if_match=action.dst_etag)
+            except (PreconditionFailedError, ConflictError) as exc:
+                return exc
+
+        workers = max(1, min(self.dst.concurrency, len(ready)))
+        if workers == 1:
+            results = [write(item) for item in ready]
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                results = list(pool.map(write, ready))
+        for (action, data), result in zip(ready, results, strict=True):
+            if isinstance(result, Exception):
+                self._conflict(
+                    out,
+                    action.codebase_id,
+                    action.key,
+                    "changed at the destination since the plan (another writer?): "
+                    f"{type(result).__name__}",
+                )
+                continue
+            out.written[action.key] = result
+            out.bytes += len(data)
+            self._emit(TransferEvent("put", self.direction, key=action.key, size=len(data)))
+
+    def _delete(self, action: PlannedAction, out: _Outcome) -> bool:
+        try:
+            if self.conditional and self.dst.capabilities.conditional_delete and action.dst_etag:
+                self.dst.delete(action.key, if_match=action.dst_etag)
+            else:
+                self.dst.delete(action.key)
+        except PreconditionFailedError as exc:
+            self._conflict(
+                out,
+                action.codebase_id,
+                action.key,
+                f"changed at the destination since the plan: {type(exc).__name__}",
+            )
+            return False
+        out.deleted.append(action.key)
+        self._emit(TransferEvent("delete", self.direction, key=action.key))
+        return True
+
+
+def _action_batches(actions: Sequence[PlannedAction]) -> Iterator[list[PlannedAction]]:
+    batch: list[PlannedAction] = []
+    size = 0
+    for action in actions:
+        if batch and (len(batch) >= _BATCH_OBJECTS or size + action.size > _BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(action)
+        size += action.size
+    if batch:
+        yield batch
+
+
+# -- one-way copies ---------------------------------------------------------------------------
+
+
+def _plan_one_way(
+    src: Store,
+    dst: Store,
+    direction: Direction,
+    *,
+    src_meta: Mapping[str, ObjectMeta],
+    dst_meta: Mapping[str, ObjectMeta],
+    codebases: Iterable[str],
+    delete: bool,
+) -> tuple[dict[str, list[PlannedAction]], int]:
+    """Per codebase, the actions that make ``dst`` hold ``src``'s objects."""
+    src_groups = _group(src_meta)
+    dst_groups = _group(dst_meta)
+    plan: dict[str, list[PlannedAction]] = {}
+    same = 0
+    for codebase_id in sorted(set(codebases)):
+        keys = src_groups.get(codebase_id, [])
+        differ, n_same = _differing(src, dst, src_meta, dst_meta, keys)
+        same += n_same
+        actions = [
+            PlannedAction(
+                "put",
+                key,
+                direction,
+                src_meta[key].size,
+                src_meta[key].etag,
+                dst_meta[key].etag if key in dst_meta else None,
+            )
+            for key in differ
+        ]
+        if delete:
+            present = set(keys)
+            actions.extend(
+                PlannedAction("delete", key, direction, 0, None, dst_meta[key].etag)
+                for key in sorted(dst_groups.get(codebase_id, []))
+                if key not in present
+            )
+        plan[codebase_id] = actions
+    return plan, same
+
+
+def _execute(
+    copier: _Copier,
+    plan: Mapping[str, Sequence[PlannedAction]],
+    report: TransferReport,
+    *,
+    dry_run: bool,
+) -> dict[str, _Outcome]:
+    outcomes: dict[str, _Outcome] = {}
+    all_actions = [a for actions in plan.values() for a in actions]
+    report.actions.extend(all_actions)
+    if dry_run:
+        for action in all_actions:
+            if action.op == "put":
+                report.copied.append(action.key)
+                report.bytes += action.size
+            else:
+                report.deleted.append(action.key)
+        return outcomes
+    copier.announce(all_actions)
+    for codebase_id, actions in plan.items():
+        if not actions:
+            continue
+        outcome = copier.run_codebase(codebase_id, actions)
+        outcomes[codebase_id] = outcome
+        report.copied.extend(outcome.written)
+        report.deleted.extend(outcome.deleted)
+        report.bytes += outcome.bytes
+        report.conflicts.extend(outcome.conflicts)
+        if outcome.conflicts:
+            report.codebases[codebase_id] = "conflict"
+    return outcomes
+
+
+def _one_way(
+    operation: str,
+    src: Store,
+    dst: Store,
+    direction: Direction,
+    codebase_ids: Iterable[str] | None,
+    *,
+    dry_run: bool,
+    delete: bool,
+    progress: ProgressCallback | None,
+    remote: Store,
+    state_dir: Path | None,
+) -> TransferReport:
+    selected = _select(codebase_ids)
+    src_meta = _listing(src, selected)
+    codebases = sorted(_group(src_meta))
+    if selected is not None:
+        missing = [c for c in selected if c not in codebases]
+        if missing:
+            raise NotFoundError(
+                f"codebase {missing[0]!r} not found in {src.url}", codebase_id=missing[0]
+            )
+    # Only the source's codebases are looked at: even with ``delete``, a codebase
+    # the source lacks entirely is never touched (in a shared store it is
+    # somebody else's).
+    dst_meta = _listing(dst, codebases) if codebases else {}
+    report = TransferReport(operation, src.url, dst.url, dry_run=dry_run)
+    plan, report.skipped_same = _plan_one_way(
+        src,
+        dst,
+        direction,
+        src_meta=src_meta,
+        dst_meta=dst_meta,
+        codebases=codebases,
+        delete=delete,
+    )
+    for codebase_id, actions in plan.items():
+        report.codebases[codebase_id] = direction if actions else "same"
+    outcomes = _execute(_Copier(src, dst, direction, progress), plan, report, dry_run=dry_run)
+    if not dry_run and state_dir is not None:
+        _record_after_copy(
+            state_dir,
+            remote,
+            direction,
+            src_meta=src_meta,
+            dst_meta=dst_meta,
+            plan=plan,
+            outcomes=outcomes,
+        )
+    return report
+
+
+# -- the public operations ---------------------------------------------------------------------
+
+
+def push(
+    local_dir: str | os.PathLike[str],
+    store: Store,
+    codebase_ids: Iterable[str] | None = None,
+    *,
+    dry_run: bool = False,
+    delete: bool = False,
+    progress: ProgressCallback | None = None,
+) -> TransferReport:
+    """Copy a local directory's codebases to ``store``: only objects that differ.
+
+    Parameters
+    ----------
+    codebase_ids:
+        Only these codebases (default: every codebase in ``local_dir``).
+    dry_run:
+        Plan only; the report lists what would be copied.
+    delete:
+        Also delete objects of the pushed codebases that ``local_dir`` lacks
+        (and, without ``codebase_ids``, codebases it lacks entirely).
+
+    Raises
+    ------
+    NotFoundError
+        ``local_dir`` does not exist, or a selected codebase is not in it.
+    """
+    with _open_local(local_dir, must_exist=True, read_only=True) as local:
+        return _one_way(
+            "push",
+            local,
+            store,
+            "push",
+            codebase_ids,
+            dry_run=dry_run,
+            delete=delete,
+            progress=progress,
+            remote=store,
+            state_dir=Path(local_dir),
+        )
+
+
+def pull(
+    store: Store,
+    local_dir: str | os.PathLike[str],
+    codebase_ids: Iterable[str] | None = None,
+    *,
+    dry_run: bool = False,
+    delete: bool = False,
+    progress: ProgressCallback | None = None,
+) -> TransferReport:
+    """Copy ``store``'s codebases into a local directory (created if missing).
+
+    The mirror image of :func:`push`; ``delete`` removes local objects of the
+    pulled codebases that the store lacks.
+    """
+    with _open_local(local_dir, must_exist=False, read_only=dry_run) as local:
+        return _one_way(
+            "pull",
+            store,
+            local,
+            "pull",
+            codebase_ids,
+            dry_run=dry_run,
+            delete=delete,
+            progress=progress,
+            remote=store,
+            state_dir=Path(local_dir),
+        )
+
+
+def migrate(
+    local_dir: str | os.PathLike[str],
+    store: Store,
+    codebase_ids: Iterable[str] | None = None,
+    *,
+    dry_run: bool = False,
+    force: bool = False,
+    progress: ProgressCallback | None = None,
+) -> TransferReport:
+    """Move an existing upstream Documee directory into ``store``, unchanged and verified.
+
+    A push that refuses to overwrite: if any object already in the store
+    differs from the local one, nothing at all is written and the report has
+    ``refused=True`` and the conflicts, unless ``force``. After the copy every
+    object is looked up again in the store and its ETag compared with the
+    local file's (the contents, for non-MD5 ETags); ``verified`` counts them
+    and ``mismatched`` lists failures.
+    """
+    with _open_local(local_dir, must_exist=True, read_only=True) as local:
+        selected = _select(codebase_ids)
+        src_meta = _listing(local, selected)
+        if selected is not None:
+            missing = [c for c in selected if c not in _group(src_meta)]
+            if missing:
+                raise NotFoundError(
+                    f"codebase {missing[0]!r} not found in {local.url}", codebase_id=missing[0]
+                )
+        dst_meta = _listing(store, sorted(_group(src_meta))) if src_meta else {}
+        report = TransferReport("migrate", local.url, store.url, dry_run=dry_run)
+        plan, report.skipped_same = _plan_one_way(
+            local,
+            store,
+            "push",
+            src_meta=src_meta,
+            dst_meta=dst_meta,
+            codebases=_group(src_meta),
+            delete=False,
+        )
+        for codebase_id, actions in plan.items():
+            overwrites = [a for a in actions if a.dst_etag is not None]
+            for action in overwrites:
+                report.conflicts.append(
+                    Conflict(
+                        codebase_id, action.key, "differs from the object already in the store"
+                    )
+                )
+            report.codebases[codebase_id] = (
+                "conflict" if overwrites else ("push" if actions else "same")
+            )
+        if report.conflicts and not force:
+            report.refused = True
+            report.actions.extend(a for actions in plan.values() for a in actions)
+            return report
+        report.conflicts.clear()
+        for codebase_id, actions in plan.items():
+            report.codebases[codebase_id] = "push" if actions else "same"
+        outcomes = _execute(_Copier(local, store, "push", progress), plan, report, dry_run=dry_run)
+        if dry_run:
+            return report
+        after = _listing(store, sorted(_group(src_meta))) if src_meta else {}
+        unsure: list[str] = []
+        for key, meta in src_meta.items():
+            theirs = after.get(key)
+            if theirs is None:
+                report.mismatched.append(key)
+            elif _plain_md5(meta.etag) and _plain_md5(theirs.etag):
+                if meta.etag == theirs.etag:
+                    report.verified += 1
+                else:
+                    report.mismatched.append(key)
+            else:
+                unsure.append(key)
+        equal = _content_equal(local, store, unsure, src_meta)
+        report.verified += len(equal)
+        report.mismatched.extend(k for k in unsure if k not in equal)
+        report.mismatched.sort()
+        # The upstream directory is left exactly as it was: no sync state is recorded.
+        del outcomes
+        return report
+
+
+def sync(
+    local_dir: str | os.PathLike[str],
+    store: Store,
+    codebase_ids: Iterable[str] | None = None,
+    *,
+    dry_run: bool = False,
+    delete: bool = False,
+    prefer: Prefer | None = None,
+    progress: ProgressCallback | None = None,
+) -> TransferReport:
+    """Two-way sync, codebase by codebase; see the module docstring for the rules.
+
+    Parameters
+    ----------
+    prefer:
+        How to settle a codebase changed on both sides: ``"local"``,
+        ``"remote"`` or ``"newer"``. ``None`` (default) leaves it untouched
+        and reports a conflict.
+    delete:
+        Propagate deletions made on the winning side since the last sync.
+    """
+    if prefer not in (None, "local", "remote", "newer"):
+        raise ValueError(f"prefer must be 'local', 'remote' or 'newer', not {prefer!r}")
+    state_dir = Path(local_dir)
+    with _open_local(local_dir, must_exist=False, read_only=dry_run) as local:
+        selected = _select(codebase_ids)
+        local_meta = _listing(local, selected)
+        remote_meta = _listing(store, selected)
+        local_groups = _group(local_meta)
+        remote_groups = _group(remote_meta)
+        state = _SyncState.load(state_dir, store.url)
+        report = TransferReport("sync", local.url, store.url, dry_run=dry_run)
+        push_plan: dict[str, list[PlannedAction]] = {}
+        pull_plan: dict[str, list[PlannedAction]] = {}
+        codebases = sorted(set(local_groups) | set(remote_groups))
+        if selected is not None:
+            missing = [c for c in selected if c not in codebases]
+            if missing:
+                raise NotFoundError(
+                    f"codebase {missing[0]!r} is neither in {local.url} nor in {store.url}",
+                    codebase_id=missing[0],
+                )
+        for codebase_id in codebases:
+            ours = {k: local_meta[k] for k in local_groups.get(codebase_id, [])}
+            theirs = {k: remote_meta[k] for k in remote_groups.get(codebase_id, [])}
+            decision = _decide(
+                local, store, codebase_id, ours=ours, theirs=theirs, state=state, prefer=prefer
+            )
+            report.codebases[codebase_id] = decision
+            if decision == "conflict":
+                report.conflicts.append(
+                    Conflict(
+                        codebase_id,
+                        None,
+                        "changed on both sides since the last sync"
+                        if state.has(codebase_id)
+                        else "differs on both sides and was never synced",
+                    )
+                )
+                continue
+            if decision == "same":
+                report.skipped_same += len(ours)
+                continue
+            # Deletions are propagated only with the base state that proves them.
+            drop = delete and state.has(codebase_id)
+            if decision == "push":
+                plan, same = _plan_one_way(
+                    local,
+                    store,
+                    "push",
+                    src_meta=ours,
+                    dst_meta=theirs,
+                    codebases=[codebase_id],
+                    delete=False,
+                )
+                if drop:
+                    plan[codebase_id] += _deletions(theirs, ours, state.remote(codebase_id), "push")
+                push_plan.update(plan)
+            else:
+                plan, same = _plan_one_way(
+                    store,
+                    local,
+                    "pull",
+                    src_meta=theirs,
+                    dst_meta=ours,
+                    codebases=[codebase_id],
+                    delete=False,
+                )
+                if drop:
+                    plan[codebase_id] += _deletions(ours, theirs, state.local(codebase_id), "pull")
+                pull_plan.update(plan)
+            report.skipped_same += same
+        outcomes_push = _execute(
+            _Copier(local, store, "push", progress), push_plan, report, dry_run=dry_run
+        )
+        outcomes_pull = _execute(
+            _Copier(store, local, "pull", progress), pull_plan, report, dry_run=dry_run
+        )
+        if dry_run:
+            return report
+        # Record the agreed state of every codebase that is now settled.
+        for codebase_id in codebases:
+            decision = report.codebases[codebase_id]
+            if decision == "conflict":
+                continue
+            local_etags = {k: local_meta[k].etag for k in local_groups.get(codebase_id, [])}
+            remote_etags = {k: remote_meta[k].etag for k in remote_groups.get(codebase_id, [])}
+            if decision == "push":
+                _apply(remote_etags, outcomes_push.get(codebase_id))
+            elif decision == "pull":
+                _apply(local_etags, outcomes_pull.get(codebase_id))
+            state.set(codebase_id, local_etags, remote_etags)
+        state.save()
+        return report
+
+
+# -- sync decisions and state -----------------------------------------------------------------
+
+
+def _deletions(
+    target: Mapping[str, ObjectMeta],
+    winner: Mapping[str, ObjectMeta],
+    target_base: Mapping[str, str],
+    direction: Direction,
+) -> list[PlannedAction]:
+    """Objects the winner deleted since the base that the target still holds unchanged."""
+    return [
+        PlannedAction("delete", key, direction, 0, None, meta.etag)
+        for key, meta in sorted(target.items())
+        if key not in winner and target_base.get(key) == meta.etag
+    ]
+
+
+def _changed(current: Mapping[str, ObjectMeta], base: Mapping[str, str]) -> bool:
+    if set(current) != set(base):
+        return True
+    return any(meta.etag != base[key] for key, meta in current.items())
+
+
+def _newest(metas: Mapping[str, ObjectMeta]) -> datetime | None:
+    return max((m.last_modified for m in metas.values()), default=None)
+
+
+def _decide(
+    local: Store,
+    remote: Store,
+    codebase_id: str,
+    *,
+    ours: Mapping[str, ObjectMeta],
+    theirs: Mapping[str, ObjectMeta],
+    state: _SyncState,
+    prefer: Prefer | None,
+) -> str:
+    """``"push"``, ``"pull"``, ``"same"`` or ``"conflict"`` for one codebase."""
+    if not theirs:
+        return "push"
+    if not ours:
+        return "pull"
+    shared = [key for key in ours if key in theirs]
+    differ, _ = _differing(local, remote, ours, theirs, shared)
+    local_extra = any(key not in theirs for key in ours)
+    remote_extra = any(key not in ours for key in theirs)
+    if not differ and not local_extra and not remote_extra:
+        return "same"
+    if state.has(codebase_id):
+        local_changed = _changed(ours, state.local(codebase_id))
+        remote_changed = _changed(theirs, state.remote(codebase_id))
+        if local_changed and not remote_changed:
+            return "push"
+        if remote_changed and not local_changed:
+            return "pull"
+        if not local_changed and not remote_changed:
+            return "same"  # known differences: objects kept on one side without delete
+    elif not differ:
+        # The objects both sides hold are identical: copying one side's extras
+        # over loses nothing.
+        if local_extra and not remote_extra:
+            return "push"
+        if remote_extra and not local_extra:
+            return "pull"
+    if prefer == "local":
+        return "push"
+    if prefer == "remote":
+        return "pull"
+    if prefer == "newer":
+        mine, yours = _newest(ours), _newest(theirs)
+        if mine is not None and yours is not None:
+            return "push" if mine >= yours else "pull"
+    return "conflict"
+
+
+def _apply(etags: dict[str, str], outcome: _Outcome | None) -> None:
+    """Update a side's ``{key: etag}`` with what was written to and deleted from it."""
+    if outcome is None:
+        return
+    etags.update(outcome.written)
+    for key in outcome.deleted:
+        etags.pop(key, None)
+
+
+class _SyncState:
+    """The base of the three-way sync, kept in ``<local_dir>/.documee-remote-sync.json``.
+
+    ``{"version": 1, "stores": {store_url: {codebase_id: {"local": {key: etag},
+    "remote": {key: etag}}}}}``
+    """
+
+    def __init__(self, path: Path, store_url: str, data: dict[str, Any]) -> None:
+        self.path = path
+        self.store_url = store_url
+        self.data = data
+        stores = data.setdefault("stores", {})
+        self.codebases: dict[str, Any] = stores.setdefault(store_url, {})
+
+    @classmethod
+    def load(cls, local_dir: Path, store_url: str) -> _SyncState:
+        path = local_dir / SYNC_STATE_NAME
+        data: dict[str, Any] = {"version": 1, "stores": {}}
+        try:
+            loaded = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError) as exc:
+            logger.warning("ignoring unreadable sync state %s: %s", path, exc)
+        else:
+            if isinstance(loaded, dict) and isinstance(loaded.get("stores"), dict):
+                data = loaded
+        return cls(path, store_url, data)
+
+    def has(self, codebase_id: str) -> bool:
+        return codebase_id in self.codebases
+
+    def local(self, codebase_id: str) -> dict[str, str]:
+        return dict(self.codebases.get(codebase_id, {}).get("local", {}))
+
+    def remote(self, codebase_id: str) -> dict[str, str]:
+        return dict(self.codebases.get(codebase_id, {}).get("remote", {}))
+
+    def set(self, codebase_id: str, local: Mapping[str, str], remote: Mapping[str, str]) -> None:
+        self.codebases[codebase_id] = {"local": dict(local), "remote": dict(remote)}
+
+    def save(self) -> None:
+        """Write the state atomically (temp file and rename)."""
+        if not self.path.parent.is_dir():
+            return
+        body = json.dumps(self.data, indent=1, sort_keys=True).encode("utf-8")
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-sync-", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(body)
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+
+def _record_after_copy(
+    state_dir: Path,
+    remote: Store,
+    direction: Direction,
+    *,
+    src_meta: Mapping[str, ObjectMeta],
+    dst_meta: Mapping[str, ObjectMeta],
+    plan: Mapping[str, Sequence[PlannedAction]],
+    outcomes: Mapping[str, _Outcome],
+) -> None:
+    """After a push or pull, remember the copied codebases as agreed, for sync.
+
+    A pull writes into the directory anyway; a push only updates a state file
+    that ``sync`` already keeps there, so pushing from a directory that never
+    took part in a sync (an upstream one, a read-only checkout) leaves it as it was.
+    """
+    if direction == "push" and not (state_dir / SYNC_STATE_NAME).is_file():
+        return
+    try:
+        state = _SyncState.load(state_dir, remote.url)
+        src_groups, dst_groups = _group(src_meta), _group(dst_meta)
+        for codebase_id in plan:
+            outcome = outcomes.get(codebase_id)
+            if outcome is not None and outcome.conflicts:
+                continue
+            src = {k: src_meta[k].etag for k in src_groups.get(codebase_id, [])}
+            dst = {k: dst_meta[k].etag for k in dst_groups.get(codebase_id, [])}
+            _apply(dst, outcome)
+            if direction == "push":
+                state.set(codebase_id, src, dst)
+            else:
+                state.set(codebase_id, dst, src)
+        state.save()
+    except (OSError, DocumeeRemoteError) as exc:
+        # The state only saves work: without it, sync compares both sides afresh.
+        logger.info("sync state not recorded in %s: %s", state_dir, exc)

@@ -1,0 +1,461 @@
+"""The transfer engine: push, pull, sync and migrate between a directory and a store."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from documee_remote.errors import ConfigurationError, InvalidKeyError, NotFoundError
+from documee_remote.stores import MemoryStore, Store
+from documee_remote.stores.base import etag_of
+from documee_remote.testing.fixtures import S3Endpoint
+from documee_remote.transfer import (
+    SYNC_STATE_NAME,
+    TransferEvent,
+    migrate,
+    pull,
+    push,
+    sync,
+)
+
+from .conftest import QUIRK_FIXTURES, SHARED_FIXTURES
+
+STALE = QUIRK_FIXTURES / "incremental-stale"
+
+
+def files_of(root: Path) -> dict[str, bytes]:
+    """Every visible file under ``root`` as ``{relative path: bytes}``."""
+    found = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if path.is_file() and not any(part.startswith(".") for part in rel.parts):
+            found[rel.as_posix()] = path.read_bytes()
+    return found
+
+
+def copy_tree(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    for path in dst.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    dst.chmod(0o755)
+    return dst
+
+
+def only_codebase(root: Path) -> str:
+    (codebase,) = [p.name for p in root.iterdir() if p.is_dir()]
+    return codebase
+
+
+#: Objects in the incremental-stale fixture: analysis.json, file_hashes.json, 4 per-file.
+COUNT = 6
+
+
+class RecordingStore(MemoryStore):
+    """Records every write and delete, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log: list[tuple[str, str, str]] = []
+
+    def _put(self, key: str, data: bytes, *, if_match: str | None, create_only: bool) -> str:
+        condition = "if-none-match" if create_only else ("if-match" if if_match else "none")
+        self.log.append(("put", key, condition))
+        return super()._put(key, data, if_match=if_match, create_only=create_only)
+
+    def _delete(self, key: str, *, if_match: str | None) -> None:
+        self.log.append(("delete", key, "if-match" if if_match else "none"))
+        super()._delete(key, if_match=if_match)
+
+
+class MultipartStore(MemoryStore):
+    """A store whose ETags look like S3's multipart ones: not the MD5 of the bytes."""
+
+    def _put(self, key: str, data: bytes, *, if_match: str | None, create_only: bool) -> str:
+        digest = hashlib.md5(hashlib.md5(data).digest()).hexdigest()
+        etag = f'"{digest}-2"'
+        with self._lock:
+            current = self._objects.get(key)
+            if create_only and current is not None:
+                raise self._already_exists(key)
+            if if_match is not None and (current is None or current[1] != if_match):
+                raise self._precondition_failed(key, if_match)
+            self._objects[key] = (data, etag, datetime.now(UTC))
+        return etag
+
+
+# -- push / pull / migrate ----------------------------------------------------------------------
+
+
+def test_migrate_then_pull_is_byte_exact(codebase_dir: Path, tmp_path: Path) -> None:
+    store = MemoryStore()
+    root = codebase_dir.parent
+    report = migrate(root, store, [codebase_dir.name])
+    expected = files_of(codebase_dir)
+    assert report.ok
+    assert report.verified == len(expected)
+    assert sorted(report.copied) == sorted(f"{codebase_dir.name}/{n}" for n in expected)
+    out = tmp_path / "pulled"
+    pulled = pull(store, out, [codebase_dir.name])
+    assert len(pulled.copied) == len(expected)
+    assert files_of(out / codebase_dir.name) == expected
+
+
+def test_second_push_copies_nothing_and_a_change_copies_only_itself(tmp_path: Path) -> None:
+    local = copy_tree(STALE, tmp_path / "local")
+    codebase = only_codebase(local)
+    store = MemoryStore()
+    first = push(local, store)
+    assert len(first.copied) == len(files_of(local)) == COUNT
+    again = push(local, store)
+    assert again.copied == []
+    assert again.skipped_same == COUNT
+    assert again.bytes == 0
+    (local / codebase / "file_hashes.json").write_bytes(b"{}")
+    third = push(local, store)
+    assert third.copied == [f"{codebase}/file_hashes.json"]
+    assert store.get(f"{codebase}/file_hashes.json").data == b"{}"
+
+
+def test_analysis_json_is_written_last_and_conditionally(tmp_path: Path) -> None:
+    local = copy_tree(STALE, tmp_path / "local")
+    codebase = only_codebase(local)
+    store = RecordingStore()
+    push(local, store)
+    puts = [entry for entry in store.log if entry[0] == "put"]
+    assert puts[-1][1] == f"{codebase}/analysis.json"
+    assert {condition for _, _, condition in puts} == {"if-none-match"}
+    # The next push of a changed analysis.json names the version it replaces.
+    store.log.clear()
+    path = local / codebase / "analysis.json"
+    path.write_bytes(path.read_bytes() + b" ")
+    push(local, store)
+    assert store.log == [("put", f"{codebase}/analysis.json", "if-match")]
+
+
+def test_dry_run_writes_nothing_and_lists_the_plan(tmp_path: Path) -> None:
+    local = copy_tree(STALE, tmp_path / "local")
+    store = MemoryStore()
+    report = push(local, store, dry_run=True)
+    assert report.dry_run
+    assert len(report.copied) == COUNT
+    assert report.bytes == sum(len(b) for b in files_of(local).values())
+    assert list(store.list()) == []
+    pulled = pull(store, tmp_path / "nowhere", dry_run=True)
+    assert pulled.copied == []
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_hidden_and_temporary_files_are_never_copied(tmp_path: Path) -> None:
+    local = copy_tree(STALE, tmp_path / "local")
+    codebase = only_codebase(local)
+    (local / codebase / ".tmp-0123abcd").write_bytes(b"half a write")
+    (local / codebase / ".editor.swp").write_bytes(b"x")
+    (local / ".hidden").mkdir()
+    (local / ".hidden" / "analysis.json").write_bytes(b"{}")
+    (local / "README.txt").write_bytes(b"not a codebase")
+    store = MemoryStore()
+    push(local, store)
+    keys = list(store.list())
+    assert len(keys) == COUNT
+    assert all(k.startswith(codebase + "/") for k in keys)
+    assert not any("/." in k for k in keys)
+
+
+def test_a_remote_change_after_the_plan_is_a_conflict_not_an_overwrite(tmp_path: Path) -> None:
+    local = copy_tree(STALE, tmp_path / "local")
+    codebase = only_codebase(local)
+    store = MemoryStore()
+    push(local, store)
+    path = local / codebase / "analysis.json"
+    path.write_bytes(path.read_bytes() + b"\n")
+    key = f"{codebase}/analysis.json"
+
+    def racing_writer(event: TransferEvent) -> None:
+        if event.kind == "plan":  # another analyser commits between plan and copy
+            store.put(key, b'{"theirs": true}')
+
+    report = push(local, store, progress=racing_writer)
+    assert not report.ok
+    assert [c.key for c in report.conflicts] == [key]
+    assert store.get(key).data == b'{"theirs": true}'
+
+
+def test_a_conflicting_per_file_object_keeps_analysis_json_unwritten(tmp_path: Path) -> None:
+    local = copy_tree(STALE, tmp_path / "local")
+    codebase = only_codebase(local)
+    store = MemoryStore()
+    names = sorted(files_of(local / codebase))
+    per_file = next(n for n in names if n.startswith("file_") and n != "file_hashes.json")
+    for name in (per_file, "analysis.json"):
+        path = local / codebase / name
+        path.write_bytes(path.read_bytes() + b" ")
+
+    def racing_writer(event: TransferEvent) -> None:
+        if event.kind == "plan":
+            store.put(f"{codebase}/{per_file}", b"someone else's")
+
+    report = push(local, store, progress=racing_writer)
+    keys = {c.key for c in report.conflicts}
+    assert f"{codebase}/{per_file}" in keys
+    assert f"{codebase}/analysis.json" in keys
+    assert not store.exists(f"{codebase}/analysis.json")
+    assert report.codebases[codebase] == "conflict"
+
+
+def test_migrate_refuses_to_overwrite_different_data_unless_forced(tmp_path: Path) -> None:
+    local = copy_tree(STALE, tmp_path / "local")
+    codebase = only_codebase(local)
+    store = MemoryStore()
+    store.put(f"{codebase}/analysis.json", b"{}")
+    refused = migrate(local, store)
+    assert refused.refused
+    assert not refused.ok
+    assert [c.key for c in refused.conflicts] == [f"{codebase}/analysis.json"]
+    assert list(store.list()) == [f"{codebase}/analysis.json"]  # nothing written
+    forced = migrate(local, store, force=True)
+    assert forced.ok
+    assert forced.verified == COUNT
+    assert (
+        store.get(f"{codebase}/analysis.json").data
+        == (local / codebase / "analysis.json").read_bytes()
+    )
+
+
+def test_migrate_leaves_the_upstream_directory_untouched(tmp_path: Path) -> None:
+    local = copy_tree(STALE, tmp_path / "local")
+    before = sorted(p.name for p in local.rglob("*"))
+    migrate(local, MemoryStore())
+    assert sorted(p.name for p in local.rglob("*")) == before
+    assert not (local / SYNC_STATE_NAME).exists()
+
+
+def test_multipart_etags_fall_back_to_comparing_contents(tmp_path: Path) -> None:
+    local = copy_tree(STALE, tmp_path / "local")
+    codebase = only_codebase(local)
+    store = MultipartStore()
+    for name, data in files_of(local / codebase).items():
+        store.put(f"{codebase}/{name}", data)
+    same = push(local, store)
+    assert same.copied == []
+    assert same.skipped_same == COUNT
+    assert all("-" in meta.etag for meta in store.list_meta())
+    store.put(f"{codebase}/file_hashes.json", b"{}")
+    changed = push(local, store)
+    assert changed.copied == [f"{codebase}/file_hashes.json"]
+    assert (
+        store.get(f"{codebase}/file_hashes.json").data
+        == (local / codebase / "file_hashes.json").read_bytes()
+    )
+
+
+def test_delete_removes_only_within_pushed_codebases(tmp_path: Path) -> None:
+    local = copy_tree(STALE, tmp_path / "local")
+    codebase = only_codebase(local)
+    store = MemoryStore()
+    store.put(f"{codebase}/file_0000000000000000.json", b"{}")
+    store.put("someone-else/analysis.json", b"{}")
+    kept = push(local, store)
+    assert store.exists(f"{codebase}/file_0000000000000000.json")
+    assert kept.deleted == []
+    report = push(local, store, delete=True)
+    assert report.deleted == [f"{codebase}/file_0000000000000000.json"]
+    assert store.exists("someone-else/analysis.json")
+
+
+def test_errors_for_missing_directories_and_bad_ids(tmp_path: Path) -> None:
+    with pytest.raises(NotFoundError):
+        push(tmp_path / "missing", MemoryStore())
+    with pytest.raises(InvalidKeyError):
+        push(tmp_path, MemoryStore(), ["../etc"])
+    local = copy_tree(STALE, tmp_path / "local")
+    with pytest.raises(NotFoundError):
+        push(local, MemoryStore(), ["not-there"])
+
+
+def test_the_directory_above_the_analyses_is_refused(tmp_path: Path) -> None:
+    documee = tmp_path / ".documee"
+    copy_tree(STALE, documee / "analysis")
+    with pytest.raises(ConfigurationError, match="analysis"):
+        push(documee, MemoryStore())
+    with pytest.raises(ConfigurationError):
+        migrate(documee, MemoryStore())
+    assert push(documee / "analysis", MemoryStore()).ok
+
+
+def test_report_to_dict_is_json(tmp_path: Path) -> None:
+    local = copy_tree(STALE, tmp_path / "local")
+    report = push(local, MemoryStore(), dry_run=True)
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["operation"] == "push"
+    assert data["copied"] == COUNT
+    assert data["dry_run"] is True
+    assert {a["op"] for a in data["actions"]} == {"put"}
+
+
+# -- sync ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def synced(tmp_path: Path) -> tuple[Path, Store, str]:
+    local = copy_tree(STALE, tmp_path / "local")
+    store = MemoryStore()
+    report = sync(local, store)
+    assert report.codebases == {only_codebase(local): "push"}
+    return local, store, only_codebase(local)
+
+
+def test_sync_copies_codebases_that_exist_on_one_side(tmp_path: Path) -> None:
+    local = copy_tree(STALE, tmp_path / "local")
+    codebase = only_codebase(local)
+    store = MemoryStore()
+    store.put("remote-only/analysis.json", b"{}")
+    report = sync(local, store)
+    assert report.codebases == {codebase: "push", "remote-only": "pull"}
+    assert (local / "remote-only" / "analysis.json").read_bytes() == b"{}"
+    assert len(list(store.list(codebase + "/"))) == COUNT
+    again = sync(local, store)
+    assert set(again.codebases.values()) == {"same"}
+    assert again.copied == []
+
+
+def test_sync_pushes_a_local_change_and_pulls_a_remote_one(
+    synced: tuple[Path, Store, str],
+) -> None:
+    local, store, codebase = synced
+    (local / codebase / "file_hashes.json").write_bytes(b'{"local": 1}')
+    pushed = sync(local, store)
+    assert pushed.codebases == {codebase: "push"}
+    assert store.get(f"{codebase}/file_hashes.json").data == b'{"local": 1}'
+    store.put(f"{codebase}/file_hashes.json", b'{"remote": 2}')
+    pulled = sync(local, store)
+    assert pulled.codebases == {codebase: "pull"}
+    assert (local / codebase / "file_hashes.json").read_bytes() == b'{"remote": 2}'
+
+
+def test_sync_refuses_a_codebase_changed_on_both_sides(synced: tuple[Path, Store, str]) -> None:
+    local, store, codebase = synced
+    key = f"{codebase}/file_hashes.json"
+    (local / codebase / "file_hashes.json").write_bytes(b'{"local": 1}')
+    store.put(key, b'{"remote": 2}')
+    report = sync(local, store)
+    assert report.codebases == {codebase: "conflict"}
+    assert not report.ok
+    assert report.copied == []
+    assert store.get(key).data == b'{"remote": 2}'
+    assert (local / codebase / "file_hashes.json").read_bytes() == b'{"local": 1}'
+    settled = sync(local, store, prefer="remote")
+    assert settled.codebases == {codebase: "pull"}
+    assert (local / codebase / "file_hashes.json").read_bytes() == b'{"remote": 2}'
+
+
+def test_sync_of_never_synced_different_data_is_a_conflict(tmp_path: Path) -> None:
+    local = copy_tree(STALE, tmp_path / "local")
+    codebase = only_codebase(local)
+    store = MemoryStore()
+    store.put(f"{codebase}/analysis.json", b"{}")
+    report = sync(local, store, dry_run=True)
+    assert report.codebases == {codebase: "conflict"}
+    forced = sync(local, store, prefer="local")
+    assert forced.codebases == {codebase: "push"}
+    assert (
+        store.get(f"{codebase}/analysis.json").data
+        == (local / codebase / "analysis.json").read_bytes()
+    )
+
+
+def test_sync_never_deletes_without_delete(synced: tuple[Path, Store, str]) -> None:
+    local, store, codebase = synced
+    victim = next(
+        p
+        for p in (local / codebase).iterdir()
+        if p.name.startswith("file_") and p.name != "file_hashes.json"
+    )
+    key = f"{codebase}/{victim.name}"
+    victim.unlink()
+    sync(local, store)
+    assert store.exists(key)  # kept remotely...
+    again = sync(local, store)
+    assert not victim.exists()  # ...and not pulled back either
+    assert again.codebases == {codebase: "same"}
+
+
+def test_sync_with_delete_propagates_a_deletion(synced: tuple[Path, Store, str]) -> None:
+    local, store, codebase = synced
+    victim = next(
+        p
+        for p in (local / codebase).iterdir()
+        if p.name.startswith("file_") and p.name != "file_hashes.json"
+    )
+    victim.unlink()
+    report = sync(local, store, delete=True)
+    assert report.deleted == [f"{codebase}/{victim.name}"]
+    assert not store.exists(f"{codebase}/{victim.name}")
+
+
+def test_sync_dry_run_changes_nothing(synced: tuple[Path, Store, str]) -> None:
+    local, store, codebase = synced
+    state = (local / SYNC_STATE_NAME).read_bytes()
+    (local / codebase / "file_hashes.json").write_bytes(b"{}")
+    report = sync(local, store, dry_run=True)
+    assert report.copied == [f"{codebase}/file_hashes.json"]
+    assert store.get(f"{codebase}/file_hashes.json").data != b"{}"
+    assert (local / SYNC_STATE_NAME).read_bytes() == state
+
+
+def test_push_leaves_a_never_synced_directory_untouched(tmp_path: Path) -> None:
+    local = copy_tree(STALE, tmp_path / "local")
+    push(local, MemoryStore())
+    assert not (local / SYNC_STATE_NAME).exists()
+
+
+def test_push_keeps_the_sync_base_of_a_synced_directory(synced: tuple[Path, Store, str]) -> None:
+    local, store, codebase = synced
+    (local / codebase / "file_hashes.json").write_bytes(b"{}")
+    push(local, store)
+    # The push is remembered: the next sync finds nothing changed on either side.
+    assert sync(local, store).codebases == {codebase: "same"}
+
+
+def test_pull_records_the_sync_base(tmp_path: Path) -> None:
+    store = MemoryStore()
+    migrate(STALE, store)
+    local = tmp_path / "local"
+    pull(store, local)
+    assert (local / SYNC_STATE_NAME).is_file()
+    codebase = only_codebase(local)
+    store.put(f"{codebase}/file_hashes.json", b"{}")
+    assert sync(local, store).codebases == {codebase: "pull"}
+
+
+# -- against S3 (moto server) ---------------------------------------------------------------
+
+
+def test_s3_migrate_pull_round_trip_is_byte_exact(s3_endpoint: S3Endpoint, tmp_path: Path) -> None:
+    root = SHARED_FIXTURES / "requests-incremental"
+    if not root.is_dir():
+        root = STALE
+    with s3_endpoint.store() as store:
+        report = migrate(root, store)
+        assert report.ok
+        assert report.verified == len(files_of(root))
+        # S3's single-part ETags are MD5s: nothing differs, nothing is sent again.
+        again = push(root, store)
+        assert again.copied == []
+        assert again.skipped_same == report.verified
+        out = tmp_path / "pulled"
+        pull(store, out)
+        assert files_of(out) == files_of(root)
+
+
+def test_s3_etags_are_the_local_md5s(s3_endpoint: S3Endpoint) -> None:
+    with s3_endpoint.store() as store:
+        migrate(STALE, store)
+        for meta in store.list_meta():
+            local = STALE / meta.key
+            assert meta.etag == etag_of(local.read_bytes()), os.fspath(local)
