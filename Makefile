@@ -8,12 +8,15 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Exact pins that resolve in seconds; see the comment at the top of the file.
+# Exact pins, so pip does not spend minutes backtracking boto3 against the botocore
+# that aiobotocore (s3fs) pins; see the comment at the top of the file.
 CONSTRAINTS := constraints.txt
 PYTEST_ARGS ?=
 STORE ?=
 
-.PHONY: test lint typecheck unit demo bench clean
+BENCH_STAMP := $(VENV)/.installed-bench
+
+.PHONY: test lint typecheck unit demo bench lambda clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -n "$(PYTHON)" || { echo "error: Python 3.11 or newer is needed (set PYTHON=...)"; exit 1; }
@@ -39,9 +42,17 @@ unit: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m documee_remote.demo $(if $(STORE),--store $(STORE),)
 
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
+
 ## bench: the benchmarks; tables and plots land in benchmarks/results/
-bench: $(STAMP)
-	$(BIN)/python -m benchmarks.run
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+## lambda: the deployment zip for AWS Lambda (dist/documee-remote-lambda.zip)
+lambda: $(STAMP)
+	$(BIN)/python scripts/build_lambda.py --out dist/documee-remote-lambda.zip
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
