@@ -113,8 +113,7 @@ class LocalStore(Store):
             size = os.fstat(f.fileno()).st_size
             if self.max_object_size is not None and size > self.max_object_size:
                 raise ObjectTooLargeError(
-                    f"{key!r} is {size} bytes, over this store's limit of "
-                    f"{self.max_object_size}",
+                    f"{key!r} is {size} bytes, over this store's limit of {self.max_object_size}",
                     key=key,
                 )
             data = f.read()
