@@ -57,11 +57,12 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
@@ -77,7 +78,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TransferSpeedColumn,
 )
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from . import __version__, layout
@@ -95,6 +96,10 @@ from .errors import (
     UnsupportedOperationError,
 )
 from .stores import ObjectMeta, Store
+
+if TYPE_CHECKING:
+    from .analyser import ProgressEvent
+    from .transfer import TransferEvent, TransferReport
 
 __all__ = [
     "EXIT_CONFIG",
@@ -262,78 +267,71 @@ def _state() -> CliState:
     return state
 
 
-def _remember(attr: str) -> Callable[[click.Context, click.Parameter, Any], None]:
-    """An option callback storing a given value on the CliState (commands override the group)."""
+def _state_option(attr: str, *param_decls: str, **kwargs: Any) -> Callable[[_F], _F]:
+    """An option that sets ``CliState.<attr>`` when given (so a command's overrides the group's)."""
 
-    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    def remember(ctx: click.Context, param: click.Parameter, value: Any) -> None:
         state = ctx.ensure_object(CliState)
         if value is None or value is False:
             return
         setattr(state, attr, value)
         if attr == "debug":
-            _configure_logging(debug=True)
+            _configure_debug_logging()
 
-    return callback
+    return click.option(*param_decls, attr, expose_value=False, callback=remember, **kwargs)
+
+
+_COMMON_OPTIONS = [
+    _state_option(
+        "store_url",
+        "--store",
+        metavar="URL",
+        default=None,
+        help="Store URL (s3://bucket/prefix, file:///path, memory://). Default: DOCUMEE_STORE_URL.",
+    ),
+    _state_option(
+        "backend",
+        "--backend",
+        type=click.Choice(["s3", "fsspec"]),
+        default=None,
+        help="Backend for s3:// URLs: s3 (boto3, default) or fsspec (s3fs).",
+    ),
+    _state_option(
+        "read_only",
+        "--read-only",
+        is_flag=True,
+        default=False,
+        help="Refuse every write to the store.",
+    ),
+    _state_option(
+        "json",
+        "--json",
+        is_flag=True,
+        default=False,
+        help="Print one JSON document on stdout instead of tables.",
+    ),
+    _state_option(
+        "quiet",
+        "--quiet",
+        "-q",
+        is_flag=True,
+        default=False,
+        help="No progress bars or progress messages.",
+    ),
+    _state_option(
+        "debug",
+        "--debug",
+        "-v",
+        is_flag=True,
+        default=False,
+        help="Log debug messages and show tracebacks of errors.",
+    ),
+]
 
 
 def common_options(fn: _F) -> _F:
     """The options every command accepts, also accepted by the group."""
-    options = [
-        click.option(
-            "--store",
-            "store_url",
-            metavar="URL",
-            default=None,
-            expose_value=False,
-            callback=_remember("store_url"),
-            help="Store URL (s3://bucket/prefix, file:///path, memory://). "
-            "Default: DOCUMEE_STORE_URL.",
-        ),
-        click.option(
-            "--backend",
-            type=click.Choice(["s3", "fsspec"]),
-            default=None,
-            expose_value=False,
-            callback=_remember("backend"),
-            help="Backend for s3:// URLs: s3 (boto3, default) or fsspec (s3fs).",
-        ),
-        click.option(
-            "--read-only",
-            is_flag=True,
-            default=False,
-            expose_value=False,
-            callback=_remember("read_only"),
-            help="Refuse every write to the store.",
-        ),
-        click.option(
-            "--json",
-            "json_output",
-            is_flag=True,
-            default=False,
-            expose_value=False,
-            callback=_remember("json"),
-            help="Print one JSON document on stdout instead of tables.",
-        ),
-        click.option(
-            "--quiet",
-            "-q",
-            is_flag=True,
-            default=False,
-            expose_value=False,
-            callback=_remember("quiet"),
-            help="No progress bars or progress messages.",
-        ),
-        click.option(
-            "--debug",
-            "-v",
-            is_flag=True,
-            default=False,
-            expose_value=False,
-            callback=_remember("debug"),
-            help="Log debug messages and show tracebacks of errors.",
-        ),
-    ]
-    for option in reversed(options):
+    for option in reversed(_COMMON_OPTIONS):
         fn = option(fn)
     return fn
 
@@ -358,9 +356,9 @@ def _reset_logging() -> None:
         root.setLevel(logging.NOTSET)
 
 
-def _configure_logging(*, debug: bool) -> None:
+def _configure_debug_logging() -> None:
     root = logging.getLogger("documee_remote")
-    if debug and not any(isinstance(h, _StderrHandler) for h in root.handlers):
+    if not any(isinstance(h, _StderrHandler) for h in root.handlers):
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
         root.addHandler(handler)
@@ -394,38 +392,61 @@ def _emit_json(document: Any) -> None:
     click.echo(text)
 
 
-def _iso(moment: datetime) -> str:
+def _utc(moment: datetime) -> datetime:
+    """``moment`` in UTC (a naive one is taken to be UTC already)."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return _utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _when(moment: datetime | None) -> str:
-    if moment is None:
-        return "-"
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return "-" if moment is None else _utc(moment).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def human_size(size: float) -> str:
     """``1536`` -> ``"1.5 KiB"``."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(size) < 1024 or unit == "TiB":
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(size) < 1024:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
-    return f"{size:.1f} TiB"  # pragma: no cover
+    return f"{size:.1f} TiB"
+
+
+def _table(*headers: str | Column, title: str | Text | None = None, **kwargs: Any) -> Table:
+    """A table with these columns and, if any, a title on its left."""
+    return Table(*headers, title=title, title_justify="left", **kwargs)
+
+
+def _right(header: str) -> Column:
+    """A right-aligned column, for numbers."""
+    return Column(header, justify="right")
+
+
+def _exit_with_error(
+    state: CliState, error_type: str, message: str, code: int, hint: str | None = None
+) -> NoReturn:
+    """Print ``error: <message>`` (and, with --json, the error document) and exit ``code``."""
+    if state.json:
+        _emit_json(
+            {"ok": False, "error": {"type": error_type, "message": message, "exit_code": code}}
+        )
+    click.echo(f"error: {message}", err=True)
+    if hint:
+        click.echo(f"hint: {hint}", err=True)
+    raise click.exceptions.Exit(code)
 
 
 def _fail(message: str, code: int) -> NoReturn:
     """Report a CLI-level failure (not a library error) and exit with ``code``."""
-    state = _state()
-    if state.json:
-        _emit_json(
-            {"ok": False, "error": {"type": "CliError", "message": message, "exit_code": code}}
-        )
-    click.echo(f"error: {message}", err=True)
-    raise click.exceptions.Exit(code)
+    _exit_with_error(_state(), "CliError", message, code)
+
+
+def _codebase_not_found(pm: Any, codebase_id: str) -> NoReturn:
+    _fail(f"codebase {codebase_id!r} not found in {pm.store.url}", EXIT_NOT_FOUND)
 
 
 # -- the group ------------------------------------------------------------------------------------
@@ -437,11 +458,9 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except DocumeeRemoteError as exc:
-            _report_error(ctx, exc)
-        except (ImportError, ValueError, OSError) as exc:
-            # Not the library's errors, but still not worth a traceback: a local
-            # directory that cannot be read, an analyser module that fails to import.
+        except (DocumeeRemoteError, ImportError, ValueError, OSError) as exc:
+            # Not only the library's errors: a local directory that cannot be read or an
+            # analyser module that fails to import is not worth a traceback either.
             _report_error(ctx, exc)
         except KeyboardInterrupt:
             click.echo("error: interrupted", err=True)
@@ -458,17 +477,10 @@ def _report_error(ctx: click.Context, exc: BaseException) -> NoReturn:
         import traceback
 
         traceback.print_exception(exc, file=sys.stderr)
-    if state.json:
-        _emit_json(
-            {
-                "ok": False,
-                "error": {"type": type(exc).__name__, "message": message, "exit_code": code},
-            }
-        )
-    click.echo(f"error: {message}", err=True)
+    hint = None
     if code == EXIT_CONFIG and "store" in message and "--store" not in message:
-        click.echo("hint: check --store / DOCUMEE_STORE_URL and DOCUMEE_S3_* settings", err=True)
-    raise click.exceptions.Exit(code)
+        hint = "check --store / DOCUMEE_STORE_URL and DOCUMEE_S3_* settings"
+    _exit_with_error(state, type(exc).__name__, message, code, hint)
 
 
 @click.group(cls=_Group, epilog=EXIT_CODES_HELP, context_settings={"max_content_width": 100})
@@ -602,15 +614,11 @@ def ls_command(deep: bool) -> None:
     if not summaries:
         state.out.print(Text(f"no codebases in {url}"))
         return
-    table = Table(title=Text(f"codebases in {url}"), title_justify="left")
-    table.add_column("codebase")
-    table.add_column("files", justify="right")
+    headers: list[str | Column] = ["codebase", _right("files")]
     if deep:
-        table.add_column("analysed", justify="right")
-    table.add_column("objects", justify="right")
-    table.add_column("size", justify="right")
-    table.add_column("updated")
-    table.add_column("status")
+        headers.append(_right("analysed"))
+    headers += [_right("objects"), _right("size"), "updated", "status"]
+    table = _table(*headers, title=Text(f"codebases in {url}"))
     for s in summaries:
         row: list[Text | str] = [Text(s.codebase_id), str(s.files)]
         if deep:
@@ -655,7 +663,7 @@ def show_command(codebase_id: str, file_path: str | None, top: int) -> None:
             return
         analysis = pm.load_analysis(codebase_id)
         if analysis is None:
-            _fail(f"codebase {codebase_id!r} not found in {pm.store.url}", EXIT_NOT_FOUND)
+            _codebase_not_found(pm, codebase_id)
         prefix = layout.codebase_prefix(codebase_id)
         per_file = sum(
             1 for k in pm.store.list(prefix) if layout.is_file_analysis_name(k[len(prefix) :])
@@ -663,9 +671,7 @@ def show_command(codebase_id: str, file_path: str | None, top: int) -> None:
         hashes = pm.get_file_hashes(codebase_id)
     metrics = analysis.metrics.to_dict()
     graph = analysis.dependency_graph
-    languages: dict[str, int] = {}
-    for fa in analysis.file_analyses.values():
-        languages[fa.language] = languages.get(fa.language, 0) + 1
+    languages = dict(Counter(fa.language for fa in analysis.file_analyses.values()).most_common())
     counts = {
         "files_in_analysis": len(analysis.file_analyses),
         "per_file_objects": per_file,
@@ -683,31 +689,26 @@ def show_command(codebase_id: str, file_path: str | None, top: int) -> None:
                 "analyzed_at": analysis.analyzed_at,
                 "metrics": metrics,
                 "counts": counts,
-                "languages": dict(sorted(languages.items(), key=lambda kv: -kv[1])),
+                "languages": languages,
                 "top_teaching_files": [{"file_path": p, "score": s} for p, s in top_files],
             }
         )
         return
     out = state.out
     out.print(Text(f"codebase {codebase_id} (analysed {analysis.analyzed_at})", style="bold"))
-    table = Table(title="metrics", title_justify="left")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
+    table = _table("metric", _right("value"), title="metrics")
     for name, value in metrics.items():
         table.add_row(name, Text(str(value)))
     out.print(table)
-    table = Table(title="counts", title_justify="left")
-    table.add_column("what")
-    table.add_column("count", justify="right")
+    table = _table("what", _right("count"), title="counts")
     for name, value in counts.items():
         table.add_row(name.replace("_", " "), str(value))
-    for language, n in sorted(languages.items(), key=lambda kv: -kv[1]):
+    for language, n in languages.items():
         table.add_row(Text(f"language: {language}"), str(n))
     out.print(table)
-    table = Table(title=f"top {len(top_files)} teaching files", title_justify="left")
-    table.add_column("#", justify="right")
-    table.add_column("file")
-    table.add_column("score", justify="right")
+    table = _table(
+        _right("#"), "file", _right("score"), title=f"top {len(top_files)} teaching files"
+    )
     for rank, (path, score) in enumerate(top_files, 1):
         table.add_row(str(rank), Text(path), f"{score:.3f}" if math.isfinite(score) else str(score))
     out.print(table)
@@ -727,7 +728,7 @@ def _show_file(state: CliState, pm: Any, codebase_id: str, file_path: str) -> No
     if fa is None:
         analysis = pm.load_analysis(codebase_id)
         if analysis is None:
-            _fail(f"codebase {codebase_id!r} not found in {pm.store.url}", EXIT_NOT_FOUND)
+            _codebase_not_found(pm, codebase_id)
         fa = analysis.file_analyses.get(file_path)
         source = "analysis.json"
         if fa is None:
@@ -744,9 +745,7 @@ def _show_file(state: CliState, pm: Any, codebase_id: str, file_path: str) -> No
         return
     out = state.out
     out.print(Text(f"{file_path} ({fa.language}; from the {source})", style="bold"))
-    table = Table(show_header=False)
-    table.add_column("field")
-    table.add_column("value")
+    table = _table("field", "value", show_header=False)
     tv = fa.teaching_value
     cm = fa.complexity_metrics
     rows = [
@@ -795,7 +794,7 @@ class _TransferProgress:
     def __exit__(self, *exc: object) -> None:
         self.progress.__exit__(None, None, None)
 
-    def __call__(self, event: Any) -> None:
+    def __call__(self, event: TransferEvent) -> None:
         direction = event.direction
         if event.kind == "plan":
             self.counts[direction] = [0, event.total_objects]
@@ -816,7 +815,7 @@ class _TransferProgress:
             self.progress.console.print(Text(f"conflict: {event.key}: {event.detail}", style="red"))
 
 
-def _transfer_output(state: CliState, report: Any) -> None:
+def _transfer_output(state: CliState, report: TransferReport) -> None:
     """Print a transfer report and exit 5 on conflicts, 6 on mismatches."""
     if state.json:
         _emit_json(report.to_dict())
@@ -828,11 +827,7 @@ def _transfer_output(state: CliState, report: Any) -> None:
             title += " (dry run: nothing written)"
         out.print(Text(title, style="bold"))
         if report.codebases:
-            table = Table()
-            table.add_column("codebase")
-            table.add_column("action")
-            table.add_column("objects", justify="right")
-            table.add_column("bytes", justify="right")
+            table = _table("codebase", "action", _right("objects"), _right("bytes"))
             for codebase_id, decision in sorted(report.codebases.items()):
                 actions = [a for a in report.actions if a.codebase_id == codebase_id]
                 table.add_row(
@@ -878,16 +873,6 @@ def _transfer_output(state: CliState, report: Any) -> None:
         raise click.exceptions.Exit(EXIT_CONFLICT)
 
 
-_local_dir_argument = click.argument(
-    "local_dir", metavar="LOCAL_DIR", type=click.Path(file_okay=False, path_type=Path)
-)
-_codebase_option = click.option(
-    "--codebase",
-    "codebase_ids",
-    metavar="ID",
-    multiple=True,
-    help="Only this codebase (repeatable). Default: all.",
-)
 _dry_run_option = click.option(
     "--dry-run", is_flag=True, help="Only show what would be copied; write nothing."
 )
@@ -898,10 +883,50 @@ _delete_option = click.option(
 )
 
 
-@_command("push")
-@_local_dir_argument
-@_codebase_option
-@_dry_run_option
+def _transfer_command(name: str) -> Callable[[_F], click.Command]:
+    """``_command`` with what every transfer takes: LOCAL_DIR, --codebase and --dry-run."""
+    options = [
+        click.argument(
+            "local_dir", metavar="LOCAL_DIR", type=click.Path(file_okay=False, path_type=Path)
+        ),
+        click.option(
+            "--codebase",
+            "codebase_ids",
+            metavar="ID",
+            multiple=True,
+            help="Only this codebase (repeatable). Default: all.",
+        ),
+        _dry_run_option,
+    ]
+
+    def decorate(fn: _F) -> click.Command:
+        for option in reversed(options):
+            fn = option(fn)
+        return _command(name)(fn)
+
+    return decorate
+
+
+def _run_transfer(
+    operation: Callable[..., TransferReport],
+    local_dir: Path,
+    codebase_ids: tuple[str, ...],
+    **options: Any,
+) -> None:
+    """Run one of :mod:`documee_remote.transfer`'s operations on the store, and report."""
+    state = _state()
+    with state.manager() as pm, _TransferProgress(state) as progress:
+        report = operation(
+            local_dir=local_dir,
+            store=pm.store,
+            codebase_ids=codebase_ids or None,
+            progress=progress,
+            **options,
+        )
+    _transfer_output(state, report)
+
+
+@_transfer_command("push")
 @_delete_option
 def push_command(
     local_dir: Path, codebase_ids: tuple[str, ...], dry_run: bool, delete: bool
@@ -915,23 +940,10 @@ def push_command(
     """
     from . import transfer
 
-    state = _state()
-    with state.manager() as pm, _TransferProgress(state) as progress:
-        report = transfer.push(
-            local_dir,
-            pm.store,
-            codebase_ids or None,
-            dry_run=dry_run,
-            delete=delete,
-            progress=progress,
-        )
-    _transfer_output(state, report)
+    _run_transfer(transfer.push, local_dir, codebase_ids, dry_run=dry_run, delete=delete)
 
 
-@_command("pull")
-@_local_dir_argument
-@_codebase_option
-@_dry_run_option
+@_transfer_command("pull")
 @_delete_option
 def pull_command(
     local_dir: Path, codebase_ids: tuple[str, ...], dry_run: bool, delete: bool
@@ -939,23 +951,10 @@ def pull_command(
     """Copy the store's codebases into LOCAL_DIR (created if missing); only what differs."""
     from . import transfer
 
-    state = _state()
-    with state.manager() as pm, _TransferProgress(state) as progress:
-        report = transfer.pull(
-            pm.store,
-            local_dir,
-            codebase_ids or None,
-            dry_run=dry_run,
-            delete=delete,
-            progress=progress,
-        )
-    _transfer_output(state, report)
+    _run_transfer(transfer.pull, local_dir, codebase_ids, dry_run=dry_run, delete=delete)
 
 
-@_command("sync")
-@_local_dir_argument
-@_codebase_option
-@_dry_run_option
+@_transfer_command("sync")
 @click.option(
     "--delete",
     is_flag=True,
@@ -983,24 +982,12 @@ def sync_command(
     """
     from . import transfer
 
-    state = _state()
-    with state.manager() as pm, _TransferProgress(state) as progress:
-        report = transfer.sync(
-            local_dir,
-            pm.store,
-            codebase_ids or None,
-            dry_run=dry_run,
-            delete=delete,
-            prefer=prefer,  # type: ignore[arg-type]
-            progress=progress,
-        )
-    _transfer_output(state, report)
+    _run_transfer(
+        transfer.sync, local_dir, codebase_ids, dry_run=dry_run, delete=delete, prefer=prefer
+    )
 
 
-@_command("migrate")
-@_local_dir_argument
-@_codebase_option
-@_dry_run_option
+@_transfer_command("migrate")
 @click.option("--force", is_flag=True, help="Overwrite objects the store holds differently.")
 def migrate_command(
     local_dir: Path, codebase_ids: tuple[str, ...], dry_run: bool, force: bool
@@ -1014,17 +1001,7 @@ def migrate_command(
     """
     from . import transfer
 
-    state = _state()
-    with state.manager() as pm, _TransferProgress(state) as progress:
-        report = transfer.migrate(
-            local_dir,
-            pm.store,
-            codebase_ids or None,
-            dry_run=dry_run,
-            force=force,
-            progress=progress,
-        )
-    _transfer_output(state, report)
+    _run_transfer(transfer.migrate, local_dir, codebase_ids, dry_run=dry_run, force=force)
 
 
 # -- verify, gc, compact ---------------------------------------------------------------------------
@@ -1034,7 +1011,7 @@ def _codebases_to_check(pm: Any, codebase_id: str | None) -> list[str]:
     if codebase_id is not None:
         layout.validate_codebase_id(codebase_id)
         if next(iter(pm.store.list(layout.codebase_prefix(codebase_id))), None) is None:
-            _fail(f"codebase {codebase_id!r} not found in {pm.store.url}", EXIT_NOT_FOUND)
+            _codebase_not_found(pm, codebase_id)
         return [codebase_id]
     return [s.codebase_id for s in summarise_codebases(pm.store.list_meta(""))]
 
@@ -1077,8 +1054,7 @@ def verify_command(
     reports: list[Any] = []
     with state.manager() as pm:
         verify = _require(pm, "verify")
-        ids = _codebases_to_check(pm, codebase_id)
-        for cid in ids:
+        for cid in _codebases_to_check(pm, codebase_id):
             with _spinner(state, f"verifying {cid}"):
                 reports.append(verify(cid, repair=repair, grace_seconds=grace_seconds))
     ok = all(r.ok for r in reports)
@@ -1106,11 +1082,7 @@ def _print_verify(state: CliState, reports: list[Any], *, repair: bool, show_all
         out.print(line)
         if not findings:
             continue
-        table = Table()
-        table.add_column("kind")
-        table.add_column("key / file")
-        table.add_column("detail")
-        table.add_column("repaired")
+        table = _table("kind", "key / file", "detail", "repaired")
         shown: dict[str, int] = {}
         hidden = 0
         for f in findings:
@@ -1131,35 +1103,49 @@ def _print_verify(state: CliState, reports: list[Any], *, repair: bool, show_all
 
 
 def _each_codebase(
-    state: CliState, ids: list[str], what: str, fn: Callable[[str], Any]
+    state: CliState, codebase_id: str | None, method: str, what: str, **kwargs: Any
 ) -> tuple[list[Any], list[tuple[str, DocumeeRemoteError]]]:
-    """Run ``fn`` per codebase; with several, one failing codebase does not stop the others."""
+    """``PersistenceManager.<method>(cid, **kwargs)`` on the codebase (every codebase, for None).
+
+    With several codebases, one failing does not stop the others: its error is
+    returned beside the results.
+    """
     results: list[Any] = []
     failures: list[tuple[str, DocumeeRemoteError]] = []
-    for cid in ids:
-        with _spinner(state, f"{what} {cid}"):
-            try:
-                results.append(fn(cid))
-            except (CorruptObjectError, NotFoundError) as exc:
-                if len(ids) == 1:
-                    raise
-                failures.append((cid, exc))
+    with state.manager() as pm:
+        fn = _require(pm, method)
+        ids = _codebases_to_check(pm, codebase_id)
+        for cid in ids:
+            with _spinner(state, f"{what} {cid}"):
+                try:
+                    results.append(fn(cid, **kwargs))
+                except (CorruptObjectError, NotFoundError) as exc:
+                    if len(ids) == 1:
+                        raise
+                    failures.append((cid, exc))
     return results, failures
 
 
-def _failures_output(state: CliState, failures: list[tuple[str, DocumeeRemoteError]]) -> None:
-    for cid, exc in failures:
-        click.echo(f"error: {cid}: skipped: {exc}", err=True)
+def _each_codebase_output(
+    state: CliState,
+    document: dict[str, Any],
+    table: Table,
+    failures: list[tuple[str, DocumeeRemoteError]],
+) -> None:
+    """Print ``document`` (with ``ok`` and ``errors`` added) or ``table`` and the failures.
 
-
-def _failures_dict(failures: list[tuple[str, DocumeeRemoteError]]) -> list[dict[str, Any]]:
-    return [
-        {"codebase_id": cid, "type": type(exc).__name__, "message": str(exc)}
-        for cid, exc in failures
-    ]
-
-
-def _exit_for_failures(failures: list[tuple[str, DocumeeRemoteError]]) -> None:
+    Exits with the worst failure's code, if any.
+    """
+    if state.json:
+        errors = [
+            {"codebase_id": cid, "type": type(exc).__name__, "message": str(exc)}
+            for cid, exc in failures
+        ]
+        _emit_json({"ok": not failures, **document, "errors": errors})
+    else:
+        state.out.print(table)
+        for cid, exc in failures:
+            click.echo(f"error: {cid}: skipped: {exc}", err=True)
     if failures:
         raise click.exceptions.Exit(max(exit_code_for(exc) for _, exc in failures))
 
@@ -1181,34 +1167,24 @@ def gc_command(codebase_id: str | None, grace_seconds: float, dry_run: bool) -> 
     known to be garbage) and reported; the exit code is then 6.
     """
     state = _state()
-    with state.manager() as pm:
-        gc = _require(pm, "gc")
-        reports, failures = _each_codebase(
-            state,
-            _codebases_to_check(pm, codebase_id),
-            "collecting garbage in",
-            lambda cid: gc(cid, grace_seconds=grace_seconds, dry_run=dry_run),
-        )
-    if state.json:
-        _emit_json(
-            {
-                "ok": not failures,
-                "dry_run": dry_run,
-                "codebases": [r.to_dict() for r in reports],
-                "errors": _failures_dict(failures),
-            }
-        )
-    else:
-        title = "gc (dry run: nothing removed)" if dry_run else "gc"
-        table = Table(title=title, title_justify="left")
-        table.add_column("codebase")
-        table.add_column("would remove" if dry_run else "removed", justify="right")
-        table.add_column("kept (too young)", justify="right")
-        for r in reports:
-            table.add_row(Text(r.codebase_id), str(len(r.removed)), str(len(r.kept_young)))
-        state.out.print(table)
-        _failures_output(state, failures)
-    _exit_for_failures(failures)
+    reports, failures = _each_codebase(
+        state,
+        codebase_id,
+        "gc",
+        "collecting garbage in",
+        grace_seconds=grace_seconds,
+        dry_run=dry_run,
+    )
+    table = _table(
+        "codebase",
+        _right("would remove" if dry_run else "removed"),
+        _right("kept (too young)"),
+        title="gc (dry run: nothing removed)" if dry_run else "gc",
+    )
+    for r in reports:
+        table.add_row(Text(r.codebase_id), str(len(r.removed)), str(len(r.kept_young)))
+    document = {"dry_run": dry_run, "codebases": [r.to_dict() for r in reports]}
+    _each_codebase_output(state, document, table, failures)
 
 
 @_command("compact")
@@ -1216,28 +1192,21 @@ def gc_command(codebase_id: str | None, grace_seconds: float, dry_run: bool) -> 
 def compact_command(codebase_id: str | None) -> None:
     """Fold a codebase's journal into analysis.json (every codebase's, without ID)."""
     state = _state()
-    with state.manager() as pm:
-        compact = _require(pm, "compact")
-        reports, failures = _each_codebase(
-            state, _codebases_to_check(pm, codebase_id), "compacting", compact
-        )
+    reports, failures = _each_codebase(state, codebase_id, "compact", "compacting")
     docs = [r.to_dict() for r in reports]
-    if state.json:
-        _emit_json({"ok": not failures, "codebases": docs, "errors": _failures_dict(failures)})
-    else:
-        table = Table(title="compact", title_justify="left")
-        table.add_column("codebase")
-        table.add_column("result")
-        for doc in docs:
-            cid = str(doc.get("codebase_id", "?"))
-            rest = {k: v for k, v in doc.items() if k != "codebase_id"}
-            table.add_row(Text(cid), Text(json.dumps(_json_safe(rest), ensure_ascii=False)))
-        state.out.print(table)
-        _failures_output(state, failures)
-    _exit_for_failures(failures)
+    table = _table("codebase", "result", title="compact")
+    for doc in docs:
+        cid = str(doc.get("codebase_id", "?"))
+        rest = {k: v for k, v in doc.items() if k != "codebase_id"}
+        table.add_row(Text(cid), Text(json.dumps(_json_safe(rest), ensure_ascii=False)))
+    _each_codebase_output(state, {"codebases": docs}, table, failures)
 
 
 # -- doctor ----------------------------------------------------------------------------------------
+
+
+#: How a check's ``ok`` (True, False, or None: skipped) is shown.
+_CHECK_RESULTS = {True: ("pass", "green"), False: ("FAIL", "red"), None: ("skip", "dim")}
 
 
 @_command("doctor")
@@ -1258,8 +1227,7 @@ def doctor_command(no_probe: bool) -> None:
     state = _state()
     try:
         url: str | None = state.resolve_url()
-        settings = state.settings()
-        options = settings.store_options()
+        options = state.settings().store_options()
     except ConfigurationError as exc:
         url, options = None, {}
         error: str | None = str(exc)
@@ -1271,14 +1239,9 @@ def doctor_command(no_probe: bool) -> None:
     if state.json:
         _emit_json({"ok": ok, "store": url, "checks": [r.to_dict() for r in results]})
     else:
-        table = Table(title=Text(f"doctor: {url or '(no store)'}"), title_justify="left")
-        table.add_column("check")
-        table.add_column("result")
-        table.add_column("detail")
+        table = _table("check", "result", "detail", title=Text(f"doctor: {url or '(no store)'}"))
         for r in results:
-            label, style = {True: ("pass", "green"), False: ("FAIL", "red"), None: ("skip", "dim")}[
-                r.ok
-            ]
+            label, style = _CHECK_RESULTS[r.ok]
             table.add_row(Text(r.name), Text(label, style=style), Text(r.detail))
         state.out.print(table)
         failed = sum(1 for r in results if r.ok is False)
@@ -1344,27 +1307,25 @@ def analyze_command(
         if analyser_spec
         else analyser_mod.reference_analyser
     )
-    kwargs: dict[str, Any] = {"analyser": analyser}
-    if shard_value is not None:
-        kwargs["shard"] = shard_value
-    if workers is not None:
-        kwargs["workers"] = workers
-    if path_prefix is not None:
-        kwargs["path_prefix"] = path_prefix
-    if batch_size is not None:
-        kwargs["batch_size"] = batch_size
+    given: dict[str, Any] = {
+        "shard": shard_value,
+        "workers": workers,
+        "path_prefix": path_prefix,
+        "batch_size": batch_size,
+    }
+    # Options not given are left to analyse_codebase's defaults.
+    options = {name: value for name, value in given.items() if value is not None}
     started = time.monotonic()
     with state.manager() as pm, _AnalyseProgress(state, events=events) as progress:
-        kwargs["progress"] = progress
-        report = analyser_mod.analyse_codebase(pm, codebase_id, path, **kwargs)
+        report = analyser_mod.analyse_codebase(
+            pm, codebase_id, path, analyser=analyser, progress=progress, **options
+        )
     document = report.to_dict()
     if state.json:
         _emit_json(document)
         return
     elapsed = time.monotonic() - started
-    table = Table(title=Text(f"analysed {path} into {codebase_id}"), title_justify="left")
-    table.add_column("what")
-    table.add_column("value", justify="right")
+    table = _table("what", _right("value"), title=Text(f"analysed {path} into {codebase_id}"))
     for name, value in document.items():
         if isinstance(value, dict | list) or name == "elapsed":
             continue
@@ -1402,49 +1363,26 @@ class _AnalyseProgress:
     def __exit__(self, *exc: object) -> None:
         self.progress.__exit__(None, None, None)
 
-    def __call__(self, event: Any) -> None:
-        fields = _event_fields(event)
+    def __call__(self, event: ProgressEvent) -> None:
         if self.events:
-            click.echo(json.dumps(_json_safe(fields), ensure_ascii=False), err=True)
+            click.echo(json.dumps(_json_safe(asdict(event)), ensure_ascii=False), err=True)
             return
         if self.task is None:
             return
-        kind = fields.get("kind")
-        total = fields.get("total")
-        if kind == "discovered":
-            self.progress.update(
-                self.task,
-                total=total,
-                note=f"{fields.get('unchanged', 0)} unchanged",
-            )
-        elif kind in ("analysed", "error"):
-            self.progress.update(self.task, total=total, completed=fields.get("done", 0))
-        elif kind == "merged":
-            self.progress.update(self.task, note=f"{fields.get('merged', 0)} merged")
-        elif kind == "conflict" and self.state.show_progress:
+        if event.kind == "discovered":
+            self.progress.update(self.task, total=event.total, note=f"{event.unchanged} unchanged")
+        elif event.kind in ("analysed", "error"):
+            self.progress.update(self.task, total=event.total, completed=event.done)
+        elif event.kind == "merged":
+            self.progress.update(self.task, note=f"{event.merged} merged")
+        elif event.kind == "conflict" and self.state.show_progress:
             self.progress.console.print(
                 Text(
-                    f"a merge of {fields.get('batch', 0)} file(s) lost "
-                    f"{fields.get('conflicts', 0)} race(s) to other writers; committed on "
-                    f"attempt {fields.get('attempts', 0)}",
+                    f"a merge of {event.batch} file(s) lost {event.conflicts} race(s) to "
+                    f"other writers; committed on attempt {event.attempts}",
                     style="yellow",
                 )
             )
-
-
-def _event_fields(event: Any) -> dict[str, Any]:
-    if isinstance(event, Mapping):
-        return dict(event)
-    to_dict = getattr(event, "to_dict", None)
-    if callable(to_dict):
-        result = to_dict()
-        if isinstance(result, dict):
-            return result
-    import dataclasses
-
-    if dataclasses.is_dataclass(event) and not isinstance(event, type):
-        return dataclasses.asdict(event)
-    return {"kind": getattr(event, "kind", str(event))}
 
 
 # -- entry points ----------------------------------------------------------------------------------

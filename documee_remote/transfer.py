@@ -78,7 +78,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from . import layout
 from .errors import (
@@ -118,6 +118,8 @@ _PLAIN_MD5 = re.compile(r'"[0-9a-f]{32}"\Z')
 _BATCH_OBJECTS = 64
 _BATCH_BYTES = 64 << 20
 
+_T = TypeVar("_T")
+
 
 @dataclass(frozen=True, slots=True)
 class PlannedAction:
@@ -142,6 +144,10 @@ class PlannedAction:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {"op": self.op, "key": self.key, "direction": self.direction, "size": self.size}
+
+
+#: Per codebase, the writes and deletes a transfer makes, in order.
+_Plan = dict[str, list[PlannedAction]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +271,15 @@ def _plain_md5(etag: str | None) -> bool:
     return etag is not None and _PLAIN_MD5.match(etag) is not None
 
 
+def _src_dst(direction: Direction, local: _T, remote: _T) -> tuple[_T, _T]:
+    """A transfer's ``(source, destination)`` from its ``(local, remote)`` ends.
+
+    The swap is its own inverse, so it also turns a push's or a pull's
+    ``(source, destination)`` back into ``(local, remote)``.
+    """
+    return (local, remote) if direction == "push" else (remote, local)
+
+
 def _open_local(local_dir: str | os.PathLike[str], *, must_exist: bool, read_only: bool) -> Store:
     path = Path(local_dir)
     if must_exist and not path.is_dir():
@@ -300,6 +315,16 @@ def _select(codebase_ids: Iterable[str] | None) -> list[str] | None:
     return list(dict.fromkeys(ids)) or None
 
 
+def _check_selected(selected: list[str] | None, found: Iterable[str], where: str) -> None:
+    """Raise NotFoundError for the first selected codebase not ``found`` ("codebase X <where>")."""
+    if selected is None:
+        return
+    present = set(found)
+    missing = [c for c in selected if c not in present]
+    if missing:
+        raise NotFoundError(f"codebase {missing[0]!r} {where}", codebase_id=missing[0])
+
+
 def _listing(store: Store, codebase_ids: Iterable[str] | None) -> dict[str, ObjectMeta]:
     """``{key: meta}`` of the codebases' objects (every codebase's, for ``None``).
 
@@ -327,21 +352,42 @@ def _listing(store: Store, codebase_ids: Iterable[str] | None) -> dict[str, Obje
     return found
 
 
-def _group(keys: Iterable[str]) -> dict[str, list[str]]:
-    groups: dict[str, list[str]] = {}
-    for key in keys:
-        groups.setdefault(_codebase_of(key), []).append(key)
+def _by_codebase(metas: Mapping[str, ObjectMeta]) -> dict[str, dict[str, ObjectMeta]]:
+    """``{codebase_id: {key: meta}}``."""
+    groups: dict[str, dict[str, ObjectMeta]] = {}
+    for key, meta in metas.items():
+        groups.setdefault(_codebase_of(key), {})[key] = meta
     return groups
+
+
+def _etags(metas: Mapping[str, ObjectMeta]) -> dict[str, str]:
+    return {key: meta.etag for key, meta in metas.items()}
+
+
+def _batches(items: Iterable[_T], size_of: Callable[[_T], int]) -> Iterator[list[_T]]:
+    """``items`` in lists of at most ``_BATCH_OBJECTS`` items and ``_BATCH_BYTES`` bytes.
+
+    An item larger than ``_BATCH_BYTES`` makes a batch of its own.
+    """
+    batch: list[_T] = []
+    size = 0
+    for item in items:
+        item_size = size_of(item)
+        if batch and (len(batch) >= _BATCH_OBJECTS or size + item_size > _BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(item)
+        size += item_size
+    if batch:
+        yield batch
 
 
 def _content_equal(
     src: Store, dst: Store, keys: Sequence[str], src_meta: Mapping[str, ObjectMeta]
 ) -> set[str]:
     """Keys among ``keys`` whose bytes are the same on both sides (reads them)."""
-    if not keys:
-        return set()
     same: set[str] = set()
-    for batch in _batches(keys, src_meta):
+    for batch in _batches(keys, lambda key: src_meta[key].size):
         theirs = dst.get_many(batch)
         ours = src.get_many(batch)
         for key in batch:
@@ -349,20 +395,6 @@ def _content_equal(
             if a is not None and b is not None and etag_of(a.data) == etag_of(b.data):
                 same.add(key)
     return same
-
-
-def _batches(keys: Sequence[str], meta: Mapping[str, ObjectMeta]) -> Iterator[list[str]]:
-    batch: list[str] = []
-    size = 0
-    for key in keys:
-        item = meta[key].size if key in meta else 0
-        if batch and (len(batch) >= _BATCH_OBJECTS or size + item > _BATCH_BYTES):
-            yield batch
-            batch, size = [], 0
-        batch.append(key)
-        size += item
-    if batch:
-        yield batch
 
 
 def _differing(
@@ -447,7 +479,7 @@ class _Copier:
         for action in delete_commit:
             if not self._delete(action, out):
                 return out
-        for batch in _action_batches(puts):
+        for batch in _batches(puts, lambda action: action.size):
             self._put_batch(batch, out)
         if out.conflicts:
             if commit:
@@ -537,63 +569,6 @@ class _Copier:
         return True
 
 
-def _action_batches(actions: Sequence[PlannedAction]) -> Iterator[list[PlannedAction]]:
-    batch: list[PlannedAction] = []
-    size = 0
-    for action in actions:
-        if batch and (len(batch) >= _BATCH_OBJECTS or size + action.size > _BATCH_BYTES):
-            yield batch
-            batch, size = [], 0
-        batch.append(action)
-        size += action.size
-    if batch:
-        yield batch
-
-
-# -- one-way copies ---------------------------------------------------------------------------
-
-
-def _plan_one_way(
-    src: Store,
-    dst: Store,
-    direction: Direction,
-    *,
-    src_meta: Mapping[str, ObjectMeta],
-    dst_meta: Mapping[str, ObjectMeta],
-    codebases: Iterable[str],
-    delete: bool,
-) -> tuple[dict[str, list[PlannedAction]], int]:
-    """Per codebase, the actions that make ``dst`` hold ``src``'s objects."""
-    src_groups = _group(src_meta)
-    dst_groups = _group(dst_meta)
-    plan: dict[str, list[PlannedAction]] = {}
-    same = 0
-    for codebase_id in sorted(set(codebases)):
-        keys = src_groups.get(codebase_id, [])
-        differ, n_same = _differing(src, dst, src_meta, dst_meta, keys)
-        same += n_same
-        actions = [
-            PlannedAction(
-                "put",
-                key,
-                direction,
-                src_meta[key].size,
-                src_meta[key].etag,
-                dst_meta[key].etag if key in dst_meta else None,
-            )
-            for key in differ
-        ]
-        if delete:
-            present = set(keys)
-            actions.extend(
-                PlannedAction("delete", key, direction, 0, None, dst_meta[key].etag)
-                for key in sorted(dst_groups.get(codebase_id, []))
-                if key not in present
-            )
-        plan[codebase_id] = actions
-    return plan, same
-
-
 def _execute(
     copier: _Copier,
     plan: Mapping[str, Sequence[PlannedAction]],
@@ -601,6 +576,7 @@ def _execute(
     *,
     dry_run: bool,
 ) -> dict[str, _Outcome]:
+    """Carry out ``plan`` into ``report`` (a dry run only reports it); the outcome per codebase."""
     outcomes: dict[str, _Outcome] = {}
     all_actions = [a for actions in plan.values() for a in actions]
     report.actions.extend(all_actions)
@@ -627,7 +603,50 @@ def _execute(
     return outcomes
 
 
-def _one_way(
+# -- one-way copies ---------------------------------------------------------------------------
+
+
+def _plan_one_way(
+    src: Store,
+    dst: Store,
+    direction: Direction,
+    *,
+    src_meta: Mapping[str, ObjectMeta],
+    dst_meta: Mapping[str, ObjectMeta],
+    codebases: Iterable[str],
+    delete: bool,
+) -> tuple[_Plan, int]:
+    """Per codebase, the actions that make ``dst`` hold ``src``'s objects."""
+    src_groups = _by_codebase(src_meta)
+    dst_groups = _by_codebase(dst_meta)
+    plan: _Plan = {}
+    same = 0
+    for codebase_id in sorted(set(codebases)):
+        keys = src_groups.get(codebase_id, {})
+        differ, n_same = _differing(src, dst, src_meta, dst_meta, keys)
+        same += n_same
+        actions = [
+            PlannedAction(
+                "put",
+                key,
+                direction,
+                src_meta[key].size,
+                src_meta[key].etag,
+                dst_meta[key].etag if key in dst_meta else None,
+            )
+            for key in differ
+        ]
+        if delete:
+            actions.extend(
+                PlannedAction("delete", key, direction, 0, None, dst_meta[key].etag)
+                for key in sorted(dst_groups.get(codebase_id, {}))
+                if key not in keys
+            )
+        plan[codebase_id] = actions
+    return plan, same
+
+
+def _plan_copy(
     operation: str,
     src: Store,
     dst: Store,
@@ -636,19 +655,16 @@ def _one_way(
     *,
     dry_run: bool,
     delete: bool,
-    progress: ProgressCallback | None,
-    remote: Store,
-    state_dir: Path | None,
-) -> TransferReport:
+) -> tuple[TransferReport, _Plan, dict[str, ObjectMeta], dict[str, ObjectMeta]]:
+    """List both sides and plan a one-way copy of ``src``'s codebases.
+
+    Returns the report (codebases marked ``direction`` or ``"same"``), the
+    plan, and the listings of the source and the destination.
+    """
     selected = _select(codebase_ids)
     src_meta = _listing(src, selected)
-    codebases = sorted(_group(src_meta))
-    if selected is not None:
-        missing = [c for c in selected if c not in codebases]
-        if missing:
-            raise NotFoundError(
-                f"codebase {missing[0]!r} not found in {src.url}", codebase_id=missing[0]
-            )
+    codebases = sorted(_by_codebase(src_meta))
+    _check_selected(selected, codebases, f"not found in {src.url}")
     # Only the source's codebases are looked at: even with ``delete``, a codebase
     # the source lacks entirely is never touched (in a shared store it is
     # somebody else's).
@@ -665,18 +681,37 @@ def _one_way(
     )
     for codebase_id, actions in plan.items():
         report.codebases[codebase_id] = direction if actions else "same"
-    outcomes = _execute(_Copier(src, dst, direction, progress), plan, report, dry_run=dry_run)
-    if not dry_run and state_dir is not None:
-        _record_after_copy(
-            state_dir,
-            remote,
-            direction,
-            src_meta=src_meta,
-            dst_meta=dst_meta,
-            plan=plan,
-            outcomes=outcomes,
+    return report, plan, src_meta, dst_meta
+
+
+def _push_or_pull(
+    direction: Direction,
+    local_dir: str | os.PathLike[str],
+    store: Store,
+    codebase_ids: Iterable[str] | None,
+    *,
+    dry_run: bool,
+    delete: bool,
+    progress: ProgressCallback | None,
+) -> TransferReport:
+    pushing = direction == "push"
+    with _open_local(local_dir, must_exist=pushing, read_only=pushing or dry_run) as local:
+        src, dst = _src_dst(direction, local, store)
+        report, plan, src_meta, dst_meta = _plan_copy(
+            direction, src, dst, direction, codebase_ids, dry_run=dry_run, delete=delete
         )
-    return report
+        outcomes = _execute(_Copier(src, dst, direction, progress), plan, report, dry_run=dry_run)
+        if not dry_run:
+            _record_after_copy(
+                Path(local_dir),
+                store,
+                direction,
+                src_meta=src_meta,
+                dst_meta=dst_meta,
+                plan=plan,
+                outcomes=outcomes,
+            )
+        return report
 
 
 # -- the public operations ---------------------------------------------------------------------
@@ -701,26 +736,16 @@ def push(
         Plan only; the report lists what would be copied.
     delete:
         Also delete objects of the pushed codebases that ``local_dir`` lacks
-        (and, without ``codebase_ids``, codebases it lacks entirely).
+        (a codebase ``local_dir`` lacks entirely is never touched).
 
     Raises
     ------
     NotFoundError
         ``local_dir`` does not exist, or a selected codebase is not in it.
     """
-    with _open_local(local_dir, must_exist=True, read_only=True) as local:
-        return _one_way(
-            "push",
-            local,
-            store,
-            "push",
-            codebase_ids,
-            dry_run=dry_run,
-            delete=delete,
-            progress=progress,
-            remote=store,
-            state_dir=Path(local_dir),
-        )
+    return _push_or_pull(
+        "push", local_dir, store, codebase_ids, dry_run=dry_run, delete=delete, progress=progress
+    )
 
 
 def pull(
@@ -737,19 +762,9 @@ def pull(
     The mirror image of :func:`push`; ``delete`` removes local objects of the
     pulled codebases that the store lacks.
     """
-    with _open_local(local_dir, must_exist=False, read_only=dry_run) as local:
-        return _one_way(
-            "pull",
-            store,
-            local,
-            "pull",
-            codebase_ids,
-            dry_run=dry_run,
-            delete=delete,
-            progress=progress,
-            remote=store,
-            state_dir=Path(local_dir),
-        )
+    return _push_or_pull(
+        "pull", local_dir, store, codebase_ids, dry_run=dry_run, delete=delete, progress=progress
+    )
 
 
 def migrate(
@@ -771,65 +786,30 @@ def migrate(
     and ``mismatched`` lists failures.
     """
     with _open_local(local_dir, must_exist=True, read_only=True) as local:
-        selected = _select(codebase_ids)
-        src_meta = _listing(local, selected)
-        if selected is not None:
-            missing = [c for c in selected if c not in _group(src_meta)]
-            if missing:
-                raise NotFoundError(
-                    f"codebase {missing[0]!r} not found in {local.url}", codebase_id=missing[0]
-                )
-        dst_meta = _listing(store, sorted(_group(src_meta))) if src_meta else {}
-        report = TransferReport("migrate", local.url, store.url, dry_run=dry_run)
-        plan, report.skipped_same = _plan_one_way(
-            local,
-            store,
-            "push",
-            src_meta=src_meta,
-            dst_meta=dst_meta,
-            codebases=_group(src_meta),
-            delete=False,
+        report, plan, src_meta, _ = _plan_copy(
+            "migrate", local, store, "push", codebase_ids, dry_run=dry_run, delete=False
         )
-        for codebase_id, actions in plan.items():
-            overwrites = [a for a in actions if a.dst_etag is not None]
+        overwrites = [a for actions in plan.values() for a in actions if a.dst_etag is not None]
+        if overwrites and not force:
+            report.refused = True
             for action in overwrites:
                 report.conflicts.append(
                     Conflict(
-                        codebase_id, action.key, "differs from the object already in the store"
+                        action.codebase_id,
+                        action.key,
+                        "differs from the object already in the store",
                     )
                 )
-            report.codebases[codebase_id] = (
-                "conflict" if overwrites else ("push" if actions else "same")
-            )
-        if report.conflicts and not force:
-            report.refused = True
+                report.codebases[action.codebase_id] = "conflict"
             report.actions.extend(a for actions in plan.values() for a in actions)
             return report
-        report.conflicts.clear()
-        for codebase_id, actions in plan.items():
-            report.codebases[codebase_id] = "push" if actions else "same"
-        outcomes = _execute(_Copier(local, store, "push", progress), plan, report, dry_run=dry_run)
+        _execute(_Copier(local, store, "push", progress), plan, report, dry_run=dry_run)
         if dry_run:
             return report
-        after = _listing(store, sorted(_group(src_meta))) if src_meta else {}
-        unsure: list[str] = []
-        for key, meta in src_meta.items():
-            theirs = after.get(key)
-            if theirs is None:
-                report.mismatched.append(key)
-            elif _plain_md5(meta.etag) and _plain_md5(theirs.etag):
-                if meta.etag == theirs.etag:
-                    report.verified += 1
-                else:
-                    report.mismatched.append(key)
-            else:
-                unsure.append(key)
-        equal = _content_equal(local, store, unsure, src_meta)
-        report.verified += len(equal)
-        report.mismatched.extend(k for k in unsure if k not in equal)
-        report.mismatched.sort()
-        # The upstream directory is left exactly as it was: no sync state is recorded.
-        del outcomes
+        # Unlike push, no sync state is recorded: the upstream directory is left
+        # exactly as it was.
+        after = _listing(store, sorted(_by_codebase(src_meta))) if src_meta else {}
+        report.mismatched, report.verified = _differing(local, store, src_meta, after, src_meta)
         return report
 
 
@@ -856,28 +836,18 @@ def sync(
     """
     if prefer not in (None, "local", "remote", "newer"):
         raise ValueError(f"prefer must be 'local', 'remote' or 'newer', not {prefer!r}")
-    state_dir = Path(local_dir)
     with _open_local(local_dir, must_exist=False, read_only=dry_run) as local:
         selected = _select(codebase_ids)
-        local_meta = _listing(local, selected)
-        remote_meta = _listing(store, selected)
-        local_groups = _group(local_meta)
-        remote_groups = _group(remote_meta)
-        state = _SyncState.load(state_dir, store.url)
-        report = TransferReport("sync", local.url, store.url, dry_run=dry_run)
-        push_plan: dict[str, list[PlannedAction]] = {}
-        pull_plan: dict[str, list[PlannedAction]] = {}
+        local_groups = _by_codebase(_listing(local, selected))
+        remote_groups = _by_codebase(_listing(store, selected))
         codebases = sorted(set(local_groups) | set(remote_groups))
-        if selected is not None:
-            missing = [c for c in selected if c not in codebases]
-            if missing:
-                raise NotFoundError(
-                    f"codebase {missing[0]!r} is neither in {local.url} nor in {store.url}",
-                    codebase_id=missing[0],
-                )
+        _check_selected(selected, codebases, f"is neither in {local.url} nor in {store.url}")
+        state = _SyncState.load(Path(local_dir), store.url)
+        report = TransferReport("sync", local.url, store.url, dry_run=dry_run)
+        plans: dict[Direction, _Plan] = {"push": {}, "pull": {}}
         for codebase_id in codebases:
-            ours = {k: local_meta[k] for k in local_groups.get(codebase_id, [])}
-            theirs = {k: remote_meta[k] for k in remote_groups.get(codebase_id, [])}
+            ours = local_groups.get(codebase_id, {})
+            theirs = remote_groups.get(codebase_id, {})
             decision = _decide(
                 local, store, codebase_id, ours=ours, theirs=theirs, state=state, prefer=prefer
             )
@@ -896,54 +866,43 @@ def sync(
             if decision == "same":
                 report.skipped_same += len(ours)
                 continue
+            src, dst = _src_dst(decision, local, store)
+            src_meta, dst_meta = _src_dst(decision, ours, theirs)
+            plan, same = _plan_one_way(
+                src,
+                dst,
+                decision,
+                src_meta=src_meta,
+                dst_meta=dst_meta,
+                codebases=[codebase_id],
+                delete=False,
+            )
             # Deletions are propagated only with the base state that proves them.
-            drop = delete and state.has(codebase_id)
-            if decision == "push":
-                plan, same = _plan_one_way(
-                    local,
-                    store,
-                    "push",
-                    src_meta=ours,
-                    dst_meta=theirs,
-                    codebases=[codebase_id],
-                    delete=False,
+            if delete and state.has(codebase_id):
+                _, dst_base = _src_dst(
+                    decision, state.local(codebase_id), state.remote(codebase_id)
                 )
-                if drop:
-                    plan[codebase_id] += _deletions(theirs, ours, state.remote(codebase_id), "push")
-                push_plan.update(plan)
-            else:
-                plan, same = _plan_one_way(
-                    store,
-                    local,
-                    "pull",
-                    src_meta=theirs,
-                    dst_meta=ours,
-                    codebases=[codebase_id],
-                    delete=False,
-                )
-                if drop:
-                    plan[codebase_id] += _deletions(ours, theirs, state.local(codebase_id), "pull")
-                pull_plan.update(plan)
+                plan[codebase_id] += _deletions(dst_meta, src_meta, dst_base, decision)
+            plans[decision].update(plan)
             report.skipped_same += same
-        outcomes_push = _execute(
-            _Copier(local, store, "push", progress), push_plan, report, dry_run=dry_run
-        )
-        outcomes_pull = _execute(
-            _Copier(store, local, "pull", progress), pull_plan, report, dry_run=dry_run
-        )
+        outcomes: dict[Direction, dict[str, _Outcome]] = {}
+        for direction, plan in plans.items():
+            src, dst = _src_dst(direction, local, store)
+            outcomes[direction] = _execute(
+                _Copier(src, dst, direction, progress), plan, report, dry_run=dry_run
+            )
         if dry_run:
             return report
-        # Record the agreed state of every codebase that is now settled.
         for codebase_id in codebases:
-            decision = report.codebases[codebase_id]
-            if decision == "conflict":
+            settled = report.codebases[codebase_id]  # a failed copy made it a conflict
+            if settled == "conflict":
                 continue
-            local_etags = {k: local_meta[k].etag for k in local_groups.get(codebase_id, [])}
-            remote_etags = {k: remote_meta[k].etag for k in remote_groups.get(codebase_id, [])}
-            if decision == "push":
-                _apply(remote_etags, outcomes_push.get(codebase_id))
-            elif decision == "pull":
-                _apply(local_etags, outcomes_pull.get(codebase_id))
+            local_etags = _etags(local_groups.get(codebase_id, {}))
+            remote_etags = _etags(remote_groups.get(codebase_id, {}))
+            if settled == "push":
+                _apply(remote_etags, outcomes["push"].get(codebase_id))
+            elif settled == "pull":
+                _apply(local_etags, outcomes["pull"].get(codebase_id))
             state.set(codebase_id, local_etags, remote_etags)
         state.save()
         return report
@@ -985,7 +944,7 @@ def _decide(
     theirs: Mapping[str, ObjectMeta],
     state: _SyncState,
     prefer: Prefer | None,
-) -> str:
+) -> Literal["push", "pull", "same", "conflict"]:
     """``"push"``, ``"pull"``, ``"same"`` or ``"conflict"`` for one codebase."""
     if not theirs:
         return "push"
@@ -1110,18 +1069,15 @@ def _record_after_copy(
         return
     try:
         state = _SyncState.load(state_dir, remote.url)
-        src_groups, dst_groups = _group(src_meta), _group(dst_meta)
+        src_groups, dst_groups = _by_codebase(src_meta), _by_codebase(dst_meta)
         for codebase_id in plan:
             outcome = outcomes.get(codebase_id)
             if outcome is not None and outcome.conflicts:
                 continue
-            src = {k: src_meta[k].etag for k in src_groups.get(codebase_id, [])}
-            dst = {k: dst_meta[k].etag for k in dst_groups.get(codebase_id, [])}
+            src = _etags(src_groups.get(codebase_id, {}))
+            dst = _etags(dst_groups.get(codebase_id, {}))
             _apply(dst, outcome)
-            if direction == "push":
-                state.set(codebase_id, src, dst)
-            else:
-                state.set(codebase_id, dst, src)
+            state.set(codebase_id, *_src_dst(direction, src, dst))
         state.save()
     except (OSError, DocumeeRemoteError) as exc:
         # The state only saves work: without it, sync compares both sides afresh.
