@@ -18,10 +18,12 @@ BENCH_STAMP := $(VENV)/.installed-bench
 
 .PHONY: test lint typecheck unit demo bench lambda clean
 
+# pip first: a fresh venv ships pip 23, which fails on a yanked fsspec that old s3fs
+# releases pin, and pips before 25.3 backtrack boto3 for minutes.
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -n "$(PYTHON)" || { echo "error: Python 3.11 or newer is needed (set PYTHON=...)"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade 'pip>=24'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade 'pip>=25.3'
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e '.[dev]'
 	@touch $(STAMP)
 
