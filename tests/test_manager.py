@@ -33,6 +33,11 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 
 
 def test_fixture_round_trips_byte_for_byte(store: Store, codebase_dir: Path) -> None:
+    check_round_trip(store, codebase_dir)
+
+
+def check_round_trip(store: Store, codebase_dir: Path) -> None:
+    """Load a fixture directory and save it into ``store``: the bytes must not change."""
     source = MemoryStore()
     codebase_id = load_dir_into(source, codebase_dir)
     reader = PersistenceManager(source)

@@ -9,6 +9,7 @@ lost responses come from its fault injector.
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +30,7 @@ from documee_remote.testing.moto_server import (
     SLOW_DOWN,
 )
 
+from .test_manager import check_round_trip
 from .test_merge import check_merge_race
 
 FAST = RetryPolicy(max_attempts=60, base_delay=0.005, max_delay=0.05, deadline=60)
@@ -158,3 +160,22 @@ def test_incremental_save_of_two_files_is_a_handful_of_requests(s3_endpoint: S3E
     assert sum(requests.values()) <= 10, requests
     loaded = pm.load_analysis("cb1")
     assert loaded == analysis
+
+
+@pytest.mark.parametrize("backend", ["s3", "fsspec"])
+def test_fixtures_round_trip_byte_for_byte_through_s3_backends(
+    s3_endpoint: S3Endpoint, codebase_dir: Path, backend: str
+) -> None:
+    store = open_store(
+        s3_endpoint.url("fixtures/"),
+        backend=backend,
+        endpoint_url=s3_endpoint.endpoint_url,
+        region=s3_endpoint.region,
+    )
+    with store:
+        check_round_trip(store, codebase_dir)
+    # And the bytes in the bucket are the fixture's own, read without the store.
+    analysis = (codebase_dir / "analysis.json").read_bytes()
+    if analysis:
+        backdoor = s3_endpoint.backdoor("fixtures/")
+        assert backdoor.read(f"{codebase_dir.name}/analysis.json") == analysis
