@@ -27,8 +27,9 @@ else changes. The trade-off is that the runtime's boto3 version is used;
 ``--include-boto3`` bundles them instead (pinning the version, +~25 MB).
 With ``--with-fsspec``, s3fs and aiobotocore are added and boto3/botocore
 are bundled whatever the flag says, because aiobotocore pins botocore to a
-narrow range the runtime's copy will not match. Never included: moto, click,
-rich, pytest, tests, ``__pycache__``, console scripts.
+narrow range the runtime's copy will not match. Never included: moto, pytest,
+tests, ``__pycache__``, console scripts, and the CLI with its own dependencies
+(click, rich), which the handler never imports.
 
 By default the zip targets the Lambda runtime, not this machine: Python 3.12
 on ``manylinux2014_x86_64`` (``--arch arm64`` for Graviton), binary wheels
@@ -64,11 +65,16 @@ HANDLER = "documee_remote.aws_lambda.handler"
 RUNTIME_PROVIDED = frozenset(
     {"boto3", "botocore", "s3transfer", "jmespath", "urllib3", "python-dateutil", "six"}
 )
-#: Never shipped: test and CLI tooling. The build fails if the resolution pulls one in.
-FORBIDDEN = frozenset({"moto", "click", "rich", "pytest", "hypothesis"})
+#: The command line's own dependencies: core dependencies of the package, but the
+#: handler never imports the CLI (a test checks it), so the zip leaves them out.
+CLI_ONLY = frozenset({"click", "rich", "markdown-it-py", "mdurl", "pygments"})
+#: Never shipped: test tooling. The build fails if the resolution pulls one in.
+FORBIDDEN = frozenset({"moto", "pytest", "hypothesis"})
 #: Paths (relative to the zip root) left out of the zip.
 _SKIP_DIRS = frozenset({"__pycache__", "bin"})
 _SKIP_PREFIXES = (f"{PACKAGE}/testing/",)
+#: The CLI's modules, whose dependencies are left out.
+_SKIP_FILES = frozenset({f"{PACKAGE}/cli.py", f"{PACKAGE}/__main__.py", f"{PACKAGE}/demo.py"})
 
 LAMBDA_PYTHON = "3.12"
 PLATFORMS = {"x86_64": "manylinux2014_x86_64", "arm64": "manylinux2014_aarch64"}
@@ -179,7 +185,7 @@ def included(rel: str) -> bool:
         return False
     if rel.endswith((".pyc", ".pyo")):
         return False
-    return not rel.startswith(_SKIP_PREFIXES)
+    return not rel.startswith(_SKIP_PREFIXES) and rel not in _SKIP_FILES
 
 
 def write_zip(source: Path, out: Path) -> list[str]:
@@ -221,7 +227,9 @@ def build(args: argparse.Namespace) -> Path:
         forbidden = sorted(set(resolved) & FORBIDDEN)
         if forbidden:
             raise SystemExit(f"refusing to bundle {forbidden}: check the project's dependencies")
-        drop = set() if args.include_boto3 or args.with_fsspec else set(RUNTIME_PROVIDED)
+        drop = set(CLI_ONLY)
+        if not (args.include_boto3 or args.with_fsspec):
+            drop |= RUNTIME_PROVIDED
         pins = {name: v for name, v in resolved.items() if name not in drop}
         target = work / "package"
         install(wheel, pins, args, target)
