@@ -43,12 +43,7 @@ from documee_remote.errors import (
 )
 from documee_remote.stores import FsspecStore, LocalStore, Store, etag_of
 from documee_remote.stores import fsspec as fsspec_module
-from documee_remote.stores.fsspec import (
-    S3_ERROR_CODES,
-    S3_HTTP_STATUSES,
-    S3_OPTION_NAMES,
-    translate_error,
-)
+from documee_remote.stores.fsspec import S3_OPTION_NAMES, translate_error
 from documee_remote.testing.contract import StoreContract
 from documee_remote.testing.fixtures import TEST_REGION, S3Endpoint
 from documee_remote.testing.moto_server import (
@@ -396,90 +391,22 @@ def client_error(code: str, status: int, *, retries: int = 0, op: str = "PutObje
     return botocore.exceptions.ClientError(response, op)  # type: ignore[arg-type]
 
 
-# (code, status, operation) -> the error it must become. Every condition the
-# native backend distinguishes has a row.
-TRANSLATION_TABLE = [
-    ("NoSuchKey", 404, "get", NotFoundError),
-    ("404", 404, "head", NotFoundError),
-    ("NoSuchKey", 404, "delete", NotFoundError),
-    ("PreconditionFailed", 412, "put_if_match", PreconditionFailedError),
-    ("PreconditionFailed", 412, "create", AlreadyExistsError),
-    ("PreconditionFailed", 412, "delete_if_match", PreconditionFailedError),
-    ("NoSuchKey", 404, "put_if_match", PreconditionFailedError),  # If-Match on a missing key
-    ("NoSuchKey", 404, "delete_if_match", PreconditionFailedError),
-    ("ConditionalRequestConflict", 409, "put_if_match", ConditionalRequestConflictError),
-    ("ConditionalRequestConflict", 409, "create", ConditionalRequestConflictError),
-    ("OperationAborted", 409, "put", ConditionalRequestConflictError),
-    ("AccessDenied", 403, "get", PermissionDeniedError),
-    ("403", 403, "head", PermissionDeniedError),
-    ("InvalidAccessKeyId", 403, "put", PermissionDeniedError),
-    ("SlowDown", 503, "put", ThrottledError),
-    ("Throttling", 400, "get", ThrottledError),
-    ("", 429, "get", ThrottledError),
-    ("InternalError", 500, "put", ServiceUnavailableError),
-    ("ServiceUnavailable", 503, "get", ServiceUnavailableError),
-    ("503", 503, "head", ServiceUnavailableError),
-    ("BadGateway", 502, "get", ServiceUnavailableError),
-    ("", 504, "list", ServiceUnavailableError),
-    ("RequestTimeout", 400, "put", StorageTimeoutError),
-    ("NotImplemented", 501, "put_if_match", UnsupportedOperationError),
-    ("NoSuchBucket", 404, "get", ConfigurationError),
-    ("PermanentRedirect", 301, "get", ConfigurationError),
-    ("AuthorizationHeaderMalformed", 400, "get", ConfigurationError),
-    ("EntityTooLarge", 400, "put", ObjectTooLargeError),
-    ("KeyTooLongError", 400, "put", InvalidKeyError),
-]
-
-
-@pytest.mark.parametrize(("code", "status", "op", "expected"), TRANSLATION_TABLE)
-def test_translation_table(code: str, status: int, op: Any, expected: type) -> None:
-    error = translate_error(client_error(code, status), key="cb/k.json", url="s3://b/p", op=op)
-    assert type(error) is expected
-    assert error.key == "cb/k.json"
-    assert error.codebase_id == "cb"
-    assert "cb/k.json" in str(error)
+# The S3 tables and their completeness: tests/test_s3_common.py, through both backends.
 
 
 def test_translation_sees_through_s3fs_collapsed_oserrors() -> None:
     # s3fs turns a failed If-Match into OSError(EINVAL) with the ClientError as cause.
     collapsed = OSError(errno.EINVAL, "At least one of the pre-conditions ...")
     collapsed.__cause__ = client_error("PreconditionFailed", 412)
-    error = translate_error(collapsed, key="cb/k", url="s3://b", op="put_if_match")
+    error = translate_error(
+        collapsed, key="cb/k", store_url="s3://b", operation="put", if_match='"e"'
+    )
     assert type(error) is PreconditionFailedError
     busy = OSError(errno.EBUSY, "busy")
     busy.__cause__ = client_error("ConditionalRequestConflict", 409)
-    assert type(translate_error(busy, key="k", url="s3://b", op="put")) is (
+    assert type(translate_error(busy, key="k", store_url="s3://b", operation="put")) is (
         ConditionalRequestConflictError
     )
-
-
-def test_translation_table_is_complete() -> None:
-    # Every row of our tables names a library error.
-    for cls in [*S3_ERROR_CODES.values(), *S3_HTTP_STATUSES.values()]:
-        assert issubclass(cls, DocumeeRemoteError)
-    # Every status becomes a library error; 5xx are retryable.
-    for status in range(300, 600):
-        error = translate_error(client_error("", status), key="k", url="s3://b", op="get")
-        assert isinstance(error, DocumeeRemoteError)
-        if status >= 500 and status != 501:
-            assert isinstance(error, ServiceUnavailableError | ThrottledError)
-    # Every error code s3fs knows becomes a library error, and no distinction
-    # s3fs makes is lost: its not-found, permission and timeout classes map to ours.
-    from s3fs.errors import ERROR_CODE_TO_EXCEPTION
-
-    for code, theirs in ERROR_CODE_TO_EXCEPTION.items():
-        ours = translate_error(client_error(code, 400), key="k", url="s3://b", op="get")
-        assert isinstance(ours, DocumeeRemoteError), code
-        if theirs is FileNotFoundError:
-            # NoSuchBucket and friends are a wrong URL, not a missing object.
-            assert isinstance(ours, NotFoundError | ConfigurationError), code
-        elif theirs is PermissionError:
-            # IllegalLocationConstraintException: a wrong region, i.e. configuration.
-            assert isinstance(ours, PermissionDeniedError | ConfigurationError), code
-        elif theirs is TimeoutError:
-            assert isinstance(ours, StorageTimeoutError), code
-        if code in S3_ERROR_CODES:
-            assert type(ours) is S3_ERROR_CODES[code], code
 
 
 @pytest.mark.parametrize(
@@ -508,12 +435,14 @@ def test_translation_table_is_complete() -> None:
     ids=lambda v: type(v).__name__,
 )
 def test_non_http_failures_translate(exc: BaseException, expected: type) -> None:
-    assert type(translate_error(exc, key="cb/k", url="x://", op="get")) is expected
+    assert type(translate_error(exc, key="cb/k", store_url="x://", operation="get")) is expected
 
 
 def test_aiohttp_failures_translate() -> None:
     aiohttp = pytest.importorskip("aiohttp")
-    error = translate_error(aiohttp.ClientPayloadError("cut"), key="k", url="s3://b", op="get")
+    error = translate_error(
+        aiohttp.ClientPayloadError("cut"), key="k", store_url="s3://b", operation="get"
+    )
     assert type(error) is ServiceUnavailableError
 
 
@@ -645,7 +574,7 @@ def test_bulk_round_trip_with_missing_keys(
 ) -> None:
     # DeleteObjects takes 1,000 keys; a batch of 10 shows the splitting without
     # writing 1,001 objects.
-    monkeypatch.setattr(fsspec_module, "_DELETE_BATCH", 10)
+    monkeypatch.setattr(fsspec_module, "DELETE_BATCH", 10)
     items = {f"cb/file_{i:016x}.json": f'{{"i": {i}}}'.encode() for i in range(95)}
     with s3_store(moto, bucket, concurrency=32) as store:
         etags = store.put_many(items)

@@ -28,30 +28,26 @@ On s3fs the store calls the aiobotocore client that s3fs configured rather
 than s3fs's file-system methods, because those hide what a conditional write
 needs: they retry some requests themselves, ``_pipe_file`` drops ``IfMatch``
 for multipart uploads and returns no ETag then, and errors come back collapsed
-into ``OSError(EINVAL)`` and friends. Conditional PUTs carry a random token in
-their metadata (as in ``S3Store``), so a PUT that was sent twice (botocore's
-retries, or aiohttp silently resending a PUT on a dropped keep-alive
-connection) recognises its own landed write instead of reporting a lost race.
-Every failure of every filesystem is translated in one place,
-:func:`translate_error`.
+into ``OSError(EINVAL)`` and friends. What S3's answers mean (the error tables,
+the 403 that hides a 404, the write token of conditional PUTs) is shared with
+``S3Store`` in :mod:`._s3common`, so both S3 backends behave the same. Every
+failure of every filesystem is translated by :func:`translate_error`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import itertools
 import logging
 import posixpath
 import sys
 import threading
-import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import (
-    AlreadyExistsError,
-    ConditionalRequestConflictError,
     ConfigurationError,
     DocumeeRemoteError,
     InvalidKeyError,
@@ -63,10 +59,11 @@ from ..errors import (
     ServiceUnavailableError,
     StorageFullError,
     StorageTimeoutError,
-    ThrottledError,
     UnsupportedOperationError,
 )
-from ..layout import LIFECYCLE_TAG_KEY, lifecycle_kind, validate_key
+from ..layout import validate_key
+from . import _s3common as s3c
+from ._s3common import DELETE_BATCH, S3Answer
 from .base import (
     DEFAULT_CONCURRENCY,
     Capabilities,
@@ -92,8 +89,6 @@ if TYPE_CHECKING:
     from .local import LocalStore
 
 __all__ = [
-    "S3_ERROR_CODES",
-    "S3_HTTP_STATUSES",
     "S3_OPTION_NAMES",
     "FsspecStore",
     "s3fs_storage_options",
@@ -103,13 +98,6 @@ __all__ = [
 _T = TypeVar("_T")
 
 logger = logging.getLogger("documee_remote.stores.fsspec")
-
-#: User metadata (``x-amz-meta-<this>``) carrying a conditional PUT's random token, so
-#: a PUT sent twice recognises its own write; the same name as S3Store's.
-WRITE_TOKEN_METADATA = "documee-write-token"  # noqa: S105 - a metadata name, not a secret
-
-#: DeleteObjects takes at most this many keys.
-_DELETE_BATCH = 1000
 
 #: The S3 option names shared with the native S3 backend (fields of ``S3Options``).
 S3_OPTION_NAMES = (
@@ -130,116 +118,12 @@ S3_OPTION_NAMES = (
     "addressing_style",
 )
 
-# What an operation was, where the same HTTP status means different things:
-# 412 on a create-only PUT is "already exists"; 404 on an If-Match PUT or
-# DELETE is "not the version you named" (S3 answers 404 when the key is gone).
-_Op = Literal["get", "head", "put", "create", "put_if_match", "delete", "delete_if_match", "list"]
+
+# -- error translation ---------------------------------------------------------------------------
 
 
-# -- error translation: the one place ---------------------------------------------------
-
-#: S3 error codes (the ``<Code>`` of an error response) and the error each becomes.
-S3_ERROR_CODES: Mapping[str, type[DocumeeRemoteError]] = {
-    # not found
-    "NoSuchKey": NotFoundError,
-    "NotFound": NotFoundError,
-    "NoSuchVersion": NotFoundError,
-    "NoSuchUpload": NotFoundError,
-    "NoSuchBucketPolicy": NotFoundError,
-    "NoSuchLifecycleConfiguration": NotFoundError,
-    "404": NotFoundError,
-    # conditional requests
-    "PreconditionFailed": PreconditionFailedError,
-    "412": PreconditionFailedError,
-    "ConditionalRequestConflict": ConditionalRequestConflictError,
-    "OperationAborted": ConditionalRequestConflictError,
-    "409": ConditionalRequestConflictError,
-    # refused
-    "AccessDenied": PermissionDeniedError,
-    "AllAccessDisabled": PermissionDeniedError,
-    "AccountProblem": PermissionDeniedError,
-    "InvalidAccessKeyId": PermissionDeniedError,
-    "SignatureDoesNotMatch": PermissionDeniedError,
-    "ExpiredToken": PermissionDeniedError,
-    "InvalidToken": PermissionDeniedError,
-    "TokenRefreshRequired": PermissionDeniedError,
-    "RequestTimeTooSkewed": PermissionDeniedError,
-    "NotSignedUp": PermissionDeniedError,
-    "InvalidPayer": PermissionDeniedError,
-    "InvalidSecurity": PermissionDeniedError,
-    "InvalidObjectState": PermissionDeniedError,
-    "CrossLocationLoggingProhibited": PermissionDeniedError,
-    "KMS.AccessDeniedException": PermissionDeniedError,
-    "403": PermissionDeniedError,
-    # slow down
-    "SlowDown": ThrottledError,
-    "Throttling": ThrottledError,
-    "ThrottlingException": ThrottledError,
-    "ThrottledException": ThrottledError,
-    "RequestThrottled": ThrottledError,
-    "RequestLimitExceeded": ThrottledError,
-    "TooManyRequests": ThrottledError,
-    "TooManyRequestsException": ThrottledError,
-    "429": ThrottledError,
-    # the service failed
-    "InternalError": ServiceUnavailableError,
-    "ServiceUnavailable": ServiceUnavailableError,
-    "500": ServiceUnavailableError,
-    "502": ServiceUnavailableError,
-    "503": ServiceUnavailableError,
-    "504": ServiceUnavailableError,
-    "RequestTimeout": StorageTimeoutError,
-    "RequestTimeoutException": StorageTimeoutError,
-    # the configuration is wrong: bucket, region, encryption settings
-    "NoSuchBucket": ConfigurationError,
-    "InvalidBucketName": ConfigurationError,
-    "PermanentRedirect": ConfigurationError,
-    "TemporaryRedirect": ConfigurationError,
-    "Redirect": ConfigurationError,
-    "301": ConfigurationError,
-    "307": ConfigurationError,
-    "AuthorizationHeaderMalformed": ConfigurationError,
-    "IllegalLocationConstraintException": ConfigurationError,
-    "InvalidEncryptionAlgorithmError": ConfigurationError,
-    "InvalidArgument": ConfigurationError,
-    "KMS.NotFoundException": ConfigurationError,
-    "KMS.DisabledException": ConfigurationError,
-    # the endpoint cannot do it (S3-compatibles without conditional writes)
-    "NotImplemented": UnsupportedOperationError,
-    "501": UnsupportedOperationError,
-    "MethodNotAllowed": UnsupportedOperationError,
-    # the request itself
-    "EntityTooLarge": ObjectTooLargeError,
-    "KeyTooLongError": InvalidKeyError,
-}
-
-#: HTTP statuses, for error codes not in :data:`S3_ERROR_CODES`. Other 5xx are
-#: :class:`ServiceUnavailableError`; other 4xx the base :class:`DocumeeRemoteError`.
-S3_HTTP_STATUSES: Mapping[int, type[DocumeeRemoteError]] = {
-    301: ConfigurationError,
-    307: ConfigurationError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    405: UnsupportedOperationError,
-    409: ConditionalRequestConflictError,
-    412: PreconditionFailedError,
-    429: ThrottledError,
-    501: UnsupportedOperationError,
-}
-
-
-def _s3_error_class(code: str, status: int) -> type[DocumeeRemoteError]:
-    if code in S3_ERROR_CODES:
-        return S3_ERROR_CODES[code]
-    if status in S3_HTTP_STATUSES:
-        return S3_HTTP_STATUSES[status]
-    if status >= 500:
-        return ServiceUnavailableError
-    return DocumeeRemoteError
-
-
-def _client_error_in_chain(exc: BaseException) -> Any:
-    """The botocore ``ClientError`` behind ``exc``, if there is one.
+def _s3_answer(exc: BaseException) -> S3Answer | None:
+    """S3's answer behind ``exc``, if there is one.
 
     s3fs (and fsspec wrappers around it) re-raise S3's answers as OSError
     subclasses with the original ClientError as ``__cause__``; follow the
@@ -253,152 +137,69 @@ def _client_error_in_chain(exc: BaseException) -> Any:
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         if isinstance(current, botocore_exceptions.ClientError):
-            return current
+            call = str(getattr(current, "operation_name", "") or "")
+            return s3c.answer_from_response(getattr(current, "response", None) or {}, call)
         current = current.__cause__ or current.__context__
     return None
 
 
-def _s3_code(exc: BaseException) -> str:
-    """S3's error code behind ``exc`` ("" when it is not an S3 answer)."""
-    client_error = _client_error_in_chain(exc)
-    response = getattr(client_error, "response", None) or {}
-    return str((response.get("Error") or {}).get("Code") or "")
-
-
 def translate_error(
-    exc: BaseException, *, key: str | None, url: str, op: _Op
+    exc: BaseException,
+    *,
+    store_url: str,
+    operation: str,
+    key: str | None = None,
+    if_match: str | None = None,
+    create_only: bool = False,
 ) -> DocumeeRemoteError:
-    """Turn any backend failure into the library's error tree.
+    """Turn any filesystem's failure into the library's error tree.
 
-    Every driver of :class:`FsspecStore` sends its exceptions here, and
-    raises the result ``from exc``. S3's answers are classified by their
-    error code, then by HTTP status (:data:`S3_ERROR_CODES`,
-    :data:`S3_HTTP_STATUSES`); ``op`` resolves the statuses whose meaning
-    depends on the request. Connection failures, timeouts and ``OSError``
-    from other filesystems are mapped by type. The result never contains
-    object bodies or credentials.
+    Every driver of :class:`FsspecStore` sends its exceptions here and raises
+    the result ``from exc``; the arguments are those of
+    ``documee_remote.stores.s3.translate_error``. S3's answers and botocore's
+    exceptions are translated by :mod:`._s3common` exactly as for ``S3Store``;
+    aiohttp's, timeouts and other filesystems' ``OSError`` are mapped by type.
+    The result never contains object bodies or credentials.
     """
     if isinstance(exc, DocumeeRemoteError):
         return exc
-    where = f"{key!r} in {url}" if key else url
-    client_error = _client_error_in_chain(exc)
-    if client_error is not None:
-        response = getattr(client_error, "response", None) or {}
-        error = response.get("Error") or {}
-        code = str(error.get("Code") or "")
-        status = int((response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0)
-        if not code and status:
-            code = str(status)
-        cls = _s3_error_class(code, status)
-        if cls is PreconditionFailedError and op == "create":
-            cls = AlreadyExistsError
-        elif cls is NotFoundError and op in ("put_if_match", "delete_if_match"):
-            # S3 answers If-Match on a missing key with 404: the named version is gone.
-            cls = PreconditionFailedError
-        detail = f"S3 answered {status} {code}".rstrip()
-        message = str(error.get("Message") or "")
-        if message and message != code:
-            detail += f": {message}"
-        return _make(cls, op, where, detail, key)
-    return _translate_non_http(exc, key=key, where=where, op=op)
-
-
-def _translate_non_http(
-    exc: BaseException, *, key: str | None, where: str, op: _Op
-) -> DocumeeRemoteError:
-    botocore_exceptions = sys.modules.get("botocore.exceptions")
-    if botocore_exceptions is not None and isinstance(exc, botocore_exceptions.BotoCoreError):
-        timeouts = (botocore_exceptions.ConnectTimeoutError, botocore_exceptions.ReadTimeoutError)
-        if isinstance(exc, timeouts):
-            return StorageTimeoutError(f"timed out on {where}: {exc}", key=key)
-        if isinstance(
-            exc,
-            botocore_exceptions.HTTPClientError
-            | botocore_exceptions.ConnectionError
-            | botocore_exceptions.ResponseStreamingError,
-        ):
-            return ServiceUnavailableError(
-                f"connection to the store failed on {where}: {exc}", key=key
-            )
-        if isinstance(
-            exc,
-            botocore_exceptions.NoCredentialsError
-            | botocore_exceptions.PartialCredentialsError
-            | botocore_exceptions.NoRegionError
-            | botocore_exceptions.ParamValidationError
-            | botocore_exceptions.ProfileNotFound,
-        ):
-            return ConfigurationError(f"S3 is not configured correctly for {where}: {exc}", key=key)
-        return DocumeeRemoteError(f"S3 request failed on {where}: {exc}", key=key)
+    answer = _s3_answer(exc)
+    if answer is not None:
+        return s3c.translate(
+            answer, store_url, operation, key, if_match=if_match, create_only=create_only
+        )
+    error = s3c.botocore_error(exc, store_url=store_url, operation=operation, key=key)
+    if error is not None:
+        return error
+    at = s3c.where(store_url, key)
+    if isinstance(exc, TimeoutError | fsspec.exceptions.FSTimeoutError):
+        return StorageTimeoutError(f"timed out {s3c.doing(operation)} {at}", key=key)
     aiohttp = sys.modules.get("aiohttp")
     if aiohttp is not None and isinstance(exc, aiohttp.ClientError):
         # Dropped connections and truncated bodies while streaming a response.
-        return ServiceUnavailableError(f"connection to the store failed on {where}: {exc}", key=key)
-    if isinstance(exc, TimeoutError | fsspec.exceptions.FSTimeoutError):
-        return StorageTimeoutError(f"timed out on {where}", key=key)
+        return ServiceUnavailableError(
+            f"connection to the store failed on {at} ({type(exc).__name__})", key=key
+        )
     if isinstance(exc, FileNotFoundError):
-        if op in ("put_if_match", "delete_if_match"):
-            return PreconditionFailedError(f"{where} does not exist (If-Match)", key=key)
-        return NotFoundError(f"{where} not found", key=key)
+        if operation in ("put", "delete") and if_match is not None:
+            return PreconditionFailedError(f"{at} does not exist (If-Match)", key=key)
+        return NotFoundError(f"{at} not found", key=key)
     if isinstance(exc, PermissionError):
-        return PermissionDeniedError(f"permission denied for {where}", key=key)
+        return PermissionDeniedError(f"permission denied for {at}", key=key)
     if isinstance(exc, FileExistsError | IsADirectoryError | NotADirectoryError):
-        # A key and a "directory" of the same name: filesystems with real
-        # directories cannot hold both "cb/a" and "cb/a/b".
+        # Filesystems with real directories cannot hold both "cb/a" and "cb/a/b".
         return InvalidKeyError(
-            f"{where} cannot be stored on this filesystem: a key and a directory of the "
+            f"{at} cannot be stored on this filesystem: a key and a directory of the "
             "same name cannot both exist",
             key=key,
         )
     if isinstance(exc, ConnectionError):
-        return ServiceUnavailableError(f"connection to the store failed on {where}: {exc}", key=key)
+        return ServiceUnavailableError(f"connection to the store failed on {at}: {exc}", key=key)
     if isinstance(exc, OSError):
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            return StorageFullError(f"no space left for {where}", key=key)
-        return DocumeeRemoteError(f"storage failed for {where}: {exc}", key=key)
-    return DocumeeRemoteError(f"storage failed for {where}: {type(exc).__name__}: {exc}", key=key)
-
-
-def _make(
-    cls: type[DocumeeRemoteError], op: _Op, where: str, detail: str, key: str | None
-) -> DocumeeRemoteError:
-    if cls is NotFoundError:
-        text = f"{where} not found ({detail})"
-    elif cls is AlreadyExistsError:
-        text = f"{where} already exists ({detail})"
-    elif cls is PreconditionFailedError:
-        text = (
-            f"{where} is not at the version named by If-Match (changed or deleted by "
-            f"another writer; {detail})"
-        )
-    elif cls is ConditionalRequestConflictError:
-        text = f"another conditional write to {where} was in flight; retry ({detail})"
-    elif cls is UnsupportedOperationError:
-        text = (
-            f"the endpoint does not support this {op} request on {where} ({detail}); "
-            "some S3-compatible services lack conditional writes"
-        )
-    else:
-        text = f"{op} failed for {where}: {detail}"
-    return cls(text, key=key)
-
-
-#: Failures of a conditional PUT after which an earlier copy of it may have landed.
-_MAYBE_LANDED = (
-    PreconditionFailedError,  # incl. AlreadyExistsError
-    ConditionalRequestConflictError,
-    ServiceUnavailableError,
-    StorageTimeoutError,
-)
-
-
-def _retried(exc: BaseException) -> bool:
-    """Did botocore retry the request that finally failed with ``exc``?"""
-    client_error = _client_error_in_chain(exc)
-    if client_error is None:
-        return False
-    meta = (getattr(client_error, "response", None) or {}).get("ResponseMetadata") or {}
-    return int(meta.get("RetryAttempts") or 0) > 0
+            return StorageFullError(f"no space left for {at}", key=key)
+        return DocumeeRemoteError(f"storage failed for {at}: {exc}", key=key)
+    return DocumeeRemoteError(f"storage failed for {at}: {type(exc).__name__}: {exc}", key=key)
 
 
 # -- S3 options -----------------------------------------------------------------------------
@@ -518,13 +319,10 @@ def _merge_storage_options(base: dict[str, Any], extra: Mapping[str, Any]) -> di
 
 # -- helpers -----------------------------------------------------------------------------------
 
-# MemoryFileSystem keeps its objects in a dict shared class-wide (or per
-# instance with global_store=False). Conditional writes must serialise on that
-# dict, not on a filesystem object or a store, so the locks live here, keyed by
-# id(fs.store). This is the one piece of process-wide state in this module,
-# and it only mirrors state fsspec already shares: one small Lock per dict
-# (dicts cannot be weakly referenced). Should a private dict be freed and its
-# id reused, two stores share a lock: more serialisation, never less.
+# MemoryFileSystem keeps its objects in one dict, class-wide (or per instance with
+# global_store=False): conditional writes serialise on that dict, so its lock is keyed
+# by id(fs.store) (dicts cannot be weakly referenced), the module's one process-wide
+# state. Should a freed dict's id be reused, two stores share a lock: never less safe.
 _MEMORY_LOCKS: dict[int, threading.Lock] = {}
 _MEMORY_LOCKS_GUARD = threading.Lock()
 
@@ -564,23 +362,6 @@ def _to_datetime(value: Any) -> datetime | None:
     return None
 
 
-async def _bounded_gather(coros: Iterable[Awaitable[_T]], limit: int) -> list[_T | BaseException]:
-    """Await every coroutine with at most ``limit`` in flight; collect errors, do not stop."""
-    semaphore = asyncio.Semaphore(limit)
-
-    async def one(coro: Awaitable[_T]) -> _T:
-        async with semaphore:
-            return await coro
-
-    return await asyncio.gather(*(one(c) for c in coros), return_exceptions=True)
-
-
-def _raise_first(results: Iterable[object]) -> None:
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
-
-
 # -- drivers: one per kind of filesystem ----------------------------------------------------------
 
 
@@ -593,13 +374,46 @@ class _Driver:
         self.store = store
         self.fs = store.fs
 
-    def error(self, exc: BaseException, key: str | None, op: _Op) -> DocumeeRemoteError:
-        return translate_error(exc, key=key, url=self.store.url, op=op)
+    def error(
+        self,
+        exc: BaseException,
+        key: str | None,
+        operation: str,
+        *,
+        if_match: str | None = None,
+        create_only: bool = False,
+    ) -> DocumeeRemoteError:
+        return translate_error(
+            exc,
+            store_url=self.store.url,
+            operation=operation,
+            key=key,
+            if_match=if_match,
+            create_only=create_only,
+        )
 
     def run(self, coro_fn: Callable[..., Coroutine[Any, Any, _T]], *args: Any) -> _T:
         """Run a coroutine of an async filesystem on its event loop and wait for it."""
         result: _T = fsspec.asyn.sync(self.fs.loop, coro_fn, *args)
         return result
+
+    def gather(self, coros: Iterable[Awaitable[_T]]) -> list[_T]:
+        """Await ``coros`` on the loop, ``concurrency`` at a time; then raise the first error."""
+
+        async def all_of() -> list[_T | BaseException]:
+            semaphore = asyncio.Semaphore(self.store.concurrency)
+
+            async def one(coro: Awaitable[_T]) -> _T:
+                async with semaphore:
+                    return await coro
+
+            return await asyncio.gather(*(one(c) for c in coros), return_exceptions=True)
+
+        results = self.run(all_of)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return [r for r in results if not isinstance(r, BaseException)]
 
     def get(self, key: str) -> StoredObject:
         raise NotImplementedError
@@ -808,32 +622,16 @@ class _AsyncFilesystemDriver(_FilesystemDriver):
             raise self.error(exc, key, "delete") from exc
 
     def get_many(self, keys: list[str]) -> dict[str, StoredObject | None]:
-        async def all_of() -> list[StoredObject | BaseException | None]:
-            return await _bounded_gather((self._aget(k) for k in keys), self.store.concurrency)
-
-        results = self.run(all_of)
-        _raise_first(results)
-        return {
-            k: r for k, r in zip(keys, results, strict=True) if not isinstance(r, BaseException)
-        }
+        return dict(zip(keys, self.gather(self._aget(k) for k in keys), strict=True))
 
     def put_many(self, items: dict[str, bytes]) -> dict[str, str]:
-        async def all_of() -> list[str | BaseException]:
-            coros = (self._aput(k, v) for k, v in items.items())
-            return await _bounded_gather(coros, self.store.concurrency)
-
-        results = self.run(all_of)
-        _raise_first(results)
-        return {k: str(r) for k, r in zip(items, results, strict=True)}
+        etags = self.gather(self._aput(k, v) for k, v in items.items())
+        return dict(zip(items, etags, strict=True))
 
     def delete_many(self, keys: list[str], conditions: dict[str, str]) -> list[str] | None:
         if conditions:
             return None  # the Store's default refuses them key by key, like delete()
-
-        async def all_of() -> list[BaseException | None]:
-            return await _bounded_gather((self._adelete(k) for k in keys), self.store.concurrency)
-
-        _raise_first(self.run(all_of))
+        self.gather(self._adelete(k) for k in keys)
         return []
 
 
@@ -972,6 +770,43 @@ class _S3Driver(_Driver):
     def s3_key(self, key: str) -> str:
         return self.prefix + key
 
+    async def answer(
+        self, exc: BaseException, key: str | None, operation: str, if_match: str | None
+    ) -> S3Answer | None:
+        """S3's answer behind ``exc``; a 403 a prefix listing shows to hide a 404 becomes one."""
+        answer = _s3_answer(exc)
+        if answer is None or key is None:
+            return answer
+        if s3c.may_hide_missing_key(answer, operation, key, if_match):
+            full = self.s3_key(key)
+            try:
+                listing = await self.call(
+                    "list_objects_v2", Bucket=self.bucket, Prefix=full, MaxKeys=1
+                )
+            except Exception:  # noqa: BLE001 - cannot tell: keep the permission error
+                return answer
+            if s3c.listing_shows_absent(listing, full):
+                return s3c.missing_key(answer)
+        return answer
+
+    async def s3_error(
+        self,
+        exc: BaseException,
+        key: str | None,
+        operation: str,
+        *,
+        if_match: str | None = None,
+        create_only: bool = False,
+    ) -> DocumeeRemoteError:
+        """``translate_error``, plus telling a 403 that hides a 404 from a real one."""
+        answer = await self.answer(exc, key, operation, if_match)
+        if answer is None:
+            return self.error(exc, key, operation, if_match=if_match, create_only=create_only)
+        url = self.store.url
+        return s3c.translate(
+            answer, url, operation, key, if_match=if_match, create_only=create_only
+        )
+
     # -- single objects -----------------------------------------------------------------
 
     async def aget(self, key: str) -> StoredObject:
@@ -992,7 +827,7 @@ class _S3Driver(_Driver):
         except DocumeeRemoteError:
             raise
         except Exception as exc:
-            raise self.error(exc, key, "get") from exc
+            raise await self.s3_error(exc, key, "get") from exc
         return StoredObject(data=data, etag=normalize_etag(response["ETag"]))
 
     async def aget_or_none(self, key: str) -> StoredObject | None:
@@ -1007,7 +842,7 @@ class _S3Driver(_Driver):
         except DocumeeRemoteError:
             raise
         except Exception as exc:
-            raise self.error(exc, key, "head") from exc
+            raise await self.s3_error(exc, key, "head") from exc
         return ObjectMeta(
             key=key,
             etag=normalize_etag(response["ETag"]),
@@ -1018,30 +853,11 @@ class _S3Driver(_Driver):
     async def aput(self, key: str, data: bytes, if_match: str | None, create_only: bool) -> str:
         # put_object rather than s3fs's _pipe_file: _pipe_file switches to a
         # multipart upload for large bodies, which drops IfMatch and returns no ETag.
-        extra: dict[str, Any] = {}
-        op: _Op = "put"
-        if create_only:
-            extra["IfNoneMatch"] = "*"
-            op = "create"
-        elif if_match is not None:
-            extra["IfMatch"] = if_match
-            op = "put_if_match"
-        kind = lifecycle_kind(key)
-        if kind is not None:
-            # Bucket lifecycle rules select stale deltas and leases by this tag.
-            extra["Tagging"] = f"{LIFECYCLE_TAG_KEY}={kind}"
-        token = uuid.uuid4().hex
-        if op != "put":
-            # A conditional PUT can be sent twice: botocore retries 5xx and dropped
-            # connections, and aiohttp silently resends an idempotent request (PUT
-            # is one) when a reused connection drops, without botocore counting a
-            # retry. If the first copy landed, the second fails with 412 on our own
-            # write. The token lets the store recognise its own write instead of
-            # reporting a lost race (comparing bytes would not do: another writer
-            # may have written the same bytes).
+        extra, token = s3c.put_parameters(key, if_match=if_match, create_only=create_only)
+        if token is not None:  # keep s3_additional_kwargs' metadata: ours would replace it
             extra["Metadata"] = {
                 **self.fs.s3_additional_kwargs.get("Metadata", {}),
-                WRITE_TOKEN_METADATA: token,
+                **extra["Metadata"],
             }
         try:
             response = await self.call(
@@ -1050,54 +866,39 @@ class _S3Driver(_Driver):
         except DocumeeRemoteError:
             raise
         except Exception as exc:
-            error = self.error(exc, key, op)
-            # Only on failures an earlier, landed copy can explain; since aiohttp's
-            # resends are invisible (RetryAttempts stays 0), every such failure of
-            # a conditional PUT costs one HEAD.
-            if op != "put" and isinstance(error, _MAYBE_LANDED):
-                landed = await self._stored_write(key, token)
+            error = await self.s3_error(exc, key, "put", if_match=if_match, create_only=create_only)
+            # resent=True: besides botocore's counted retries, aiohttp silently resends
+            # an idempotent request (PUT is one) when a reused connection drops, so any
+            # copy may have been sent twice; each such failure costs one HEAD.
+            if token is not None and s3c.may_have_landed(error, resent=True):
+                landed = await self._landed_etag(key, token)
                 if landed is not None:
-                    logger.info(
-                        "conditional write of %r in %s had landed on an earlier attempt "
-                        "whose response was lost; reporting it as written",
-                        key,
-                        self.store.url,
-                    )
+                    logger.info(s3c.LANDED_MESSAGE, key, self.store.url)
                     return landed
             raise error from exc
         return normalize_etag(response["ETag"])
 
-    async def _stored_write(self, key: str, token: str) -> str | None:
-        """The ETag of ``key`` if the stored object is the write carrying ``token``.
-
-        If another writer replaced our landed write before this HEAD, we cannot
-        tell and report the failure; the caller re-reads a state that includes
-        our write (a rare double-apply risk, as for S3Store).
-        """
+    async def _landed_etag(self, key: str, token: str) -> str | None:
         try:
             response = await self.call("head_object", Bucket=self.bucket, Key=self.s3_key(key))
         except Exception:  # noqa: BLE001 - the original 412 is the error to report
             return None
-        if (response.get("Metadata") or {}).get(WRITE_TOKEN_METADATA) == token:
-            return normalize_etag(response["ETag"])
-        return None
+        return s3c.landed_etag(response, token)
 
     async def adelete(self, key: str, if_match: str | None) -> None:
         conditions = {"IfMatch": if_match} if if_match is not None else {}
-        op: _Op = "delete_if_match" if if_match is not None else "delete"
         try:
             await self.call("delete_object", Bucket=self.bucket, Key=self.s3_key(key), **conditions)
         except DocumeeRemoteError:
             raise
         except Exception as exc:
-            error = self.error(exc, key, op)
-            if conditions and isinstance(error, PreconditionFailedError) and _retried(exc):
-                # A retried conditional DELETE whose first attempt landed finds the key gone.
-                try:
-                    await self.ahead(key)
-                except NotFoundError:
-                    return
-            raise error from exc
+            answer = await self.answer(exc, key, "delete", if_match)
+            if answer is None:
+                raise self.error(exc, key, "delete", if_match=if_match) from exc
+            if s3c.delete_landed(answer, if_match=if_match):
+                logger.info("conditional delete of %r in %s landed on a retry", key, self.store.url)
+                return
+            raise s3c.translate(answer, self.store.url, "delete", key, if_match=if_match) from exc
 
     def get(self, key: str) -> StoredObject:
         return self.run(self.aget, key)
@@ -1142,7 +943,7 @@ class _S3Driver(_Driver):
         except DocumeeRemoteError:
             raise
         except Exception as exc:
-            raise self.error(exc, prefix or None, "list") from exc
+            raise self.error(exc, None, "list") from exc
         found.sort(key=lambda meta: meta.key)  # S3 lists in this order; S3-compatibles may not
         return found
 
@@ -1156,28 +957,15 @@ class _S3Driver(_Driver):
     # -- bulk ---------------------------------------------------------------------------
 
     def get_many(self, keys: list[str]) -> dict[str, StoredObject | None]:
-        async def all_of() -> list[StoredObject | BaseException | None]:
-            coros = (self.aget_or_none(k) for k in keys)
-            return await _bounded_gather(coros, self.store.concurrency)
-
-        results = self.run(all_of)
-        _raise_first(results)
-        return {
-            k: r for k, r in zip(keys, results, strict=True) if not isinstance(r, BaseException)
-        }
+        return dict(zip(keys, self.gather(self.aget_or_none(k) for k in keys), strict=True))
 
     def put_many(self, items: dict[str, bytes]) -> dict[str, str]:
-        async def all_of() -> list[str | BaseException]:
-            coros = (self.aput(k, v, None, False) for k, v in items.items())
-            return await _bounded_gather(coros, self.store.concurrency)
-
-        results = self.run(all_of)
-        _raise_first(results)
-        return {k: str(r) for k, r in zip(items, results, strict=True)}
+        etags = self.gather(self.aput(k, v, None, False) for k, v in items.items())
+        return dict(zip(items, etags, strict=True))
 
     def delete_many(self, keys: list[str], conditions: dict[str, str]) -> list[str] | None:
         plain = [k for k in keys if k not in conditions]
-        batches = [plain[i : i + _DELETE_BATCH] for i in range(0, len(plain), _DELETE_BATCH)]
+        batches = [plain[i : i + DELETE_BATCH] for i in range(0, len(plain), DELETE_BATCH)]
         conditional = [k for k in keys if k in conditions]
 
         async def conditional_delete(key: str) -> str | None:
@@ -1187,14 +975,13 @@ class _S3Driver(_Driver):
                 return key  # changed or vanished: kept, and reported to the caller
             return None
 
-        async def all_of() -> list[str | BaseException | None]:
-            coros: list[Coroutine[Any, Any, str | None]] = [self._delete_batch(b) for b in batches]
-            coros += [conditional_delete(k) for k in conditional]
-            return await _bounded_gather(coros, self.store.concurrency)
-
-        results = self.run(all_of)
-        _raise_first(results)
-        return [r for r in results if isinstance(r, str)]
+        results = self.gather(
+            itertools.chain(
+                (self._delete_batch(b) for b in batches),
+                (conditional_delete(k) for k in conditional),
+            )
+        )
+        return [r for r in results if r is not None]
 
     async def _delete_batch(self, batch: list[str]) -> None:
         objects = [{"Key": self.s3_key(k)} for k in batch]
@@ -1205,26 +992,19 @@ class _S3Driver(_Driver):
         except DocumeeRemoteError:
             raise
         except Exception as exc:
-            if _s3_code(exc) in ("NotImplemented", "MissingContentMD5", "MethodNotAllowed"):
-                # Some S3-compatible services lack DeleteObjects (or want a
-                # Content-MD5 botocore no longer sends): one DELETE per key.
+            answer = _s3_answer(exc)
+            if answer is not None and answer.code in s3c.DELETE_OBJECTS_UNSUPPORTED:
                 for key in batch:
                     await self.adelete(key, None)
                 return
-            raise self.error(exc, batch[0] if len(batch) == 1 else None, "delete") from exc
-        errors = [e for e in response.get("Errors", ()) if e.get("Code") != "NoSuchKey"]
-        if errors:
-            first = errors[0]
-            code = str(first.get("Code") or "")
-            failed = str(first.get("Key") or "")[len(self.prefix) :] or None
-            raise _make(
-                _s3_error_class(code, 0),
-                "delete",
-                f"{failed!r} in {self.store.url}",
-                f"S3 answered {code}; {len(errors)} of {len(batch)} keys in the batch were "
-                "not deleted",
-                failed,
-            )
+            raise self.error(exc, None, "delete") from exc
+        errors = response.get("Errors", ())
+        url = self.store.url
+        error = s3c.delete_objects_error(
+            errors, batch=len(batch), prefix=self.prefix, store_url=url
+        )
+        if error is not None:
+            raise error
 
     def close(self) -> None:
         if not self.store._owns_fs:

@@ -10,17 +10,17 @@ make them safe over a network that loses responses:
 
 * Every conditional PUT carries a random token in its metadata
   (``x-amz-meta-documee-write-token``). When a PUT that botocore retried
-  fails with 412 or 409 (or fails with a connection error once retries ran
-  out), the store reads the object's metadata back: if the token is ours, an
-  earlier attempt of this very call landed and only its response was lost, so
-  the write is reported as a success with the stored ETag instead of as a
-  lost race.
+  fails with 412 or 409 (or fails with a connection error, timeout or 5xx once
+  retries ran out), the store reads the object's metadata back: if the token
+  is ours, an earlier attempt of this very call landed and only its response
+  was lost, so the write is reported as a success with the stored ETag instead
+  of as a lost race.
 * botocore's retries (``max_attempts``, ``retry_mode``) cover 5xx, throttling
   and dropped connections; errors are translated only once they ran out.
 
-Every botocore failure goes through :func:`translate_error`, driven by the
-tables :data:`ERROR_CODES`, :data:`STATUS_FALLBACK` and
-:data:`EXCEPTION_TYPES`.
+What S3's answers mean (the error tables, the 403 that hides a 404, the write
+token) is shared with the fsspec backend in :mod:`._s3common`; this module only
+reads botocore's exceptions (:func:`translate_error`).
 """
 
 from __future__ import annotations
@@ -28,31 +28,28 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Unpack
 
 from ..config import S3_INSTALL_HINT, S3Options, S3OptionsDict, build_s3_client
 from ..errors import (
-    AlreadyExistsError,
-    ConditionalRequestConflictError,
     ConfigurationError,
-    ConflictError,
     DocumeeRemoteError,
     InvalidKeyError,
     MissingDependencyError,
-    NotFoundError,
     ObjectTooLargeError,
-    PermissionDeniedError,
     PreconditionFailedError,
-    ServiceUnavailableError,
-    StorageFullError,
-    StorageTimeoutError,
-    ThrottledError,
-    UnsupportedOperationError,
 )
-from ..layout import LIFECYCLE_TAG_KEY, lifecycle_kind, validate_key
+from ..layout import validate_key
+from . import _s3common as s3c
+from ._s3common import (
+    ERROR_CODES,
+    STATUS_FALLBACK,
+    WRITE_TOKEN_METADATA,
+    S3Answer,
+    error_class,
+)
 from .base import DEFAULT_CONCURRENCY, Capabilities, ObjectMeta, Store, StoredObject, normalize_etag
 
 try:
@@ -77,174 +74,16 @@ __all__ = [
 
 logger = logging.getLogger("documee_remote.stores.s3")
 
-#: Metadata key (``x-amz-meta-<this>``) carrying a conditional write's token.
-WRITE_TOKEN_METADATA = "documee-write-token"  # noqa: S105 - a metadata name, not a secret
-
-#: DeleteObjects takes at most this many keys.
-_DELETE_BATCH = 1000
-
 # Creating a client from a session the caller handed us: boto3 sessions are not
 # thread-safe, and a caller may open several stores from one session at once.
 _CLIENT_LOCK = threading.Lock()
 
-# -- error translation: the one place ------------------------------------------------------
-
-#: S3 error codes (``Error.Code``; for HEAD, which has no body, the status as text).
-ERROR_CODES: Mapping[str, type[DocumeeRemoteError]] = {
-    # missing
-    "NoSuchKey": NotFoundError,
-    "NotFound": NotFoundError,
-    "404": NotFoundError,
-    # conditional writes; AlreadyExistsError when the write was create-only
-    "PreconditionFailed": PreconditionFailedError,
-    "412": PreconditionFailedError,
-    "ConditionalRequestConflict": ConditionalRequestConflictError,
-    "OperationAborted": ConditionalRequestConflictError,
-    # refused
-    "AccessDenied": PermissionDeniedError,
-    "403": PermissionDeniedError,
-    "Forbidden": PermissionDeniedError,
-    "AllAccessDisabled": PermissionDeniedError,
-    "AccountProblem": PermissionDeniedError,
-    "InvalidAccessKeyId": PermissionDeniedError,
-    "SignatureDoesNotMatch": PermissionDeniedError,
-    "ExpiredToken": PermissionDeniedError,
-    "InvalidToken": PermissionDeniedError,
-    "TokenRefreshRequired": PermissionDeniedError,
-    "InvalidObjectState": PermissionDeniedError,
-    "RequestTimeTooSkewed": PermissionDeniedError,
-    # slow down
-    "SlowDown": ThrottledError,
-    "Throttling": ThrottledError,
-    "ThrottlingException": ThrottledError,
-    "RequestLimitExceeded": ThrottledError,
-    "RequestThrottled": ThrottledError,
-    "TooManyRequests": ThrottledError,
-    "TooManyRequestsException": ThrottledError,
-    "BandwidthLimitExceeded": ThrottledError,
-    "429": ThrottledError,
-    # failed
-    "InternalError": ServiceUnavailableError,
-    "ServiceUnavailable": ServiceUnavailableError,
-    "500": ServiceUnavailableError,
-    "502": ServiceUnavailableError,
-    "503": ServiceUnavailableError,
-    "504": ServiceUnavailableError,
-    "RequestTimeout": StorageTimeoutError,
-    "RequestTimeoutException": StorageTimeoutError,
-    # limits
-    "EntityTooLarge": ObjectTooLargeError,
-    "QuotaExceeded": StorageFullError,
-    "XMinioStorageFull": StorageFullError,
-    # the service cannot do it (S3-compatible services without conditional writes)
-    "NotImplemented": UnsupportedOperationError,
-    "501": UnsupportedOperationError,
-    # wrong bucket, region, encryption key or option
-    "NoSuchBucket": ConfigurationError,
-    "InvalidBucketName": ConfigurationError,
-    "PermanentRedirect": ConfigurationError,
-    "301": ConfigurationError,
-    "AuthorizationHeaderMalformed": ConfigurationError,
-    "IllegalLocationConstraintException": ConfigurationError,
-    "InvalidArgument": ConfigurationError,
-    "KMS.NotFoundException": ConfigurationError,
-    "KMS.DisabledException": ConfigurationError,
-}
-
-#: By HTTP status, for codes the table does not know.
-STATUS_FALLBACK: Mapping[int, type[DocumeeRemoteError]] = {
-    301: ConfigurationError,
-    307: ConfigurationError,
-    400: DocumeeRemoteError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    408: StorageTimeoutError,
-    409: ConflictError,
-    412: PreconditionFailedError,
-    429: ThrottledError,
-    500: ServiceUnavailableError,
-    501: UnsupportedOperationError,
-    502: ServiceUnavailableError,
-    503: ServiceUnavailableError,
-    504: ServiceUnavailableError,
-}
-
-#: botocore's own exceptions, first match wins (subclasses before their bases).
-EXCEPTION_TYPES: tuple[tuple[type[Exception], type[DocumeeRemoteError]], ...] = (
-    (bce.ConnectTimeoutError, StorageTimeoutError),
-    (bce.ReadTimeoutError, StorageTimeoutError),
-    (bce.SSLError, ConfigurationError),  # certificate validation: retrying cannot help
-    (bce.EndpointConnectionError, ServiceUnavailableError),
-    (bce.ProxyConnectionError, ServiceUnavailableError),
-    (bce.ConnectionClosedError, ServiceUnavailableError),
-    (bce.ResponseStreamingError, ServiceUnavailableError),
-    (bce.ConnectionError, ServiceUnavailableError),
-    (bce.HTTPClientError, ServiceUnavailableError),
-    (bce.IncompleteReadError, ServiceUnavailableError),
-    (bce.FlexibleChecksumError, ServiceUnavailableError),  # bytes damaged in transit
-    (bce.ChecksumError, ServiceUnavailableError),
-    (bce.CapacityNotAvailableError, ThrottledError),  # botocore's retry quota ran dry
-    (bce.NoCredentialsError, ConfigurationError),
-    (bce.PartialCredentialsError, ConfigurationError),
-    (bce.CredentialRetrievalError, ConfigurationError),
-    (bce.RefreshWithMFAUnsupportedError, ConfigurationError),
-    (bce.SSOError, ConfigurationError),
-    (bce.TokenRetrievalError, ConfigurationError),
-    (bce.NoAuthTokenError, ConfigurationError),
-    (bce.ProfileNotFound, ConfigurationError),
-    (bce.ConfigNotFound, ConfigurationError),
-    (bce.ConfigParseError, ConfigurationError),
-    (bce.NoRegionError, ConfigurationError),
-    (bce.BaseEndpointResolverError, ConfigurationError),
-    (bce.EndpointProviderError, ConfigurationError),
-    (bce.InvalidConfigError, ConfigurationError),
-    (bce.InvalidRetryConfigurationError, ConfigurationError),
-    (bce.InvalidS3AddressingStyleError, ConfigurationError),
-    (bce.InvalidEndpointConfigurationError, ConfigurationError),
-    (bce.InvalidDNSNameError, ConfigurationError),
-    (bce.BotoCoreError, DocumeeRemoteError),
-)
-
-# Only these botocore messages go into ours: they name a profile, path or region,
-# never a credential, a header value or a body (ParamValidationError would).
-_SAFE_MESSAGES = (
-    bce.ProfileNotFound,
-    bce.ConfigNotFound,
-    bce.NoRegionError,
-    bce.NoCredentialsError,
-    bce.InvalidS3AddressingStyleError,
-)
-
-_DOING = {
-    "get": "reading",
-    "head": "reading the metadata of",
-    "put": "writing",
-    "delete": "deleting",
-    "list": "listing",
-}
+#: botocore's own exceptions and what each becomes (shared with the fsspec backend).
+EXCEPTION_TYPES = s3c.botocore_exception_types()
 
 
-def _status(exc: bce.ClientError) -> int | None:
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return int(status) if status is not None else None
-
-
-def _code(exc: bce.ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def _retry_attempts(exc: bce.ClientError) -> int:
-    return int(exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0) or 0)
-
-
-def error_class(code: str, status: int | None) -> type[DocumeeRemoteError]:
-    """The error type for an S3 error ``code`` and HTTP ``status``."""
-    found = ERROR_CODES.get(code)
-    if found is None and status is not None:
-        found = STATUS_FALLBACK.get(status)
-        if found is None and 500 <= status < 600:
-            found = ServiceUnavailableError
-    return found or DocumeeRemoteError
+def _answer(exc: bce.ClientError) -> S3Answer:
+    return s3c.answer_from_response(exc.response, exc.operation_name)
 
 
 def translate_error(
@@ -258,60 +97,25 @@ def translate_error(
 ) -> DocumeeRemoteError:
     """Turn a botocore exception into one of documee-remote's errors.
 
-    Parameters
-    ----------
-    exc:
-        A botocore ``ClientError`` or ``BotoCoreError``.
-    store_url:
-        The store's URL (no credentials), for the message.
-    operation:
-        ``get``, ``head``, ``put``, ``delete`` or ``list``.
-    key:
-        The key relative to the store root, if the operation had one.
-    if_match, create_only:
-        The write's condition: a 412 on a create-only write is an
-        :class:`AlreadyExistsError`, and S3's 404 to ``If-Match`` on a missing
-        key is a :class:`PreconditionFailedError`.
-
-    Messages name the key and the store and never contain credentials, header
-    values or object bodies; the botocore exception stays attached by the
-    caller's ``raise ... from exc``.
+    ``exc`` is a ``ClientError`` (translated by :func:`._s3common.translate`)
+    or a ``BotoCoreError``; ``operation`` is ``get``, ``head``, ``put``,
+    ``delete`` or ``list``; ``if_match`` and ``create_only`` are the write's
+    condition. Messages name the key and the store and never contain
+    credentials, header values or object bodies; the botocore exception stays
+    attached by the caller's ``raise ... from exc``.
     """
-    where = f"{key!r} in {store_url}" if key is not None else store_url
-    doing = _DOING.get(operation, operation)
     if isinstance(exc, bce.ClientError):
-        code, status = _code(exc), _status(exc)
-        cls = error_class(code, status)
-        if cls is NotFoundError and operation in ("put", "delete") and if_match is not None:
-            # S3 answers 404 NoSuchKey to If-Match on a missing key: the condition failed.
-            cls = PreconditionFailedError
-        if issubclass(cls, PreconditionFailedError) and create_only:
-            return AlreadyExistsError(f"{where} already exists", key=key)
-        if cls is PreconditionFailedError:
-            return PreconditionFailedError(
-                f"{where} is not at version {if_match} (changed or deleted by another writer)"
-                if if_match is not None
-                else f"a precondition failed {doing} {where}",
-                key=key,
-            )
-        if cls is NotFoundError:
-            return NotFoundError(f"{where} not found", key=key)
-        if code == "NoSuchBucket":
-            return ConfigurationError(f"the bucket of {store_url} does not exist", key=key)
-        server_message = str(exc.response.get("Error", {}).get("Message", ""))[:200]
-        detail = code or (f"HTTP {status}" if status else "error")
-        if server_message:
-            detail += f": {server_message}"
-        call = exc.operation_name
-        prefix = "assuming the role failed while " if call == "AssumeRole" else ""
-        return cls(f"{prefix}{doing} {where} failed ({detail})", key=key)
-    for botocore_type, cls in EXCEPTION_TYPES:
-        if isinstance(exc, botocore_type):
-            detail = str(exc) if isinstance(exc, _SAFE_MESSAGES) else type(exc).__name__
-            if issubclass(cls, ServiceUnavailableError | StorageTimeoutError):
-                detail += " after retries"
-            return cls(f"{doing} {where} failed ({detail})", key=key)
-    return DocumeeRemoteError(f"{doing} {where} failed ({type(exc).__name__})", key=key)
+        answer = _answer(exc)
+        return s3c.translate(
+            answer, store_url, operation, key, if_match=if_match, create_only=create_only
+        )
+    error = s3c.botocore_error(exc, store_url=store_url, operation=operation, key=key)
+    if error is not None:
+        return error
+    doing = s3c.doing(operation)
+    return DocumeeRemoteError(
+        f"{doing} {s3c.where(store_url, key)} failed ({type(exc).__name__})", key=key
+    )
 
 
 # Read failures of a GetObject body: botocore's retries stop at the response
@@ -471,20 +275,11 @@ class S3Store(Store):
     # -- the operations ---------------------------------------------------------------------
 
     @contextmanager
-    def _translating(
-        self,
-        operation: str,
-        key: str | None,
-        *,
-        if_match: str | None = None,
-        create_only: bool = False,
-    ) -> Iterator[None]:
+    def _translating(self, operation: str, key: str | None) -> Iterator[None]:
         try:
             yield
         except (bce.ClientError, bce.BotoCoreError) as exc:
-            raise self._translate(
-                exc, operation, key, if_match=if_match, create_only=create_only
-            ) from exc
+            raise self._translate(exc, operation, key) from exc
 
     def _translate(
         self,
@@ -496,41 +291,29 @@ class S3Store(Store):
         create_only: bool = False,
     ) -> DocumeeRemoteError:
         """``translate_error``, plus telling a 403 that hides a 404 from a real one."""
-        error = translate_error(
-            exc,
-            store_url=self.url,
-            operation=operation,
-            key=key,
-            if_match=if_match,
-            create_only=create_only,
+        if not isinstance(exc, bce.ClientError):
+            return translate_error(exc, store_url=self.url, operation=operation, key=key)
+        answer = self._answer(exc, operation, key, if_match)
+        return s3c.translate(
+            answer, self.url, operation, key, if_match=if_match, create_only=create_only
         )
-        if (
-            isinstance(error, PermissionDeniedError)
-            and key is not None
-            and (operation in ("get", "head") or if_match is not None)
-            and self._absent_by_listing(key)
-        ):
-            # S3 answers 403 instead of 404 for a missing key unless the
-            # caller may list the whole bucket; least-privilege policies
-            # grant listing under a prefix only. A prefix-scoped listing
-            # tells the two apart.
-            return (
-                self._precondition_failed(key, if_match)
-                if if_match is not None
-                else self._not_found(key)
-            )
-        return error
 
-    def _absent_by_listing(self, key: str) -> bool:
-        """True when a listing (allowed by prefix-scoped policies) shows ``key`` absent."""
-        full = self._prefix + key
-        try:
-            response = self._client.list_objects_v2(
-                Bucket=self._bucket, Prefix=full, MaxKeys=1, **self._owner
-            )
-        except (bce.ClientError, bce.BotoCoreError):
-            return False  # cannot tell: keep the permission error
-        return not any(item["Key"] == full for item in response.get("Contents", ()))
+    def _answer(
+        self, exc: bce.ClientError, operation: str, key: str | None, if_match: str | None
+    ) -> S3Answer:
+        """S3's answer; a 403 that a prefix-scoped listing shows to hide a 404 becomes one."""
+        answer = _answer(exc)
+        if key is not None and s3c.may_hide_missing_key(answer, operation, key, if_match):
+            full = self._prefix + key
+            try:
+                listing = self._client.list_objects_v2(
+                    Bucket=self._bucket, Prefix=full, MaxKeys=1, **self._owner
+                )
+            except (bce.ClientError, bce.BotoCoreError):
+                return answer  # cannot tell: keep the permission error
+            if s3c.listing_shows_absent(listing, full):
+                return s3c.missing_key(answer)
+        return answer
 
     def _get(self, key: str) -> StoredObject:
         attempts = self.options.max_attempts
@@ -575,63 +358,36 @@ class S3Store(Store):
         )
 
     def _put(self, key: str, data: bytes, *, if_match: str | None, create_only: bool) -> str:
-        params: dict[str, Any] = {
-            "Bucket": self._bucket,
-            "Key": self._prefix + key,
-            "Body": data,
-            "ContentType": "application/json"
-            if key.endswith(".json")
-            else "application/octet-stream",
-            **self._sse,
-            **self._owner,
-        }
-        kind = lifecycle_kind(key)
-        if kind is not None:
-            # Bucket lifecycle rules select stale deltas and leases by this tag.
-            params["Tagging"] = f"{LIFECYCLE_TAG_KEY}={kind}"
-        token: str | None = None
-        if if_match is not None or create_only:
-            token = uuid.uuid4().hex
-            params["Metadata"] = {WRITE_TOKEN_METADATA: token}
-            if if_match is not None:
-                params["IfMatch"] = if_match
-            else:
-                params["IfNoneMatch"] = "*"
+        extra, token = s3c.put_parameters(key, if_match=if_match, create_only=create_only)
         try:
-            response = self._client.put_object(**params)
+            response = self._client.put_object(
+                Bucket=self._bucket,
+                Key=self._prefix + key,
+                Body=data,
+                **extra,
+                **self._sse,
+                **self._owner,
+            )
         except (bce.ClientError, bce.BotoCoreError) as exc:
-            if token is not None and _maybe_landed(exc):
+            error = self._translate(exc, "put", key, if_match=if_match, create_only=create_only)
+            resent = isinstance(exc, bce.ClientError) and _answer(exc).retries > 0
+            if token is not None and s3c.may_have_landed(error, resent=resent):
                 landed = self._landed_etag(key, token)
                 if landed is not None:
-                    logger.info(
-                        "conditional write of %r in %s had landed on an earlier attempt "
-                        "whose response was lost; reporting it as written",
-                        key,
-                        self.url,
-                    )
+                    logger.info(s3c.LANDED_MESSAGE, key, self.url)
                     return landed
-            raise self._translate(
-                exc, "put", key, if_match=if_match, create_only=create_only
-            ) from exc
+            raise error from exc
         return normalize_etag(response["ETag"])
 
     def _landed_etag(self, key: str, token: str) -> str | None:
-        """The stored ETag if the object at ``key`` was written with ``token``, else None.
-
-        If another writer replaced our landed write between our lost response
-        and this HEAD, we cannot tell and report the failure; the caller then
-        re-reads and sees a state that includes our write (a rare double-apply
-        risk only when a response is lost *and* a writer slips in between).
-        """
+        """The stored ETag if the object at ``key`` was written with ``token``, else None."""
         try:
             response = self._client.head_object(
                 Bucket=self._bucket, Key=self._prefix + key, **self._owner
             )
         except (bce.ClientError, bce.BotoCoreError):
             return None
-        if response.get("Metadata", {}).get(WRITE_TOKEN_METADATA) == token:
-            return normalize_etag(response["ETag"])
-        return None
+        return s3c.landed_etag(response, token)
 
     def _delete(self, key: str, *, if_match: str | None) -> None:
         params: dict[str, Any] = {"Bucket": self._bucket, "Key": self._prefix + key, **self._owner}
@@ -640,17 +396,11 @@ class S3Store(Store):
         try:
             self._client.delete_object(**params)
         except bce.ClientError as exc:
-            if (
-                if_match is not None
-                and error_class(_code(exc), _status(exc)) is NotFoundError
-                and _retry_attempts(exc) > 0
-            ):
-                # A retried conditional delete that finds the key gone: an earlier
-                # attempt deleted it and its response was lost. Report what S3
-                # reports for any delete of a missing key: success.
+            answer = self._answer(exc, "delete", key, if_match)
+            if s3c.delete_landed(answer, if_match=if_match):
                 logger.info("conditional delete of %r in %s landed on a retry", key, self.url)
                 return
-            raise self._translate(exc, "delete", key, if_match=if_match) from exc
+            raise s3c.translate(answer, self.url, "delete", key, if_match=if_match) from exc
         except bce.BotoCoreError as exc:
             raise self._translate(exc, "delete", key, if_match=if_match) from exc
 
@@ -696,8 +446,8 @@ class S3Store(Store):
         """
         plain = [k for k in keys if k not in conditions]
         jobs: list[Callable[[], list[str]]] = [
-            functools.partial(self._delete_batch, plain[i : i + _DELETE_BATCH])
-            for i in range(0, len(plain), _DELETE_BATCH)
+            functools.partial(self._delete_batch, plain[i : i + s3c.DELETE_BATCH])
+            for i in range(0, len(plain), s3c.DELETE_BATCH)
         ]
         jobs += [
             functools.partial(self._delete_if, key, conditions[key])
@@ -722,7 +472,7 @@ class S3Store(Store):
                 **self._owner,
             )
         except bce.ClientError as exc:
-            if _code(exc) in ("NotImplemented", "MissingContentMD5", "MethodNotAllowed"):
+            if _answer(exc).code in s3c.DELETE_OBJECTS_UNSUPPORTED:
                 logger.debug("DeleteObjects unsupported by %s; deleting one by one", self.url)
                 for key in keys:
                     self._delete(key, if_match=None)
@@ -730,17 +480,12 @@ class S3Store(Store):
             raise translate_error(exc, store_url=self.url, operation="delete") from exc
         except bce.BotoCoreError as exc:
             raise translate_error(exc, store_url=self.url, operation="delete") from exc
-        errors = response.get("Errors", [])
-        if not errors:
-            return []
-        first = errors[0]
-        failed = first.get("Key", "")[len(self._prefix) :] or None
-        cls = error_class(first.get("Code", ""), None)
-        raise cls(
-            f"deleting {failed!r} in {self.url} failed ({first.get('Code', 'error')}); "
-            f"{len(errors)} of {len(keys)} keys in the batch were not deleted",
-            key=failed,
+        error = s3c.delete_objects_error(
+            response.get("Errors", []), batch=len(keys), prefix=self._prefix, store_url=self.url
         )
+        if error is not None:
+            raise error
+        return []
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -749,22 +494,6 @@ class S3Store(Store):
         if not self._closed:
             self._client.close()
         super().close()
-
-
-def _maybe_landed(exc: BaseException) -> bool:
-    """Could an earlier attempt of this conditional PUT have been written after all?"""
-    if isinstance(exc, bce.ClientError):
-        # A 412/409 on a *retry* may be our own earlier attempt, applied but its
-        # response lost. On a first attempt it cannot be: there is no earlier one,
-        # and S3's 409 means another writer's request was in flight, not ours. Not
-        # checking then saves a HEAD per lost race, which under contention adds up.
-        failed_condition = _status(exc) in (409, 412) or _code(exc) in (
-            "PreconditionFailed",
-            "ConditionalRequestConflict",
-        )
-        return failed_condition and _retry_attempts(exc) > 0
-    # A connection lost once retries ran out: the last attempt may have landed.
-    return isinstance(exc, bce.HTTPClientError | bce.ConnectionError)
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
