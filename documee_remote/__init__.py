@@ -14,6 +14,9 @@ Errors are in :mod:`documee_remote.errors`, the Documee models in
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     AlreadyExistsError,
     ConditionalRequestConflictError,
@@ -37,10 +40,39 @@ from .errors import (
     TransientError,
     UnsupportedOperationError,
 )
-from .manager import PersistenceManager, Transaction
-from .models import CodebaseAnalysis, FileAnalysis
-from .retry import RetryPolicy, TransactionStats
-from .stores import Store, open_store
+
+if TYPE_CHECKING:
+    from .manager import PersistenceManager, Transaction
+    from .models import CodebaseAnalysis, FileAnalysis
+    from .retry import RetryPolicy, TransactionStats
+    from .stores import Store, open_store
+
+# name -> module: imported on first use (PEP 562), so ``import documee_remote`` stays
+# cheap (no pydantic, no codec) for a cold start that only opens a store.
+_LAZY = {
+    "CodebaseAnalysis": ".models",
+    "FileAnalysis": ".models",
+    "PersistenceManager": ".manager",
+    "RetryPolicy": ".retry",
+    "Store": ".stores",
+    "Transaction": ".manager",
+    "TransactionStats": ".retry",
+    "open_store": ".stores",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "AlreadyExistsError",

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigurationError, MissingDependencyError
 
@@ -34,7 +33,7 @@ if TYPE_CHECKING:
     from botocore.credentials import DeferredRefreshableCredentials
     from mypy_boto3_s3 import S3Client
 
-    from .stores.base import Store
+    from ._settings import Settings
 
 __all__ = [
     "S3_INSTALL_HINT",
@@ -107,38 +106,54 @@ class S3Options(BaseModel):
         want), ``"virtual"`` (``bucket.endpoint/key``) or ``"auto"``.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+    # Descriptions are given to Field, not as attribute docstrings: pydantic reads
+    # those from the source with inspect and ast, which costs a cold start ~10 ms.
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
-    endpoint_url: str | None = None
-    """An S3-compatible endpoint URL (MinIO, R2, LocalStack, moto server)."""
-    region: str | None = None
-    """The bucket's region; boto3's resolution when unset."""
-    profile: str | None = None
-    """A profile of the AWS config files."""
-    role_arn: str | None = None
-    """An IAM role to assume, with automatically refreshed credentials."""
-    external_id: str | None = Field(default=None, repr=False)
-    """The ExternalId of the role's trust policy (secret: never shown)."""
-    role_session_name: str = "documee-remote"
-    """The session name of the assumed role."""
-    sse: Literal["AES256", "aws:kms"] | None = None
-    """Server-side encryption for writes: AES256 or aws:kms."""
-    sse_kms_key_id: str | None = None
-    """The KMS key id or ARN for sse=aws:kms."""
-    expected_bucket_owner: str | None = None
-    """The account id that must own the bucket (ExpectedBucketOwner)."""
-    max_pool_connections: int | None = Field(default=None, ge=1)
-    """Connection pool size; the store's concurrency when unset."""
-    connect_timeout: float = Field(default=5.0, gt=0)
-    """Seconds to wait for a connection."""
-    read_timeout: float = Field(default=60.0, gt=0)
-    """Seconds to wait for a response."""
-    retry_mode: Literal["standard", "adaptive", "legacy"] = "standard"
-    """botocore's retry mode."""
-    max_attempts: int = Field(default=5, ge=1)
-    """Attempts per request, including the first."""
-    addressing_style: Literal["auto", "path", "virtual"] | None = None
-    """S3 addressing style: path, virtual or auto."""
+    endpoint_url: str | None = Field(
+        default=None,
+        description="An S3-compatible endpoint URL (MinIO, R2, LocalStack, moto server).",
+    )
+    region: str | None = Field(
+        default=None, description="The bucket's region; boto3's resolution when unset."
+    )
+    profile: str | None = Field(default=None, description="A profile of the AWS config files.")
+    role_arn: str | None = Field(
+        default=None, description="An IAM role to assume, with automatically refreshed credentials."
+    )
+    external_id: str | None = Field(
+        default=None,
+        repr=False,
+        description="The ExternalId of the role's trust policy (secret: never shown).",
+    )
+    role_session_name: str = Field(
+        default="documee-remote", description="The session name of the assumed role."
+    )
+    sse: Literal["AES256", "aws:kms"] | None = Field(
+        default=None, description="Server-side encryption for writes: AES256 or aws:kms."
+    )
+    sse_kms_key_id: str | None = Field(
+        default=None, description="The KMS key id or ARN for sse=aws:kms."
+    )
+    expected_bucket_owner: str | None = Field(
+        default=None, description="The account id that must own the bucket (ExpectedBucketOwner)."
+    )
+    max_pool_connections: int | None = Field(
+        default=None, ge=1, description="Connection pool size; the store's concurrency when unset."
+    )
+    connect_timeout: float = Field(
+        default=5.0, gt=0, description="Seconds to wait for a connection."
+    )
+    read_timeout: float = Field(default=60.0, gt=0, description="Seconds to wait for a response.")
+    retry_mode: Literal["standard", "adaptive", "legacy"] = Field(
+        default="standard", description="botocore's retry mode."
+    )
+    max_attempts: int = Field(
+        default=5, ge=1, description="Attempts per request, including the first."
+    )
+    addressing_style: Literal["auto", "path", "virtual"] | None = Field(
+        default=None, description="S3 addressing style: path, virtual or auto."
+    )
 
     @field_validator("endpoint_url")
     @classmethod
@@ -218,137 +233,14 @@ def describe_validation_error(exc: ValidationError, *, env_prefix: str = "") -> 
     return "; ".join(parts)
 
 
-class Settings(BaseSettings):
-    """documee-remote's configuration from the environment.
+def __getattr__(name: str) -> Any:
+    # Settings needs pydantic_settings (~30 ms), which opening a store does not: it
+    # lives in ._settings and is imported on first use (PEP 562).
+    if name == "Settings":
+        from ._settings import Settings
 
-    Every field is read from ``DOCUMEE_<FIELD NAME IN UPPER CASE>``; unset
-    variables leave the option to the backend's default (and, for the S3
-    options, to boto3's own resolution of the ``AWS_*`` variables).
-
-    ==============================  ============================================
-    variable                        meaning
-    ==============================  ============================================
-    ``DOCUMEE_STORE_URL``           where analyses live (``s3://bucket/prefix``,
-                                    ``file:///path``, ``memory://``)
-    ``DOCUMEE_BACKEND``             ``s3`` (boto3), ``fsspec``, ``local``, ``memory``
-    ``DOCUMEE_CONCURRENCY``         parallel requests of bulk operations
-    ``DOCUMEE_READ_ONLY``           ``true`` to refuse every write
-    ``DOCUMEE_MAX_OBJECT_SIZE``     refuse to read objects larger than this (bytes)
-    ``DOCUMEE_S3_<OPTION>``         each field of :class:`S3Options`, e.g.
-                                    ``DOCUMEE_S3_ENDPOINT_URL``, ``DOCUMEE_S3_REGION``,
-                                    ``DOCUMEE_S3_ROLE_ARN``, ``DOCUMEE_S3_SSE``
-    ==============================  ============================================
-
-    Use :meth:`load` rather than the constructor to get a
-    :class:`~documee_remote.errors.ConfigurationError` (naming the variable,
-    never its value) for invalid values, and :meth:`store_options` or
-    :meth:`open_store` to use them::
-
-        settings = Settings.load()
-        store = open_store(settings.store_url, **settings.store_options())
-    """
-
-    model_config = SettingsConfigDict(
-        env_prefix="DOCUMEE_",
-        extra="ignore",
-        frozen=True,
-        use_attribute_docstrings=True,
-    )
-
-    store_url: str | None = None
-    """DOCUMEE_STORE_URL: the store URL (s3://bucket/prefix, file:///path, memory://)."""
-    backend: Literal["s3", "fsspec", "local", "memory"] | None = None
-    """DOCUMEE_BACKEND: force a backend (s3 = boto3, the default for s3:// URLs; fsspec)."""
-    concurrency: int | None = Field(default=None, ge=1)
-    """DOCUMEE_CONCURRENCY: requests kept in flight by bulk operations (default 16)."""
-    read_only: bool | None = None
-    """DOCUMEE_READ_ONLY: true to open the store read-only."""
-    max_object_size: int | None = Field(default=None, ge=0)
-    """DOCUMEE_MAX_OBJECT_SIZE: refuse to read objects larger than this many bytes."""
-
-    s3_endpoint_url: str | None = None
-    """DOCUMEE_S3_ENDPOINT_URL: S3-compatible endpoint (MinIO, R2, LocalStack, moto)."""
-    s3_region: str | None = None
-    """DOCUMEE_S3_REGION: the bucket's region (default: AWS_REGION / AWS_DEFAULT_REGION)."""
-    s3_profile: str | None = None
-    """DOCUMEE_S3_PROFILE: AWS config profile (default: AWS_PROFILE)."""
-    s3_role_arn: str | None = None
-    """DOCUMEE_S3_ROLE_ARN: IAM role to assume, credentials refreshed automatically."""
-    s3_external_id: str | None = Field(default=None, repr=False)
-    """DOCUMEE_S3_EXTERNAL_ID: ExternalId for the role's trust policy (kept secret)."""
-    s3_role_session_name: str | None = None
-    """DOCUMEE_S3_ROLE_SESSION_NAME: session name of the assumed role (documee-remote)."""
-    s3_sse: Literal["AES256", "aws:kms"] | None = None
-    """DOCUMEE_S3_SSE: server-side encryption of writes, AES256 or aws:kms."""
-    s3_sse_kms_key_id: str | None = None
-    """DOCUMEE_S3_SSE_KMS_KEY_ID: KMS key id or ARN for DOCUMEE_S3_SSE=aws:kms."""
-    s3_expected_bucket_owner: str | None = None
-    """DOCUMEE_S3_EXPECTED_BUCKET_OWNER: account id that must own the bucket."""
-    s3_max_pool_connections: int | None = Field(default=None, ge=1)
-    """DOCUMEE_S3_MAX_POOL_CONNECTIONS: HTTP connection pool size (default: concurrency)."""
-    s3_connect_timeout: float | None = Field(default=None, gt=0)
-    """DOCUMEE_S3_CONNECT_TIMEOUT: seconds to wait for a connection (5)."""
-    s3_read_timeout: float | None = Field(default=None, gt=0)
-    """DOCUMEE_S3_READ_TIMEOUT: seconds to wait for a response (60)."""
-    s3_retry_mode: Literal["standard", "adaptive", "legacy"] | None = None
-    """DOCUMEE_S3_RETRY_MODE: botocore retry mode, standard, adaptive or legacy (standard)."""
-    s3_max_attempts: int | None = Field(default=None, ge=1)
-    """DOCUMEE_S3_MAX_ATTEMPTS: attempts per request including the first (5)."""
-    s3_addressing_style: Literal["auto", "path", "virtual"] | None = None
-    """DOCUMEE_S3_ADDRESSING_STYLE: path, virtual or auto."""
-
-    @classmethod
-    def load(cls, **overrides: Any) -> Settings:
-        """Read the environment; invalid values raise ConfigurationError naming the variable."""
-        try:
-            return cls(**overrides)
-        except ValidationError as exc:
-            raise ConfigurationError(
-                "invalid environment: " + describe_validation_error(exc, env_prefix="DOCUMEE_")
-            ) from None
-
-    def s3_options(self) -> dict[str, Any]:
-        """The ``DOCUMEE_S3_*`` values that are set, keyed by :class:`S3Options` field."""
-        values = {name: getattr(self, "s3_" + name) for name in S3Options.model_fields}
-        return {name: value for name, value in values.items() if value is not None}
-
-    def store_options(self) -> dict[str, Any]:
-        """Keyword arguments for ``open_store(self.store_url, **options)``.
-
-        Only options that are set are included, so backends keep their
-        defaults. The S3 options are included only for ``s3://`` URLs (or when
-        no URL is set), so ``DOCUMEE_S3_REGION`` in a shell profile does not
-        break a local store.
-        """
-        options: dict[str, Any] = {}
-        if self.backend is not None:
-            options["backend"] = self.backend
-        for name in ("read_only", "concurrency", "max_object_size"):
-            value = getattr(self, name)
-            if value is not None:
-                options[name] = value
-        scheme = urlsplit(self.store_url).scheme.lower() if self.store_url else ""
-        if self.store_url is None or scheme in ("s3", "s3a"):
-            s3 = self.s3_options()
-            if s3:
-                # Validate here so a bad combination names the variables, not kwargs.
-                try:
-                    S3Options.model_validate(s3)
-                except ValidationError as exc:
-                    raise ConfigurationError(
-                        "invalid environment: "
-                        + describe_validation_error(exc, env_prefix="DOCUMEE_S3_")
-                    ) from None
-                options.update(s3)
-        return options
-
-    def open_store(self) -> Store:
-        """Open the store named by ``DOCUMEE_STORE_URL`` with these options."""
-        if not self.store_url:
-            raise ConfigurationError("DOCUMEE_STORE_URL is not set")
-        from .stores import open_store
-
-        return open_store(self.store_url, **self.store_options())
+        return Settings
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # -- boto3 --------------------------------------------------------------------------------

@@ -73,6 +73,10 @@ class AnalysisModel(BaseModel):
         # Field names such as "model_*" are not used, but keep pydantic quiet if a
         # future upstream adds one as an extra.
         protected_namespaces=(),
+        # Build each class's validator and serializer on first use, not at import:
+        # building all of them costs tens of milliseconds that a cold start which
+        # never reads an analysis should not pay.
+        defer_build=True,
     )
 
     def to_dict(self) -> dict[str, Any]:
