@@ -438,6 +438,11 @@ def build_s3_client(
     ConfigurationError
         The profile does not exist, or the client cannot be configured.
     """
+    # botocore logs request headers (session tokens, credential scopes) at DEBUG:
+    # scrub them before any handler sees them. Idempotent and free unless DEBUG is on.
+    from .redact import install_redaction
+
+    install_redaction(secrets=[options.external_id] if options.external_id else ())
     built = build_session(options, session=session)
     from botocore.exceptions import BotoCoreError
 

@@ -147,6 +147,10 @@ def _check_text(text: str, *, what: str) -> None:
         raise InvalidKeyError(f"{what} is longer than {MAX_KEY_BYTES} bytes", key=None)
     if "\\" in text:
         raise InvalidKeyError(f"{what} {text!r} contains a backslash; use '/' as separator")
+    if "\ufffe" in text or "\uffff" in text:
+        raise InvalidKeyError(
+            f"{what} {text!r} contains U+FFFE or U+FFFF, which S3's XML requests cannot carry"
+        )
     if _has_control(text):
         raise InvalidKeyError(f"{what} {text!r} contains a control or unpaired surrogate character")
 

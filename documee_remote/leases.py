@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import socket
 import threading
 import time
@@ -104,7 +105,7 @@ class _Record:
     def decode(cls, data: bytes, key: str) -> _Record:
         try:
             raw = json.loads(data)
-            return cls(
+            record = cls(
                 owner=str(raw["owner"]),
                 token=int(raw["token"]),
                 ttl=float(raw["ttl"]),
@@ -112,8 +113,16 @@ class _Record:
                 expires_at=datetime.fromisoformat(raw["expires_at"]),
                 released=bool(raw["released"]),
             )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CorruptObjectError(f"lease object {key!r} is unreadable: {exc}", key=key) from exc
+        except (ValueError, KeyError, TypeError, RecursionError, OverflowError) as exc:
+            # The parser's message may quote the body: name the problem, not the bytes.
+            raise CorruptObjectError(
+                f"lease object {key!r} is unreadable ({type(exc).__name__})", key=key
+            ) from exc
+        if record.expires_at.tzinfo is None or record.expires_at.year >= 9999:
+            raise CorruptObjectError(
+                f"lease object {key!r} is unreadable (expires_at must be a UTC time)", key=key
+            )
+        return record
 
 
 def default_owner() -> str:
@@ -190,12 +199,14 @@ class Lease:
         store = self._pm.store
         deadline = time.monotonic() + self.wait
         watched: tuple[str, float] | None = None  # (etag, when we first saw it)
+        lost = 0  # write races lost in a row
         while True:
             try:
                 current = store.get(self.key)
             except NotFoundError:
                 if self._try_write(None, self._next_token(0)):
                     return self._acquired()
+                lost = self._lost_race(lost, deadline)
                 continue
             record = _Record.decode(current.data, self.key)
             now = time.monotonic()
@@ -209,6 +220,7 @@ class Lease:
             if expired:
                 if self._try_write(current.etag, self._next_token(record.token)):
                     return self._acquired()
+                lost = self._lost_race(lost, deadline)
                 continue
             if now >= deadline:
                 raise LeaseHeldError(
@@ -219,6 +231,18 @@ class Lease:
                     key=self.key,
                 )
             time.sleep(min(self.poll, max(0.0, deadline - now)))
+
+    def _lost_race(self, lost: int, deadline: float) -> int:
+        """Back off after a lost write race; give up once ``wait`` has run out."""
+        lost += 1
+        if lost >= 3 and time.monotonic() >= deadline:
+            raise ConflictError(
+                f"lease on {self.codebase_id!r}: {lost} writes in a row lost to other "
+                "writers (or S3 409s)",
+                key=self.key,
+            )
+        time.sleep(random.uniform(0.0, min(self.poll, 0.005 * 2 ** min(lost, 10))))
+        return lost
 
     def _next_token(self, lease_token: int) -> int:
         analysis_fence = 0

@@ -77,7 +77,7 @@ class Transaction:
     """
 
     codebase_id: str
-    analysis: CodebaseAnalysis
+    analysis: CodebaseAnalysis = field(repr=False)  # its repr would print every body
     etag: str | None
     stats: TransactionStats = field(default_factory=TransactionStats)
     #: A lease's fencing token: the commit is refused if a higher one is recorded.
@@ -235,6 +235,7 @@ class PersistenceManager:
         """Store the ``{file path: sha256}`` map."""
         for path in hashes:
             layout.validate_file_path(path)
+        _check_hashes(hashes, codebase_id)
         self.store.put(layout.file_hashes_key(codebase_id), codec.dump_file_hashes(dict(hashes)))
 
     def delete_analysis(self, codebase_id: str) -> bool:
@@ -390,6 +391,7 @@ class PersistenceManager:
         backoff = Backoff(policy, stats=txn.stats)
         first = not fresh
         last_error: Exception | None = None
+        sent: bytes | None = None  # a body whose PUT failed transiently: it may have landed
         while backoff.next_attempt():
             if not first:
                 try:
@@ -397,6 +399,10 @@ class PersistenceManager:
                 except TransientError as exc:
                     last_error = exc
                     continue
+                if sent is not None and current is not None and txn._raw == sent:
+                    txn.analysis = current  # our write landed; only its response was lost
+                    return
+                sent = None
                 txn.analysis = txn._replay(current or new_analysis(txn.codebase_id))
             first = False
             txn.analysis.codebase_id = txn.codebase_id
@@ -419,6 +425,7 @@ class PersistenceManager:
                 # The store already retried; a transaction re-reads anyway, so
                 # a write that did land is seen on the next attempt.
                 last_error = exc
+                sent = body
         if isinstance(last_error, TransientError):
             # Not a contention problem: the storage kept failing. Surface its
             # own typed error, now that our policy is exhausted too.
@@ -462,7 +469,8 @@ class PersistenceManager:
                 key=layout.analysis_key(txn.codebase_id),
             )
         if token > recorded:
-            book = dict((extra or {}).get(BOOKKEEPING_KEY) or {})
+            found = (extra or {}).get(BOOKKEEPING_KEY)
+            book = dict(found) if isinstance(found, dict) else {}
             book["fence"] = token
             setattr(txn.analysis, BOOKKEEPING_KEY, book)
 
@@ -530,6 +538,7 @@ class PersistenceManager:
                 )
         for path in removed:
             layout.validate_file_path(path)
+        _check_hashes(file_hashes, codebase_id)
         stray = set(file_hashes) - set(analyses)
         if stray:
             raise InvalidKeyError(
@@ -753,6 +762,15 @@ class PersistenceManager:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _check_hashes(hashes: Mapping[str, object], codebase_id: str) -> None:
+    for path, digest in hashes.items():
+        if not isinstance(digest, str):
+            raise InvalidKeyError(
+                f"the hash of {path!r} must be a string, not {type(digest).__name__}",
+                codebase_id=codebase_id,
+            )
 
 
 def _store_from_environment(options: dict[str, Any]) -> Store:

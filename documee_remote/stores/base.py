@@ -48,6 +48,10 @@ __all__ = [
 
 logger = logging.getLogger("documee_remote.stores")
 
+#: Objects larger than this are refused before they are read unless a store is told
+#: otherwise (``max_object_size=None`` lifts the limit).
+DEFAULT_MAX_OBJECT_SIZE = 1 << 30
+
 #: Parallel requests for bulk transfers unless a store is told otherwise.
 DEFAULT_CONCURRENCY = 16
 
@@ -153,7 +157,7 @@ class Store(ABC):
         *,
         read_only: bool = False,
         concurrency: int = DEFAULT_CONCURRENCY,
-        max_object_size: int | None = None,
+        max_object_size: int | None = DEFAULT_MAX_OBJECT_SIZE,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")

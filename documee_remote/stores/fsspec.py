@@ -66,6 +66,7 @@ from . import _s3common as s3c
 from ._s3common import DELETE_BATCH, S3Answer
 from .base import (
     DEFAULT_CONCURRENCY,
+    DEFAULT_MAX_OBJECT_SIZE,
     Capabilities,
     ObjectMeta,
     Store,
@@ -1041,6 +1042,10 @@ class FsspecStore(Store):
 
     def __init__(self, fs: Any, root: str, **options: Any) -> None:
         super().__init__(**options)
+        # s3fs and aiobotocore log request headers (tokens) at DEBUG; scrub them.
+        from ..redact import install_redaction
+
+        install_redaction()
         if not isinstance(fs, fsspec.AbstractFileSystem):
             raise ConfigurationError(
                 f"FsspecStore needs an fsspec filesystem, not {type(fs).__name__}"
@@ -1074,7 +1079,7 @@ class FsspecStore(Store):
         storage_options: Mapping[str, Any] | None = None,
         read_only: bool = False,
         concurrency: int = DEFAULT_CONCURRENCY,
-        max_object_size: int | None = None,
+        max_object_size: int | None = DEFAULT_MAX_OBJECT_SIZE,
         **options: Any,
     ) -> FsspecStore:
         """Open a store from a URL fsspec understands.

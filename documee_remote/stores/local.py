@@ -192,7 +192,7 @@ class LocalStore(Store):
     def _write_temp(self, path: str, data: bytes, etag: str) -> str:
         directory = os.path.dirname(path)
         for attempt in range(5):
-            os.makedirs(directory, exist_ok=True)
+            self._make_dirs(directory)
             tmp = os.path.join(directory, f"{_TMP_PREFIX}{uuid.uuid4().hex}")
             try:
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -221,6 +221,19 @@ class LocalStore(Store):
             os.close(fd)
             return tmp
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _make_dirs(self, directory: str) -> None:
+        """``makedirs``, flushing each new directory's entry in its parent."""
+        missing: list[str] = []
+        while not os.path.isdir(directory):
+            missing.append(directory)
+            directory = os.path.dirname(directory)
+        for path in reversed(missing):
+            try:
+                os.mkdir(path)
+            except FileExistsError:
+                continue
+            self._sync_dir(os.path.dirname(path))
 
     def _delete(self, key: str, *, if_match: str | None) -> None:
         if if_match is not None and fcntl is None:  # pragma: no cover

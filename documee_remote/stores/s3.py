@@ -50,7 +50,15 @@ from ._s3common import (
     S3Answer,
     error_class,
 )
-from .base import DEFAULT_CONCURRENCY, Capabilities, ObjectMeta, Store, StoredObject, normalize_etag
+from .base import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_MAX_OBJECT_SIZE,
+    Capabilities,
+    ObjectMeta,
+    Store,
+    StoredObject,
+    normalize_etag,
+)
 
 try:
     import boto3
@@ -182,7 +190,7 @@ class S3Store(Store):
         options: S3Options | None = None,
         read_only: bool = False,
         concurrency: int = DEFAULT_CONCURRENCY,
-        max_object_size: int | None = None,
+        max_object_size: int | None = DEFAULT_MAX_OBJECT_SIZE,
         **s3_options: Unpack[S3OptionsDict],
     ) -> None:
         super().__init__(
@@ -218,7 +226,7 @@ class S3Store(Store):
         options: S3Options | None = None,
         read_only: bool = False,
         concurrency: int = DEFAULT_CONCURRENCY,
-        max_object_size: int | None = None,
+        max_object_size: int | None = DEFAULT_MAX_OBJECT_SIZE,
         **s3_options: Unpack[S3OptionsDict],
     ) -> S3Store:
         """Open ``s3://bucket/prefix`` (``s3a://`` is accepted too).
