@@ -1,0 +1,243 @@
+"""Worker processes of the soak and kill tests (importable, so forkserver/spawn can run them)."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections import Counter
+from multiprocessing.connection import Connection
+from typing import Any
+
+from documee_remote import PersistenceManager, RetryPolicy, TransactionStats
+from documee_remote.errors import CorruptObjectError, DocumeeRemoteError
+from documee_remote.merge import compute_metrics, rank_teaching_files
+from documee_remote.stores import LocalStore
+
+from ._helpers import TYPED_ERRORS, hash_of, versioned
+
+
+def _warm_botocore() -> None:
+    """Load S3's service model once, here: the forkserver preloads this module, so every
+    worker forked from it starts with the model cached instead of parsing it again."""
+    from documee_remote.config import S3Options, build_s3_client
+
+    build_s3_client(S3Options(endpoint_url="http://127.0.0.1:9", region="us-east-1")).close()
+
+
+_warm_botocore()
+
+#: Modules the forkserver should import before forking workers (every test uses the same
+#: list: the forkserver starts once per session and ignores later preload lists).
+PRELOAD = ["tests.faults._workers"]
+BUCKET = "documee-soak"
+CODEBASE = "soak"
+PATIENT = RetryPolicy(max_attempts=100_000, base_delay=0.002, max_delay=0.25, deadline=600)
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process (no psutil: /proc/self/statm)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _aws_env() -> None:
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            del os.environ[name]
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+
+
+def _short_botocore_backoff() -> None:
+    # botocore sleeps up to 20 s between retries; keep its retries, shorten the sleeps.
+    from botocore.retries import standard
+
+    def delay(self: Any, context: Any) -> float:
+        return random.uniform(0, min(0.2, 0.01 * 2**context.attempt_number))
+
+    standard.ExponentialBackoff.delay_amount = delay  # type: ignore[method-assign]
+
+
+# -- the soak --------------------------------------------------------------------------------------
+
+
+def soak_server(conn: Connection, rates: dict[str, float]) -> None:
+    """Run a harness server with probabilistic faults; obey "clear" and "stop" from ``conn``."""
+    _aws_env()
+    import boto3
+
+    from documee_remote.testing.moto_server import (
+        CONDITIONAL_CONFLICT,
+        DROP,
+        INTERNAL_ERROR,
+        SLOW_DOWN,
+        MotoServer,
+    )
+
+    with MotoServer() as server:
+        boto3.client("s3", endpoint_url=server.endpoint_url).create_bucket(Bucket=BUCKET)
+        server.faults.clear()
+        faults = server.faults
+        faults.add(SLOW_DOWN, probability=rates["slowdown"], times=None)
+        faults.add(INTERNAL_ERROR, method="GET", probability=rates["internal"], times=None)
+        faults.add(
+            CONDITIONAL_CONFLICT,
+            method="PUT",
+            key=r"analysis\.json$",
+            probability=rates["conflict"],
+            times=None,
+        )
+        faults.add(DROP, method="PUT", probability=rates["drop"], times=None)
+        faults.add(DROP, method="PUT", after=True, probability=rates["drop"], times=None)
+        faults.add(DROP, method="GET", probability=rates["drop"] / 2, times=None)
+        conn.send(server.endpoint_url)
+        while True:
+            command = conn.recv()
+            snapshot = {"faults": dict(faults.faults), "requests": dict(faults.requests)}
+            if command == "clear":
+                for rule in list(faults._rules):
+                    faults.remove(rule)
+                conn.send(snapshot)
+            else:
+                conn.send(snapshot)
+                return
+
+
+def _s3_pm(endpoint: str) -> PersistenceManager:
+    from documee_remote.stores.s3 import S3Store
+
+    store = S3Store.from_url(f"s3://{BUCKET}/root/", endpoint_url=endpoint, region="us-east-1")
+    return PersistenceManager(store, retry=PATIENT)
+
+
+def soak_writer(endpoint: str, writer: int, duration: float, conn: Connection) -> None:
+    """Merge distinct files until ``duration`` is up; report every committed path."""
+    _aws_env()
+    _short_botocore_backoff()
+    pm = _s3_pm(endpoint)
+    stats = TransactionStats()
+    surfaced: Counter[str] = Counter()
+    committed: list[str] = []
+    started = time.monotonic()
+    warm = started + duration * 0.2
+    rss_start: int | None = None
+    i = 0
+    while time.monotonic() - started < duration:
+        path = f"/w{writer:02d}/f{i}.py"
+        fa = versioned(path, i)
+        while True:  # a merge is idempotent: retry the same one until it is acknowledged
+            try:
+                pm.merge_file_analyses(CODEBASE, {path: fa}, {path: hash_of(path, i)}, stats=stats)
+                break
+            except TYPED_ERRORS as exc:
+                surfaced[type(exc).__name__] += 1
+                if time.monotonic() - started > duration + 120:
+                    raise
+        committed.append(path)
+        i += 1
+        if rss_start is None and time.monotonic() >= warm:
+            rss_start = rss_bytes()
+    pm.close()
+    conn.send(
+        {
+            "committed": committed,
+            "attempts": stats.attempts,
+            "conflicts": stats.conflicts,
+            "surfaced": dict(surfaced),
+            "rss_start": rss_start or rss_bytes(),
+            "rss_end": rss_bytes(),
+        }
+    )
+
+
+def soak_reader(
+    endpoint: str, reader: int, duration: float, pause: float, conn: Connection
+) -> None:
+    """Load the analysis in a loop; every one must parse and be internally consistent."""
+    _aws_env()
+    _short_botocore_backoff()
+    pm = _s3_pm(endpoint)
+    loads = empty = transient = 0
+    violations: list[str] = []
+    most = 0
+    started = time.monotonic()
+    warm = started + duration * 0.2
+    rss_start: int | None = None
+    while time.monotonic() - started < duration:
+        try:
+            hashes = pm.get_file_hashes(CODEBASE)
+            analysis = pm.load_analysis(CODEBASE)
+        except CorruptObjectError as exc:
+            violations.append(f"corrupt: {exc}")
+            continue
+        except DocumeeRemoteError:
+            transient += 1
+            continue
+        if analysis is None:
+            empty += 1
+            if most:
+                violations.append("analysis.json vanished")
+            continue
+        loads += 1
+        files = analysis.file_analyses
+        if any(fa.file_path != path for path, fa in files.items()):
+            violations.append("an entry's key differs from its file_path")
+        if analysis.metrics != compute_metrics(
+            files, analysis_time_ms=analysis.metrics.analysis_time_ms
+        ):
+            violations.append("metrics differ from their recomputation")
+        if [list(t) for t in analysis.top_teaching_files] != [
+            list(t) for t in rank_teaching_files(files)
+        ]:
+            violations.append("top_teaching_files differ from their recomputation")
+        if len(files) < most:
+            violations.append(f"went back in time: {len(files)} files after {most}")
+        if not set(hashes) <= set(files):
+            violations.append("file_hashes.json claims a file analysis.json lacks")
+        most = max(most, len(files))
+        if rss_start is None and time.monotonic() >= warm:
+            rss_start = rss_bytes()
+        if pause:
+            time.sleep(pause)
+    pm.close()
+    conn.send(
+        {
+            "loads": loads,
+            "empty": empty,
+            "transient": transient,
+            "violations": violations[:20],
+            "violation_count": len(violations),
+            "most_files": most,
+            "rss_start": rss_start or rss_bytes(),
+            "rss_end": rss_bytes(),
+        }
+    )
+
+
+# -- the kill test ------------------------------------------------------------------------------
+
+
+def kill_writer(root: str, slot: int, incarnation: int, conn: Connection) -> None:
+    """Merge (and re-merge) this slot's files forever, acknowledging each merge before the next.
+
+    Versions grow across incarnations, so the parent can tell that a stored
+    entry is at least as new as the last one acknowledged.
+    """
+    pm = PersistenceManager(LocalStore(root), retry=PATIENT)
+    conn.send(("ready", os.getpid()))
+    i = 0
+    while True:
+        path = f"/slot{slot}/f{i % 12}.py"
+        version = incarnation * 1_000_000 + i
+        pm.merge_file_analyses(
+            "kill", {path: versioned(path, version)}, {path: hash_of(path, version)}
+        )
+        conn.send(("ack", path, version))  # a pipe write: survives our death once it returned
+        i += 1

@@ -1,0 +1,264 @@
+"""Faults injected between the manager and in-process stores (memory, local disk).
+
+Each kind runs the same merge job (new files, updates, removals) through a
+:class:`FaultyStore`. The job retries a step only when the library raised
+one of its documented typed errors; anything else fails the test. Afterwards,
+with the faults off, the stored codebase must be exactly what the job
+acknowledged, every object must parse, and verify must find nothing to
+repair (after one repair pass with no grace period, for per-file objects
+that a failed step wrote before its commit point).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from documee_remote import PersistenceManager, RetryPolicy
+from documee_remote.errors import (
+    ConditionalRequestConflictError,
+    DocumeeRemoteError,
+    PermissionDeniedError,
+    ServiceUnavailableError,
+    StorageTimeoutError,
+    ThrottledError,
+)
+from documee_remote.merge import new_analysis, refresh_derived
+from documee_remote.stores import LocalStore, MemoryStore, Store
+from documee_remote.testing.faulty import FaultPlan, FaultyStore
+
+from ._helpers import (
+    ANALYSIS_KEY,
+    check_job_outcome,
+    check_objects_parse,
+    lost_updates,
+    merge_job,
+    repair_then_clean,
+    versioned,
+)
+from .conftest import FaultLedger
+
+FAST = RetryPolicy(max_attempts=40, base_delay=0.001, max_delay=0.01, deadline=30)
+
+#: kind -> how to plan it. Probabilities are per call; the job makes ~150 calls.
+KINDS: dict[str, Callable[[FaultPlan], None]] = {
+    "503-slowdown-storm": lambda p: p.add(
+        "503-slowdown-storm", error=ThrottledError, probability=0.3, times=None
+    ),
+    "500-internal-error": lambda p: p.add(
+        "500-internal-error", error=ServiceUnavailableError, probability=0.15, times=None
+    ),
+    "409-conditional-conflict": lambda p: p.add(
+        "409-conditional-conflict",
+        op="put",
+        key=ANALYSIS_KEY,
+        error=ConditionalRequestConflictError,
+        probability=0.5,
+        times=None,
+    ),
+    "reset-before-write": lambda p: p.add(
+        "reset-before-write",
+        op=("put", "delete"),
+        error=ServiceUnavailableError,
+        probability=0.25,
+        times=None,
+    ),
+    "reset-after-write": lambda p: p.add(
+        "reset-after-write",
+        op=("put", "delete"),
+        error=ServiceUnavailableError,
+        after=True,
+        probability=0.25,
+        times=None,
+    ),
+    "read-timeout": lambda p: p.add(
+        "read-timeout",
+        op=("get", "head", "list"),
+        error=StorageTimeoutError,
+        delay=0.002,
+        probability=0.2,
+        times=None,
+    ),
+    "truncated-body": lambda p: p.add(
+        "truncated-body", op="get", truncate=0.5, probability=0.25, times=None
+    ),
+    "permission-denied-mid-save": lambda p: p.add(
+        "permission-denied-mid-save", op="put", error=PermissionDeniedError, nth=7, times=3
+    ),
+}
+
+
+@pytest.fixture(params=["memory", "local"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    store: Store = MemoryStore() if request.param == "memory" else LocalStore(tmp_path / "root")
+    with store:
+        yield store
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_merge_job_under_faults_loses_nothing(
+    kind: str, backend: Store, fault_ledger: FaultLedger
+) -> None:
+    plan = FaultPlan(seed=sorted(KINDS).index(kind))
+    KINDS[kind](plan)
+    pm = PersistenceManager(FaultyStore(backend, plan, close_inner=False), retry=FAST)
+    job = merge_job(pm, "cb1", steps=10, seed=1)
+    injected = plan.total_injected
+    plan.clear()
+    lost = lost_updates(pm, "cb1", job.expected)
+    fault_ledger.record(
+        "inprocess",
+        kind,
+        type(backend).__name__.replace("Store", "").lower(),
+        injected=injected,
+        survived=injected if lost == 0 else 0,
+        surfaced=sum(job.surfaced.values()),
+        lost=lost,
+        note=",".join(f"{k}={v}" for k, v in sorted(job.surfaced.items())),
+    )
+    assert injected > 0
+    assert lost == 0
+    check_job_outcome(PersistenceManager(backend), "cb1", job)
+    if kind == "409-conditional-conflict":
+        assert job.stats.conflicts >= injected  # each 409 cost an attempt, not the update
+    if kind == "truncated-body":
+        # A truncated analysis.json does not parse: the merge stops with the typed error
+        # before writing anything, and the stored object is intact.
+        assert set(job.surfaced) <= {"CorruptObjectError"}
+
+
+def test_throttling_longer_than_the_retry_deadline_raises_in_time(
+    backend: Store, fault_ledger: FaultLedger
+) -> None:
+    pm = PersistenceManager(backend)
+    pm.merge_file_analyses("cb1", {"/a.py": versioned("/a.py", 1)}, {})
+    before = backend.get("cb1/analysis.json").data
+    plan = FaultPlan()
+    plan.add("503-forever", op="put", key=ANALYSIS_KEY, error=ThrottledError, times=None)
+    deadline = 0.4
+    faulty = PersistenceManager(
+        FaultyStore(backend, plan, close_inner=False),
+        retry=RetryPolicy(max_attempts=10_000, base_delay=0.005, max_delay=0.05, deadline=deadline),
+    )
+    started = time.monotonic()
+    with pytest.raises(ThrottledError) as info:
+        faulty.merge_file_analyses("cb1", {"/b.py": versioned("/b.py", 1)}, {})
+    elapsed = time.monotonic() - started
+    fault_ledger.record(
+        "inprocess",
+        "throttled-past-deadline",
+        type(backend).__name__.replace("Store", "").lower(),
+        injected=plan.total_injected,
+        survived=0,
+        surfaced=1,
+        note=f"gave up after {elapsed:.2f}s (deadline {deadline}s)",
+    )
+    assert info.value.key == "cb1/analysis.json"
+    assert elapsed < deadline + 0.5
+    assert plan.total_injected >= 3
+    assert backend.get("cb1/analysis.json").data == before  # the commit point did not move
+    repair_then_clean(pm, "cb1")  # the orphaned per-file object of /b.py goes
+    assert list(pm.load_analysis("cb1").file_analyses) == ["/a.py"]  # type: ignore[union-attr]
+
+
+def test_permission_denied_mid_save_keeps_the_previous_analysis(
+    backend: Store, fault_ledger: FaultLedger
+) -> None:
+    pm = PersistenceManager(backend)
+    v1 = new_analysis("cb1")
+    for i in range(10):
+        v1.file_analyses[f"/f{i}.py"] = versioned(f"/f{i}.py", 1)
+    refresh_derived(v1)
+    pm.save_analysis("cb1", v1)
+    v2 = v1.model_copy(deep=True)
+    for i in range(0, 10, 2):
+        v2.file_analyses[f"/f{i}.py"] = versioned(f"/f{i}.py", 2)
+    v2.file_analyses.pop("/f9.py")
+    refresh_derived(v2)
+    plan = FaultPlan()
+    plan.add("permission-denied", op="put", error=PermissionDeniedError, nth=3, times=None)
+    faulty = PersistenceManager(FaultyStore(backend, plan, close_inner=False))
+    with pytest.raises(PermissionDeniedError) as info:
+        faulty.save_analysis("cb1", v2)
+    assert info.value.key is not None
+    assert info.value.key.startswith("cb1/")
+    assert pm.load_analysis("cb1") == v1
+    check_objects_parse(backend)
+    first = repair_then_clean(pm, "cb1")
+    assert first.repaired >= 2  # per-file objects of v2 written before the refusal
+    assert pm.load_analysis("cb1") == v1
+    plan.clear()
+    faulty.save_analysis("cb1", v2)
+    assert pm.load_analysis("cb1") == v2
+    assert pm.verify("cb1").findings == []
+    fault_ledger.record(
+        "inprocess",
+        "permission-denied-save",
+        type(backend).__name__.replace("Store", "").lower(),
+        injected=plan.total_injected,
+        survived=plan.total_injected,
+        surfaced=1,
+    )
+
+
+def test_a_truncated_read_is_reported_corrupt_and_nothing_is_overwritten() -> None:
+    inner = MemoryStore()
+    pm = PersistenceManager(inner)
+    pm.merge_file_analyses("cb1", {"/a.py": versioned("/a.py", 1)}, {"/a.py": "h"})
+    stored = {k: inner.get(k).data for k in inner.list()}
+    plan = FaultPlan()
+    plan.add("truncated", op="get", key=ANALYSIS_KEY, truncate=0.9)
+    faulty = PersistenceManager(FaultyStore(inner, plan))
+    with pytest.raises(DocumeeRemoteError) as info:
+        faulty.load_analysis("cb1")
+    assert type(info.value).__name__ == "CorruptObjectError"
+    assert info.value.codebase_id == "cb1"
+    assert {k: inner.get(k).data for k in inner.list()} == stored
+    assert faulty.load_analysis("cb1") == pm.load_analysis("cb1")  # the next read is whole
+
+
+def test_lease_acquire_gives_up_in_time_under_a_409_storm(fault_ledger: FaultLedger) -> None:
+    plan = FaultPlan()
+    plan.add(
+        "409-storm",
+        op="put",
+        key=r"_lease\.json$",
+        error=ConditionalRequestConflictError,
+        times=None,
+    )
+    pm = PersistenceManager(FaultyStore(MemoryStore(), plan))
+    outcome: list[str] = []
+
+    def acquire() -> None:
+        try:
+            pm.lease("cb1", wait=0.3, auto_renew=False).acquire().release()
+            outcome.append("acquired")
+        except DocumeeRemoteError as exc:
+            outcome.append(type(exc).__name__)
+
+    worker = threading.Thread(target=acquire, daemon=True)
+    worker.start()
+    worker.join(2.0)
+    finished_in_time = not worker.is_alive()
+    requests = plan.calls["put"]
+    plan.clear()  # let a spinning acquire finish
+    worker.join(5.0)
+    fault_ledger.figure("lease 409 storm: PUTs in 2 s", requests)
+    assert finished_in_time, f"still spinning after 2 s (wait=0.3) with {requests} PUTs"
+    assert requests < 200  # backed off rather than hammering the store
+
+
+def test_a_landed_commit_whose_response_was_lost_is_not_applied_twice() -> None:
+    plan = FaultPlan()
+    pm = PersistenceManager(FaultyStore(MemoryStore(), plan), retry=FAST)
+    pm.merge_file_analyses("cb1", {"/a.py": versioned("/a.py", 1)}, {}, analysis_time_ms=100)
+    plan.add("lost-response", op="put", key=ANALYSIS_KEY, error=ServiceUnavailableError, after=True)
+    committed = pm.merge_file_analyses(
+        "cb1", {"/b.py": versioned("/b.py", 1)}, {}, analysis_time_ms=100
+    )
+    assert plan.total_injected == 1
+    assert committed.metrics.analysis_time_ms == 200  # today: 300, the time counted twice
