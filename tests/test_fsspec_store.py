@@ -44,7 +44,7 @@ from documee_remote.errors import (
 from documee_remote.stores import FsspecStore, LocalStore, Store, etag_of
 from documee_remote.stores import fsspec as fsspec_module
 from documee_remote.stores.fsspec import S3_OPTION_NAMES, translate_error
-from documee_remote.testing.contract import StoreContract
+from documee_remote.testing.contract import DirectoryBackdoor, StoreContract
 from documee_remote.testing.fixtures import TEST_REGION, S3Endpoint
 from documee_remote.testing.moto_server import (
     CONDITIONAL_CONFLICT,
@@ -100,20 +100,6 @@ class MemoryBackdoor:
         self.fs.pipe_file(f"{self.root}/{key}", data)
 
 
-class FileBackdoor:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def read(self, key: str) -> bytes | None:
-        path = self.root.joinpath(*key.split("/"))
-        return path.read_bytes() if path.is_file() else None
-
-    def write(self, key: str, data: bytes) -> None:
-        path = self.root.joinpath(*key.split("/"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-
-
 class S3Backdoor:
     def __init__(self, client: Any, bucket: str, prefix: str) -> None:
         self.client = client
@@ -158,8 +144,8 @@ class TestFsspecLocal(StoreContract):
         return functools.partial(FsspecStore.from_url, (tmp_path / "root").as_uri())
 
     @pytest.fixture
-    def backdoor(self, tmp_path: Path) -> FileBackdoor:
-        return FileBackdoor(tmp_path / "root")
+    def backdoor(self, tmp_path: Path) -> DirectoryBackdoor:
+        return DirectoryBackdoor(tmp_path / "root")
 
     @pytest.fixture
     def process_store_factory(self, tmp_path: Path) -> Callable[[], Store]:

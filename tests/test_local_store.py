@@ -12,21 +12,7 @@ import pytest
 from documee_remote import open_store
 from documee_remote.errors import InvalidKeyError, NotFoundError, StorageFullError
 from documee_remote.stores import LocalStore, Store
-from documee_remote.testing.contract import StoreContract
-
-
-class FileBackdoor:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def read(self, key: str) -> bytes | None:
-        path = self.root.joinpath(*key.split("/"))
-        return path.read_bytes() if path.is_file() else None
-
-    def write(self, key: str, data: bytes) -> None:
-        path = self.root.joinpath(*key.split("/"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+from documee_remote.testing.contract import DirectoryBackdoor, StoreContract
 
 
 class TestLocalStore(StoreContract):
@@ -37,8 +23,8 @@ class TestLocalStore(StoreContract):
         return functools.partial(LocalStore, tmp_path / "root")
 
     @pytest.fixture
-    def backdoor(self, tmp_path: Path) -> FileBackdoor:
-        return FileBackdoor(tmp_path / "root")
+    def backdoor(self, tmp_path: Path) -> DirectoryBackdoor:
+        return DirectoryBackdoor(tmp_path / "root")
 
     @pytest.fixture
     def process_store_factory(self, tmp_path: Path) -> Callable[[], Store]:

@@ -27,6 +27,7 @@ import multiprocessing
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
@@ -43,7 +44,7 @@ from ..errors import (
 )
 from ..stores.base import Store, etag_of
 
-__all__ = ["BAD_KEYS", "Backdoor", "StoreContract", "increment_counter"]
+__all__ = ["BAD_KEYS", "Backdoor", "DirectoryBackdoor", "StoreContract", "increment_counter"]
 
 #: Keys that every store must refuse before its backend sees them.
 BAD_KEYS = [
@@ -72,6 +73,24 @@ class Backdoor(Protocol):
 
     def write(self, key: str, data: bytes) -> None:
         """Store ``data`` under ``key`` directly."""
+
+
+class DirectoryBackdoor:
+    """Raw bytes under a local directory (a LocalStore's root), bypassing every store."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def read(self, key: str) -> bytes | None:
+        """The bytes of the file for ``key``, or None."""
+        path = self.root.joinpath(*key.split("/"))
+        return path.read_bytes() if path.is_file() else None
+
+    def write(self, key: str, data: bytes) -> None:
+        """Write the file for ``key`` directly."""
+        path = self.root.joinpath(*key.split("/"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
 
 
 def increment_counter(

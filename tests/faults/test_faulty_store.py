@@ -19,24 +19,8 @@ from documee_remote.errors import (
     TooManyConflictsError,
 )
 from documee_remote.stores import LocalStore, MemoryStore, Store, etag_of
-from documee_remote.testing.contract import StoreContract
+from documee_remote.testing.contract import DirectoryBackdoor, StoreContract
 from documee_remote.testing.faulty import FaultPlan, FaultyStore
-
-
-class FileBackdoor:
-    """Raw bytes under a LocalStore root, bypassing every store."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def read(self, key: str) -> bytes | None:
-        path = self.root.joinpath(*key.split("/"))
-        return path.read_bytes() if path.is_file() else None
-
-    def write(self, key: str, data: bytes) -> None:
-        path = self.root.joinpath(*key.split("/"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
 
 
 def _faulty_local(root: Path, **options: object) -> Store:
@@ -51,8 +35,8 @@ class TestFaultyStoreContract(StoreContract):
         return functools.partial(_faulty_local, tmp_path / "root")
 
     @pytest.fixture
-    def backdoor(self, tmp_path: Path) -> FileBackdoor:
-        return FileBackdoor(tmp_path / "root")
+    def backdoor(self, tmp_path: Path) -> DirectoryBackdoor:
+        return DirectoryBackdoor(tmp_path / "root")
 
 
 def test_it_takes_url_capabilities_and_limits_from_the_inner_store(tmp_path: Path) -> None:
