@@ -19,7 +19,7 @@ serialised locally and their MD5 compared with the stored ETag.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -191,6 +191,7 @@ def verify(
             finding.repaired = _rewrite(pm, key, body, meta)
         report.findings.append(finding)
 
+    deletable: dict[str, Finding] = {}
     for key in _per_file_keys(listing, codebase_id):
         if key in expected_keys:
             continue
@@ -203,9 +204,13 @@ def verify(
             "belongs to no entry of analysis.json"
             + (" (younger than the grace period: may be a merge in flight)" if young else ""),
         )
-        if repair and not young:
-            finding.repaired = _delete_if_unchanged(pm, key, meta.etag)
+        if not young:
+            deletable[key] = finding
         report.findings.append(finding)
+    if repair and deletable:
+        kept = set(_delete_unchanged(pm, deletable, listing))
+        for key, finding in deletable.items():
+            finding.repaired = key not in kept
 
     # Invariant 3: hashes only for files the analysis has.
     hashes_key = layout.file_hashes_key(codebase_id)
@@ -216,7 +221,7 @@ def verify(
             finding = Finding(FindingKind.HASHES_UNREADABLE, hashes_key, None, str(exc))
             if repair:
                 # Without hashes every file is simply analysed again: safe.
-                finding.repaired = _delete_if_unchanged(pm, hashes_key, listing[hashes_key].etag)
+                finding.repaired = not _delete_unchanged(pm, [hashes_key], listing)
             report.findings.append(finding)
         else:
             stray = [p for p in hashes if p not in entries]
@@ -268,12 +273,12 @@ def _rewrite(pm: PersistenceManager, key: str, body: bytes, meta: ObjectMeta | N
     return True
 
 
-def _delete_if_unchanged(pm: PersistenceManager, key: str, etag: str) -> bool:
-    try:
-        pm.store.delete(key, if_match=etag)
-    except PreconditionFailedError:
-        return False
-    return True
+def _delete_unchanged(
+    pm: PersistenceManager, keys: Iterable[str], listing: dict[str, ObjectMeta]
+) -> list[str]:
+    """Delete ``keys`` concurrently, each only if still at its listed ETag; return those kept."""
+    keys = list(keys)
+    return pm.store.delete_many(keys, if_match={k: listing[k].etag for k in keys})
 
 
 def gc(
@@ -299,12 +304,14 @@ def gc(
         return report
     referenced = {layout.file_analysis_key(codebase_id, p) for p in analysis.file_analyses}
     cutoff = datetime.now(UTC) - timedelta(seconds=grace_seconds)
+    old: list[str] = []
     for key in _per_file_keys(listing, codebase_id):
         if key in referenced:
             continue
-        meta = listing[key]
-        if meta.last_modified > cutoff:
+        if listing[key].last_modified > cutoff:
             report.kept_young.append(key)
-        elif dry_run or _delete_if_unchanged(pm, key, meta.etag):
-            report.removed.append(key)
+        else:
+            old.append(key)
+    kept = set() if dry_run else set(_delete_unchanged(pm, old, listing))
+    report.removed = [key for key in old if key not in kept]
     return report
