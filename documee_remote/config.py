@@ -12,18 +12,26 @@ store options, from ``DOCUMEE_*`` environment variables. Standard AWS variables
 ``AWS_ENDPOINT_URL_S3``, ...) are left to boto3, which reads them itself; a
 ``DOCUMEE_S3_*`` variable that is set wins over its AWS counterpart.
 
-This module imports neither boto3 nor botocore at import time, so the fsspec
-backend and ``import documee_remote`` do not pay for them.
+This module imports neither boto3 nor botocore nor pydantic at import time, so
+``import documee_remote`` and opening an ``s3://`` store (a Lambda cold start)
+do not pay for them. :class:`S3Options` validates the options it is given by
+hand, and falls back on the equivalent pydantic model, :class:`S3OptionsModel`
+(built from the same field table, imported on first use), for anything the
+hand-written check does not accept as it is: the model then coerces the value
+as pydantic always did (``"3"`` for an int, say) or raises pydantic's own
+``ValidationError``, so invalid options fail exactly as before. ``Settings``
+and ``S3OptionsModel`` are imported on first use (PEP 562).
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, TypedDict
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn, TypedDict, Unpack
 from urllib.parse import urlsplit
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigurationError, MissingDependencyError
 
@@ -32,13 +40,17 @@ if TYPE_CHECKING:
     from botocore.config import Config
     from botocore.credentials import DeferredRefreshableCredentials
     from mypy_boto3_s3 import S3Client
+    from pydantic import BaseModel, ValidationError
 
+    from ._s3options_model import S3OptionsModel
     from ._settings import Settings
 
 __all__ = [
     "S3_INSTALL_HINT",
+    "OptionField",
     "S3Options",
     "S3OptionsDict",
+    "S3OptionsModel",
     "Settings",
     "assume_role_credentials",
     "build_client_config",
@@ -53,11 +65,199 @@ S3_INSTALL_HINT = "pip install 'documee-remote[s3]'"
 _USER_AGENT = "documee-remote"
 
 
-class S3Options(BaseModel):
+# -- the option rules, shared by S3Options and S3OptionsModel ---------------------------------
+
+
+def _check_endpoint_url(value: str) -> str:
+    """Refuse an endpoint URL that is not ``http(s)://host...``; raises ValueError."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("endpoint_url must be an http:// or https:// URL with a host")
+    if parts.username is not None or parts.password is not None:
+        # Userinfo would be a credential in every repr and error message; boto3
+        # ignores it anyway. Keep the value itself out of the message.
+        raise ValueError("endpoint_url must not contain a user name or password")
+    if parts.query or parts.fragment:
+        raise ValueError("endpoint_url must not have a query or fragment")
+    return value
+
+
+def _check_role_session_name(value: str) -> str:
+    """Refuse a role session name STS would refuse; raises ValueError."""
+    # STS's own rule; checked here so a typo fails at startup, not at the first refresh.
+    if not 2 <= len(value) <= 64 or not all(c.isalnum() or c in "+=,.@-_" for c in value):
+        raise ValueError("role_session_name must be 2 to 64 letters, digits or any of +=,.@-_")
+    return value
+
+
+def _check_combinations(values: Mapping[str, Any]) -> None:
+    """Refuse options that are valid one by one but not together; raises ValueError."""
+    if values["sse_kms_key_id"] is not None and values["sse"] != "aws:kms":
+        raise ValueError('sse_kms_key_id needs sse="aws:kms"')
+    if values["external_id"] is not None and values["role_arn"] is None:
+        raise ValueError("external_id needs role_arn")
+
+
+_REJECT: Any = object()  # "not valid as it is": let the pydantic model decide
+
+
+@dataclass(frozen=True, slots=True)
+class OptionField:
+    """One field of :class:`S3Options`: its type, default and description.
+
+    The items of ``S3Options.model_fields``; they answer the parts of
+    pydantic's ``FieldInfo`` that callers use (``description``, ``default``,
+    ``annotation``, ``is_required()``), and :class:`S3OptionsModel` is built
+    from them, so both validators share one table.
+    """
+
+    kind: type[str] | type[int] | type[float]
+    default: Any
+    description: str
+    optional: bool = True
+    choices: tuple[str, ...] = ()
+    ge: int | None = None
+    gt: float | None = None
+    repr: bool = True
+    check: Callable[[Any], Any] | None = None
+
+    @property
+    def annotation(self) -> Any:
+        """The field's type as pydantic sees it, e.g. ``Literal["AES256", "aws:kms"] | None``."""
+        literal: Any = Literal
+        base: Any = literal[self.choices] if self.choices else self.kind
+        return base | None if self.optional else base
+
+    def is_required(self) -> bool:
+        """Always False: every S3 option has a default."""
+        return False
+
+    def accept(self, value: Any) -> Any:
+        """``value`` as pydantic would store it if it is valid as it is, else ``_REJECT``.
+
+        Deliberately narrower than pydantic's lax mode (exact ``str``, ``int`` and
+        ``float`` only, no ``"3"`` for 3): whatever this refuses goes to the
+        pydantic model, which coerces or raises, so the two can never disagree.
+        """
+        if value is None:
+            return None if self.optional else _REJECT
+        cls = type(value)
+        if self.kind is str:
+            if cls is not str or (self.choices and value not in self.choices):
+                return _REJECT
+        elif self.kind is int:
+            if cls is not int:  # bool is an int subclass; pydantic's lax rules handle it
+                return _REJECT
+        elif cls is int and abs(value) < 2**53:  # float field: pydantic gives float(int)
+            value = float(value)
+        elif cls is not float:
+            return _REJECT
+        if self.ge is not None and not value >= self.ge:
+            return _REJECT
+        if self.gt is not None and not value > self.gt:  # also refuses NaN, as pydantic does
+            return _REJECT
+        return value
+
+
+_FIELDS: dict[str, OptionField] = {
+    "endpoint_url": OptionField(
+        str,
+        None,
+        "An S3-compatible endpoint URL (MinIO, R2, LocalStack, moto server).",
+        check=_check_endpoint_url,
+    ),
+    "region": OptionField(str, None, "The bucket's region; boto3's resolution when unset."),
+    "profile": OptionField(str, None, "A profile of the AWS config files."),
+    "role_arn": OptionField(
+        str, None, "An IAM role to assume, with automatically refreshed credentials."
+    ),
+    "external_id": OptionField(
+        str, None, "The ExternalId of the role's trust policy (secret: never shown).", repr=False
+    ),
+    "role_session_name": OptionField(
+        str,
+        "documee-remote",
+        "The session name of the assumed role.",
+        optional=False,
+        check=_check_role_session_name,
+    ),
+    "sse": OptionField(
+        str,
+        None,
+        "Server-side encryption for writes: AES256 or aws:kms.",
+        choices=("AES256", "aws:kms"),
+    ),
+    "sse_kms_key_id": OptionField(str, None, "The KMS key id or ARN for sse=aws:kms."),
+    "expected_bucket_owner": OptionField(
+        str, None, "The account id that must own the bucket (ExpectedBucketOwner)."
+    ),
+    "max_pool_connections": OptionField(
+        int, None, "Connection pool size; the store's concurrency when unset.", ge=1
+    ),
+    "connect_timeout": OptionField(
+        float, 5.0, "Seconds to wait for a connection.", optional=False, gt=0
+    ),
+    "read_timeout": OptionField(
+        float, 60.0, "Seconds to wait for a response.", optional=False, gt=0
+    ),
+    "retry_mode": OptionField(
+        str,
+        "standard",
+        "botocore's retry mode.",
+        optional=False,
+        choices=("standard", "adaptive", "legacy"),
+    ),
+    "max_attempts": OptionField(
+        int, 5, "Attempts per request, including the first.", optional=False, ge=1
+    ),
+    "addressing_style": OptionField(
+        str,
+        None,
+        "S3 addressing style: path, virtual or auto.",
+        choices=("auto", "path", "virtual"),
+    ),
+}
+_DEFAULTS = {name: field.default for name, field in _FIELDS.items()}
+
+
+def _fast_validate(data: object) -> dict[str, Any] | None:
+    """Every field's value if ``data`` is a dict of valid options as they are, else None."""
+    if type(data) is not dict:
+        return None
+    values = dict(_DEFAULTS)
+    for name, given in data.items():
+        field = _FIELDS.get(name)
+        if field is None:  # unknown option: pydantic names it (extra="forbid")
+            return None
+        value = field.accept(given)
+        if value is _REJECT:
+            return None
+        if field.check is not None and value is not None:
+            try:
+                value = field.check(value)
+            except ValueError:
+                return None
+        values[name] = value
+    try:
+        _check_combinations(values)
+    except ValueError:
+        return None
+    return values
+
+
+class S3Options:
     """The options of an S3 connection, shared by the boto3 and fsspec backends.
 
     Every field is optional; unset fields fall back to boto3's own resolution
     (environment variables, ``~/.aws/config``, instance roles).
+
+    Instances are immutable, hashable and compare by value. Invalid options
+    raise pydantic's ``ValidationError`` (:meth:`from_options` turns it into
+    :class:`~documee_remote.errors.ConfigurationError`). The class answers the
+    parts of pydantic's model API its callers use (``model_validate``,
+    ``model_dump``, ``model_fields``, ``model_fields_set``,
+    ``model_json_schema``) without importing pydantic for valid options: see
+    the module docstring, and :class:`S3OptionsModel` for the pydantic model.
 
     Attributes
     ----------
@@ -106,96 +306,144 @@ class S3Options(BaseModel):
         want), ``"virtual"`` (``bucket.endpoint/key``) or ``"auto"``.
     """
 
-    # Descriptions are given to Field, not as attribute docstrings: pydantic reads
-    # those from the source with inspect and ast, which costs a cold start ~10 ms.
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    __slots__ = (*_FIELDS, "_fields_set")
 
-    endpoint_url: str | None = Field(
-        default=None,
-        description="An S3-compatible endpoint URL (MinIO, R2, LocalStack, moto server).",
-    )
-    region: str | None = Field(
-        default=None, description="The bucket's region; boto3's resolution when unset."
-    )
-    profile: str | None = Field(default=None, description="A profile of the AWS config files.")
-    role_arn: str | None = Field(
-        default=None, description="An IAM role to assume, with automatically refreshed credentials."
-    )
-    external_id: str | None = Field(
-        default=None,
-        repr=False,
-        description="The ExternalId of the role's trust policy (secret: never shown).",
-    )
-    role_session_name: str = Field(
-        default="documee-remote", description="The session name of the assumed role."
-    )
-    sse: Literal["AES256", "aws:kms"] | None = Field(
-        default=None, description="Server-side encryption for writes: AES256 or aws:kms."
-    )
-    sse_kms_key_id: str | None = Field(
-        default=None, description="The KMS key id or ARN for sse=aws:kms."
-    )
-    expected_bucket_owner: str | None = Field(
-        default=None, description="The account id that must own the bucket (ExpectedBucketOwner)."
-    )
-    max_pool_connections: int | None = Field(
-        default=None, ge=1, description="Connection pool size; the store's concurrency when unset."
-    )
-    connect_timeout: float = Field(
-        default=5.0, gt=0, description="Seconds to wait for a connection."
-    )
-    read_timeout: float = Field(default=60.0, gt=0, description="Seconds to wait for a response.")
-    retry_mode: Literal["standard", "adaptive", "legacy"] = Field(
-        default="standard", description="botocore's retry mode."
-    )
-    max_attempts: int = Field(
-        default=5, ge=1, description="Attempts per request, including the first."
-    )
-    addressing_style: Literal["auto", "path", "virtual"] | None = Field(
-        default=None, description="S3 addressing style: path, virtual or auto."
-    )
+    endpoint_url: str | None
+    region: str | None
+    profile: str | None
+    role_arn: str | None
+    external_id: str | None
+    role_session_name: str
+    sse: Literal["AES256", "aws:kms"] | None
+    sse_kms_key_id: str | None
+    expected_bucket_owner: str | None
+    max_pool_connections: int | None
+    connect_timeout: float
+    read_timeout: float
+    retry_mode: Literal["standard", "adaptive", "legacy"]
+    max_attempts: int
+    addressing_style: Literal["auto", "path", "virtual"] | None
+    _fields_set: frozenset[str]
 
-    @field_validator("endpoint_url")
+    #: name -> :class:`OptionField`, in order (pydantic's ``model_fields``).
+    model_fields: ClassVar[Mapping[str, OptionField]] = MappingProxyType(_FIELDS)
+
+    def __init__(self, **data: Unpack[S3OptionsDict]) -> None:
+        _assign(self, *_validate(data))
+
     @classmethod
-    def _check_endpoint_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("endpoint_url must be an http:// or https:// URL with a host")
-        if parts.username is not None or parts.password is not None:
-            # Userinfo would be a credential in every repr and error message; boto3
-            # ignores it anyway. Keep the value itself out of the message.
-            raise ValueError("endpoint_url must not contain a user name or password")
-        if parts.query or parts.fragment:
-            raise ValueError("endpoint_url must not have a query or fragment")
-        return value
+    def _build(cls, values: Mapping[str, Any], fields_set: frozenset[str]) -> S3Options:
+        options = cls.__new__(cls)
+        _assign(options, values, fields_set)
+        return options
 
-    @field_validator("role_session_name")
     @classmethod
-    def _check_session_name(cls, value: str) -> str:
-        # STS's own rule; checked here so a typo fails at startup, not at the first refresh.
-        if not 2 <= len(value) <= 64 or not all(c.isalnum() or c in "+=,.@-_" for c in value):
-            raise ValueError("role_session_name must be 2 to 64 letters, digits or any of +=,.@-_")
-        return value
-
-    @model_validator(mode="after")
-    def _check_combinations(self) -> S3Options:
-        if self.sse_kms_key_id is not None and self.sse != "aws:kms":
-            raise ValueError('sse_kms_key_id needs sse="aws:kms"')
-        if self.external_id is not None and self.role_arn is None:
-            raise ValueError("external_id needs role_arn")
-        return self
+    def model_validate(cls, obj: object) -> S3Options:
+        """``obj`` if it is an S3Options, else validate it (a dict) as the constructor does."""
+        if isinstance(obj, cls):
+            return obj
+        return cls._build(*_validate(obj))
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> S3Options:
         """Validate a dict of options, raising ConfigurationError (never echoing values)."""
+        values = _fast_validate(options)
+        if values is not None:
+            return cls._build(values, frozenset(options))
+        # Invalid or in need of coercion: pydantic decides, so it is imported anyway.
+        from pydantic import ValidationError
+
         try:
             return cls.model_validate(options)
         except ValidationError as exc:
             raise ConfigurationError(
                 "invalid S3 options: " + describe_validation_error(exc)
             ) from None
+
+    @classmethod
+    def model_json_schema(cls, **kwargs: Any) -> dict[str, Any]:
+        """The JSON schema of the options (pydantic's, from :class:`S3OptionsModel`)."""
+        return _pydantic_model().model_json_schema(**kwargs)
+
+    @property
+    def model_fields_set(self) -> frozenset[str]:
+        """The fields given explicitly, even if given their default value."""
+        return self._fields_set
+
+    def model_dump(self, *, exclude_unset: bool = False) -> dict[str, Any]:
+        """The options as a dict; only those given explicitly with ``exclude_unset``."""
+        return {
+            name: getattr(self, name)
+            for name in _FIELDS
+            if not exclude_unset or name in self._fields_set
+        }
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in _FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, S3Options):
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def _repr_items(self) -> Iterator[str]:
+        # external_id is a secret: left out, as pydantic's Field(repr=False) did.
+        return (f"{n}={getattr(self, n)!r}" for n, f in _FIELDS.items() if f.repr)
+
+    def __repr__(self) -> str:
+        return f"S3Options({', '.join(self._repr_items())})"
+
+    def __str__(self) -> str:
+        return " ".join(self._repr_items())
+
+    def __setattr__(self, name: str, value: object) -> NoReturn:
+        _raise_frozen(name, value)
+
+    def __delattr__(self, name: str) -> NoReturn:
+        _raise_frozen(name, None)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Slots and a frozen __setattr__ defeat pickle's default; rebuild from the values.
+        return (_restore, (self.model_dump(), self._fields_set))
+
+
+def _validate(data: object) -> tuple[dict[str, Any], frozenset[str]]:
+    """Every field's value and the names given, or pydantic's ValidationError."""
+    values = _fast_validate(data)
+    if values is not None:
+        return values, frozenset(data)  # type: ignore[call-overload]  # a dict, checked above
+    # Not valid as it is: the pydantic model coerces it or raises ValidationError.
+    model = _pydantic_model().model_validate(data)
+    return {name: getattr(model, name) for name in _FIELDS}, frozenset(model.model_fields_set)
+
+
+def _assign(options: S3Options, values: Mapping[str, Any], fields_set: frozenset[str]) -> None:
+    # The one place that writes the slots, past the frozen __setattr__.
+    for name in _FIELDS:
+        object.__setattr__(options, name, values[name])
+    object.__setattr__(options, "_fields_set", fields_set)
+
+
+def _restore(values: dict[str, Any], fields_set: frozenset[str]) -> S3Options:
+    return S3Options._build(values, fields_set)
+
+
+def _raise_frozen(name: str, value: object) -> NoReturn:
+    # The error a frozen pydantic model raises, for the callers that catch it.
+    from pydantic_core import ValidationError
+
+    raise ValidationError.from_exception_data(
+        "S3Options", [{"type": "frozen_instance", "loc": (name,), "input": value}]
+    )
+
+
+def _pydantic_model() -> type[BaseModel]:
+    from ._s3options_model import S3OptionsModel
+
+    return S3OptionsModel
 
 
 class S3OptionsDict(TypedDict, total=False):
@@ -234,12 +482,16 @@ def describe_validation_error(exc: ValidationError, *, env_prefix: str = "") -> 
 
 
 def __getattr__(name: str) -> Any:
-    # Settings needs pydantic_settings (~30 ms), which opening a store does not: it
-    # lives in ._settings and is imported on first use (PEP 562).
+    # Settings needs pydantic_settings and S3OptionsModel pydantic (~30 ms each),
+    # which opening a store does not: both are imported on first use (PEP 562).
     if name == "Settings":
         from ._settings import Settings
 
         return Settings
+    if name == "S3OptionsModel":
+        from ._s3options_model import S3OptionsModel
+
+        return S3OptionsModel
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

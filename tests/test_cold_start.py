@@ -42,17 +42,27 @@ def imported_after(code: str, watched: list[str]) -> list[str]:
     return found
 
 
+#: Optional extras (fsspec/s3fs, the CLI's click/rich, obstore) and pydantic, which
+#: only the Documee models need: none of them on the way to an open s3:// store.
+NOT_AT_START_UP = [
+    "pydantic",
+    "pydantic_core",
+    "pydantic_settings",
+    "s3fs",
+    "fsspec",
+    "aiobotocore",
+    "aiohttp",
+    "obstore",
+    "rich",
+    "click",
+]
+
+
 def test_import_documee_remote_imports_nothing_heavy() -> None:
     watched = [
-        "pydantic",
-        "pydantic_core",
-        "pydantic_settings",
+        *NOT_AT_START_UP,
         "boto3",
         "botocore",
-        "s3fs",
-        "fsspec",
-        "aiobotocore",
-        "aiohttp",
         "documee_remote.manager",
         "documee_remote.codec",
         "documee_remote.models",
@@ -61,26 +71,85 @@ def test_import_documee_remote_imports_nothing_heavy() -> None:
     assert imported_after("import documee_remote", watched) == []
 
 
+OPEN_PATH_WATCHED = [
+    *NOT_AT_START_UP,
+    "documee_remote.manager",
+    "documee_remote.codec",
+    "documee_remote.models",
+    "documee_remote.leases",
+    "documee_remote.integrity",
+    "documee_remote._settings",
+    "documee_remote._s3options_model",
+]
+
+
 def test_opening_an_s3_store_imports_only_what_it_needs() -> None:
-    watched = [
-        "pydantic_settings",
-        "s3fs",
-        "fsspec",
-        "aiobotocore",
-        "aiohttp",
-        "documee_remote.manager",
-        "documee_remote.codec",
-        "documee_remote.models",
-        "documee_remote.leases",
-        "documee_remote.integrity",
-        "documee_remote._settings",
-    ]
     code = """
         import documee_remote
         store = documee_remote.open_store("s3://bucket/prefix/", region="us-east-1")
         assert type(store).__name__ == "S3Store"
     """
-    assert imported_after(code, watched) == []
+    assert imported_after(code, OPEN_PATH_WATCHED) == []
+
+
+def test_every_s3_option_is_validated_without_pydantic() -> None:
+    # Options of each kind (str, literal, int, float given as an int, a role with its
+    # external id) from keyword arguments, and the region from the environment as a
+    # Lambda has it: the hand-written validation must accept them all by itself.
+    code = """
+        import os
+        os.environ["AWS_REGION"] = "eu-west-1"
+        import documee_remote
+        store = documee_remote.open_store(
+            "s3://bucket/prefix/",
+            endpoint_url="https://s3.eu-west-1.amazonaws.com",
+            role_arn="arn:aws:iam::123456789012:role/analyser",
+            external_id="ext",
+            role_session_name="lambda-1",
+            sse="aws:kms",
+            sse_kms_key_id="alias/documee",
+            expected_bucket_owner="123456789012",
+            max_pool_connections=8,
+            connect_timeout=2,
+            read_timeout=30.0,
+            retry_mode="adaptive",
+            max_attempts=3,
+            addressing_style="virtual",
+            concurrency=8,
+            read_only=True,
+        )
+        assert store.options.connect_timeout == 2.0
+    """
+    assert imported_after(code, OPEN_PATH_WATCHED) == []
+
+
+def test_invalid_options_still_fail_as_before() -> None:
+    # The slow path: pydantic is imported only to name what is wrong.
+    code = """
+        import documee_remote
+        from documee_remote.errors import ConfigurationError
+        try:
+            documee_remote.open_store("s3://bucket/prefix/", max_attempts=0)
+        except ConfigurationError as exc:
+            assert "max_attempts" in str(exc), exc
+        else:
+            raise AssertionError("max_attempts=0 accepted")
+    """
+    assert imported_after(code, ["pydantic", "documee_remote._s3options_model"]) == [
+        "pydantic",
+        "documee_remote._s3options_model",
+    ]
+
+
+def test_a_persistence_manager_imports_no_optional_extra() -> None:
+    # PersistenceManager needs the Documee models, hence pydantic; the extras, never.
+    code = """
+        import documee_remote
+        pm = documee_remote.PersistenceManager("s3://bucket/prefix/", region="us-east-1")
+        assert type(pm.store).__name__ == "S3Store"
+    """
+    extras = [m for m in NOT_AT_START_UP if not m.startswith("pydantic")]
+    assert imported_after(code, [*extras, "pydantic_settings"]) == []
 
 
 def test_lazy_names_resolve_to_the_real_objects() -> None:

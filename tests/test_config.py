@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import math
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -12,11 +15,14 @@ from typing import Any, get_type_hints
 import boto3
 import pytest
 from botocore.credentials import DeferredRefreshableCredentials
-from pydantic import ValidationError
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import BaseModel, ValidationError
 
 from documee_remote.config import (
     S3Options,
     S3OptionsDict,
+    S3OptionsModel,
     Settings,
     assume_role_credentials,
     build_client_config,
@@ -57,7 +63,29 @@ def test_s3_options_has_exactly_the_agreed_fields_and_defaults() -> None:
 
 
 def test_the_typed_kwargs_mirror_the_model() -> None:
-    assert set(get_type_hints(S3OptionsDict)) == set(S3Options.model_fields)
+    # S3OptionsDict and the class annotations are written out for mypy; the field
+    # table is what validates: all three must say the same.
+    types = {name: info.annotation for name, info in S3Options.model_fields.items()}
+    assert get_type_hints(S3OptionsDict) == types
+    hints = get_type_hints(S3Options)
+    assert {name: hints[name] for name in types} == types
+
+
+def test_the_pydantic_model_is_the_same_model() -> None:
+    assert issubclass(S3OptionsModel, BaseModel)
+    assert S3OptionsModel.__name__ == "S3Options"  # the title of its ValidationErrors
+    assert list(S3OptionsModel.model_fields) == list(S3Options.model_fields)
+    for name, info in S3OptionsModel.model_fields.items():
+        spec = S3Options.model_fields[name]
+        assert info.annotation == spec.annotation, name
+        assert info.default == spec.default, name
+        assert info.description == spec.description, name
+        assert info.repr == spec.repr, name
+    assert S3OptionsModel().model_dump() == EXPECTED_FIELDS
+    schema = S3Options.model_json_schema()
+    assert schema == S3OptionsModel.model_json_schema()
+    assert set(schema["properties"]) == set(EXPECTED_FIELDS)
+    assert schema["properties"]["max_attempts"]["minimum"] == 1
 
 
 def test_every_option_is_documented() -> None:
@@ -118,6 +146,177 @@ def test_option_errors_never_echo_the_value() -> None:
         S3Options.from_options({"external_id": SECRET})  # no role_arn
     assert SECRET not in str(info.value)
     assert info.value.__cause__ is None  # pydantic's error (which repeats inputs) is dropped
+
+
+def outcome(validate: Any, options: Any) -> tuple[Any, ...]:
+    """What validating ``options`` gives: the values with their types and the fields
+    set, or the errors (type, location, message)."""
+    try:
+        result = validate(options)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False, include_context=False)
+        return ("invalid", exc.title, [(e["type"], e["loc"], e["msg"]) for e in errors])
+    values = {
+        name: (repr(getattr(result, name)), type(getattr(result, name))) for name in EXPECTED_FIELDS
+    }
+    return ("valid", values, set(result.model_fields_set))
+
+
+# Values of every type and edge the hand-written validation must treat as pydantic
+# does: accepted as they are, coerced by pydantic ("3", True, 2.0, b"x"), or refused.
+PROBES: list[Any] = [
+    None,
+    "",
+    "x",
+    "3",
+    "2.5",
+    "0",
+    "-1",
+    "1e3",
+    " 4 ",
+    "AES256",
+    "aes256",
+    "aws:kms",
+    "path",
+    "auto",
+    "virtual",
+    "dns",
+    "standard",
+    "adaptive",
+    "legacy",
+    "http://h:9",
+    "https://h/p",
+    "ftp://h",
+    "http://u:p@h",
+    "http://h/?q=1",
+    "http://h#f",
+    "http://",
+    "documee-remote",
+    "a",
+    "has space",
+    "x" * 64,
+    "x" * 65,
+    0,
+    1,
+    2,
+    -1,
+    5,
+    2**53,
+    10**20,
+    10**400,
+    0.0,
+    0.5,
+    1.0,
+    2.5,
+    -0.1,
+    math.inf,
+    -math.inf,
+    math.nan,
+    True,
+    False,
+    b"x",
+    b"3",
+    bytearray(b"x"),
+    [],
+    {},
+    1 + 0j,
+]
+
+
+@pytest.mark.parametrize("name", list(EXPECTED_FIELDS))
+def test_hand_validation_agrees_with_pydantic_for_every_field(name: str) -> None:
+    for value in PROBES:
+        options = {name: value}
+        assert outcome(S3Options.model_validate, options) == outcome(
+            S3OptionsModel.model_validate, options
+        ), options
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"sse": "aws:kms", "sse_kms_key_id": "k"},
+        {"sse": "AES256", "sse_kms_key_id": "k"},
+        {"sse_kms_key_id": "k"},
+        {"external_id": "e"},
+        {"external_id": "e", "role_arn": "arn:aws:iam::1:role/r"},
+        {"external_id": None},
+        {"regoin": "x"},
+        {"regoin": "x", "max_attempts": 0},
+        {"max_attempts": 0, "sse_kms_key_id": "k"},  # field errors hide combination errors
+        {"region": None, "max_attempts": 5, "connect_timeout": 5.0},  # defaults given: "set"
+        {1: "x"},
+        ["region"],
+        "region=x",
+        None,
+    ],
+)
+def test_hand_validation_agrees_with_pydantic_on_combinations(options: Any) -> None:
+    assert outcome(S3Options.model_validate, options) == outcome(
+        S3OptionsModel.model_validate, options
+    )
+
+
+_ANY_VALUE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=8),
+    st.sampled_from(PROBES[:31]),
+)
+
+
+@given(st.dictionaries(st.sampled_from([*EXPECTED_FIELDS, "regoin"]), _ANY_VALUE, max_size=5))
+def test_hand_validation_agrees_with_pydantic_on_random_options(options: dict[str, Any]) -> None:
+    assert outcome(S3Options.model_validate, options) == outcome(
+        S3OptionsModel.model_validate, options
+    )
+
+
+def test_options_behave_as_frozen_values() -> None:
+    options = S3Options(region="eu-west-1", max_attempts=5)
+    assert options.model_fields_set == {"region", "max_attempts"}
+    assert options.model_dump(exclude_unset=True) == {"region": "eu-west-1", "max_attempts": 5}
+    assert S3Options.model_validate(options) is options
+    for clone in (copy.copy(options), copy.deepcopy(options), pickle.loads(pickle.dumps(options))):
+        assert clone == options
+        assert hash(clone) == hash(options)
+        assert clone.model_fields_set == options.model_fields_set
+    assert options != S3Options(region="eu-west-2")
+    assert options == S3Options(region="eu-west-1")  # the fields given do not matter
+    assert options != object()
+    with pytest.raises(ValidationError):
+        del options.region
+    assert not hasattr(options, "__dict__")  # no room for typos: options.regoin = ...
+
+
+def test_valid_options_are_validated_without_pydantic() -> None:
+    # The store-opening path: valid options of every kind must not need pydantic.
+    code = """
+        import sys
+        from documee_remote.config import S3Options
+        options = S3Options.from_options({
+            "endpoint_url": "https://minio.example:9000", "region": "eu-west-3",
+            "profile": "team", "role_arn": "arn:aws:iam::1:role/r", "external_id": "ext",
+            "role_session_name": "job-1", "sse": "aws:kms", "sse_kms_key_id": "alias/k",
+            "expected_bucket_owner": "123456789012", "max_pool_connections": 32,
+            "connect_timeout": 2, "read_timeout": 30.5, "retry_mode": "adaptive",
+            "max_attempts": 3, "addressing_style": "path",
+        })
+        S3Options(region=None, sse=None)
+        assert options.connect_timeout == 2.0 and type(options.connect_timeout) is float
+        print(sorted(m for m in sys.modules if m.startswith("pydantic")))
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.strip() == "[]"
 
 
 def test_valid_options_round_trip() -> None:
