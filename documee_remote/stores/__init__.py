@@ -7,11 +7,12 @@ URL                         backend                      needs
 ``memory://``               :class:`MemoryStore`         nothing
 ``s3://bucket/prefix``      ``S3Store`` (boto3)          ``documee-remote[s3]``
 ``s3://...`` + fsspec       ``FsspecStore``              ``documee-remote[fsspec]``
+``s3://...`` + obstore      ``ObstoreStore`` (Rust)      ``documee-remote[obstore]``
 ``gs://``, ``az://``, ...   ``FsspecStore``              fsspec and its filesystem
 ==========================  ===========================  ==========================
 
 Backends with optional dependencies are imported only when a URL asks for
-them, so ``import documee_remote`` never imports boto3, s3fs or aiohttp.
+them, so ``import documee_remote`` never imports boto3, s3fs, aiohttp or obstore.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from .memory import MemoryStore
 
 if TYPE_CHECKING:
     from .fsspec import FsspecStore
+    from .obstore import ObstoreStore
     from .s3 import S3Store
 
 __all__ = [
@@ -45,6 +47,7 @@ __all__ = [
     "LocalStore",
     "MemoryStore",
     "ObjectMeta",
+    "ObstoreStore",
     "ProbeResult",
     "S3Store",
     "Store",
@@ -55,7 +58,13 @@ __all__ = [
 ]
 
 # name -> (module, class): imported on first use only.
-_LAZY = {"S3Store": (".s3", "S3Store"), "FsspecStore": (".fsspec", "FsspecStore")}
+_LAZY = {
+    "S3Store": (".s3", "S3Store"),
+    "FsspecStore": (".fsspec", "FsspecStore"),
+    "ObstoreStore": (".obstore", "ObstoreStore"),
+}
+
+_BACKENDS = ("s3", "obstore", "fsspec", "local", "memory")
 
 
 def __getattr__(name: str) -> Any:
@@ -74,7 +83,8 @@ def open_store(url: str | Store, *, backend: str | None = None, **options: Any) 
         ``file:///abs/path`` or a plain path, ``memory://``, ``s3://bucket/prefix``,
         or any URL fsspec understands. A :class:`Store` is returned unchanged.
     backend:
-        ``"s3"`` (boto3, the default for ``s3://``) or ``"fsspec"``.
+        ``"s3"`` (boto3, the default for ``s3://``), ``"obstore"`` (Rust; the
+        fastest bulk transfers, same options and semantics) or ``"fsspec"``.
     options:
         Passed to the backend: ``read_only``, ``concurrency``,
         ``max_object_size`` for every backend; ``endpoint_url``, ``region``,
@@ -87,9 +97,9 @@ def open_store(url: str | Store, *, backend: str | None = None, **options: Any) 
     if not isinstance(url, str) or not url:
         raise ConfigurationError(f"a store URL must be a non-empty string, not {url!r}")
     scheme = urlsplit(url).scheme.lower() if "://" in url else ""
-    if backend not in (None, "s3", "fsspec", "local", "memory"):
+    if backend is not None and backend not in _BACKENDS:
         raise ConfigurationError(
-            f"unknown backend {backend!r}; use 's3', 'fsspec', 'local' or 'memory'"
+            f"unknown backend {backend!r}; use one of " + ", ".join(repr(b) for b in _BACKENDS)
         )
     if scheme in ("", "file") and backend in (None, "local"):
         return LocalStore(_local_path(url), **options)
@@ -99,6 +109,10 @@ def open_store(url: str | Store, *, backend: str | None = None, **options: Any) 
         from .s3 import S3Store
 
         return S3Store.from_url(url, **options)
+    if scheme in ("s3", "s3a") and backend == "obstore":
+        from .obstore import ObstoreStore
+
+        return ObstoreStore.from_url(url, **options)
     if backend in (None, "fsspec"):
         from .fsspec import FsspecStore
 
