@@ -7,6 +7,7 @@ contender                 what it does
 ========================  =====================================================================
 documee-remote            ``PersistenceManager`` on ``S3Store`` (boto3, ``concurrency=16``)
 documee-remote/fsspec     ``PersistenceManager`` on ``FsspecStore`` over s3fs (asyncio bulk)
+documee-remote/obstore    ``PersistenceManager`` on ``ObstoreStore`` (obstore, asyncio bulk, 16)
 sequential-port           upstream's ``PersistenceManager`` ported to boto3: ``json.dumps`` with
                           ``indent=2`` of each dict, one ``put_object`` per file in a loop, then
                           analysis.json
@@ -28,6 +29,7 @@ creation, input building) and returned as a callable that the worker times.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import hashlib
 import json
@@ -67,6 +69,11 @@ CONTENDERS: dict[str, dict[str, list[str]]] = {
         "load": ["load_analysis"],
         "incremental": ["merge_file_analyses"],
     },
+    "documee-remote/obstore": {
+        "save": ["save_analysis"],
+        "load": ["load_analysis"],
+        "incremental": ["save_analysis", "merge_file_analyses"],
+    },
     "sequential-port": {
         "save": ["save_analysis"],
         "load": ["load_analysis"],
@@ -81,6 +88,7 @@ CONTENDERS: dict[str, dict[str, list[str]]] = {
 CONCURRENT_KINDS = {
     "documee-remote": "merge_file_analyses x{writers}",
     "documee-remote/fsspec": "merge_file_analyses x{writers}",
+    "documee-remote/obstore": "merge_file_analyses x{writers}",
     "sequential-port": "read-modify-write x{writers} (no CAS)",
 }
 
@@ -98,11 +106,15 @@ def fake_aws_environment() -> None:
     )
 
 
+#: Contenders that need the optional obstore package.
+NEEDS_OBSTORE = ("obstore", "documee-remote/obstore")
+
+
 def available_contenders() -> list[str]:
     """Every contender whose packages import here (obstore is optional)."""
     names = []
     for name in CONTENDERS:
-        if name == "obstore":
+        if name in NEEDS_OBSTORE:
             try:
                 import obstore  # noqa: F401
             except ImportError:
@@ -320,6 +332,15 @@ class DocumeeFsspec(DocumeeS3):
         )
 
 
+class DocumeeObstore(DocumeeS3):
+    name = "documee-remote/obstore"
+
+    def open_store(self, bucket: str) -> Any:
+        from documee_remote.stores.obstore import ObstoreStore
+
+        return ObstoreStore(bucket, endpoint_url=self.endpoint, region=REGION, concurrency=THREADS)
+
+
 def _boto3_client(endpoint: str, pool: int = THREADS) -> Any:
     import boto3
     from botocore.config import Config
@@ -517,7 +538,16 @@ class Obstore(Contender):
 
 
 _CLASSES: dict[str, type[Contender]] = {
-    c.name: c for c in (DocumeeS3, DocumeeFsspec, SequentialPort, Boto3Threads, S3fsBulk, Obstore)
+    c.name: c
+    for c in (
+        DocumeeS3,
+        DocumeeFsspec,
+        DocumeeObstore,
+        SequentialPort,
+        Boto3Threads,
+        S3fsBulk,
+        Obstore,
+    )
 }
 
 
@@ -560,6 +590,10 @@ def _documee_writer(kind: str, endpoint: str, bucket: str, ds: synth.Dataset, k:
         store: Any = FsspecStore.from_url(
             f"s3://{bucket}", endpoint_url=endpoint, region=REGION, concurrency=THREADS
         )
+    elif kind == "documee-remote/obstore":
+        from documee_remote.stores.obstore import ObstoreStore
+
+        store = ObstoreStore(bucket, endpoint_url=endpoint, region=REGION, concurrency=THREADS)
     else:
         from documee_remote.stores.s3 import S3Store
 
@@ -644,7 +678,10 @@ def writer_loop(k: int, tasks: Any, ready: Any, go: Any, results: Any) -> None:
 
     import documee_remote.manager
     import documee_remote.stores.fsspec
-    import documee_remote.stores.s3  # noqa: F401
+    import documee_remote.stores.s3
+
+    with contextlib.suppress(ImportError):  # the optional obstore backend
+        import documee_remote.stores.obstore  # noqa: F401
 
     ready.release()
     cached: tuple[str, synth.Dataset] | None = None

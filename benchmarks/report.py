@@ -19,17 +19,24 @@ REFERENCE_OPS = {
 }
 RAW = ("boto3-threads", "s3fs-bulk", "obstore")
 DOCUMEE = "documee-remote"
+#: documee-remote's S3 backends judged by the full-save targets, each by name: the
+#: default (boto3) and the optional obstore one. The other targets use the default.
+DOCUMEE_BACKENDS = {
+    DOCUMEE: "S3Store, boto3, the default",
+    "documee-remote/obstore": "ObstoreStore, backend='obstore'",
+}
 PORT = "sequential-port"
 TARGET_FILES = (1000, 3000)
 TARGET_LATENCY = 20.0
 SCENARIO_ORDER = {"save": 0, "load": 1, "incremental": 2, "concurrent": 3}
 CLIENT_ORDER = {
     DOCUMEE: 0,
-    "documee-remote/fsspec": 1,
-    PORT: 2,
-    "boto3-threads": 3,
-    "s3fs-bulk": 4,
-    "obstore": 5,
+    "documee-remote/obstore": 1,
+    "documee-remote/fsspec": 2,
+    PORT: 3,
+    "boto3-threads": 4,
+    "s3fs-bulk": 5,
+    "obstore": 6,
 }
 
 
@@ -81,6 +88,51 @@ def _target(name: str, met: bool | None, detail: str, **numbers: Any) -> dict[st
     return {"target": name, "met": met, "detail": detail, **numbers}
 
 
+def _save_targets(rows: list[dict[str, Any]], n: int, at: dict[str, Any]) -> list[dict[str, Any]]:
+    """The full-save targets, once per documee-remote backend measured, each named."""
+    out: list[dict[str, Any]] = []
+    port = _find(rows, scenario="save", client=PORT, **at)
+    raws = [r for c in RAW if (r := _find(rows, scenario="save", client=c, **at))]
+    best = min(raws, key=lambda r: r["wall_s"]) if raws else None
+    for client, backend in DOCUMEE_BACKENDS.items():
+        save = _find(rows, scenario="save", client=client, **at)
+        if save is None:
+            continue
+        full = float(save["wall_s"])
+        who = f"{client} ({backend})"
+        if port is not None:
+            speedup = float(port["wall_s"]) / full
+            bound = ""
+            if best is not None:
+                bound = (
+                    f"; the fastest raw client ({best['client']}) is "
+                    f"{float(port['wall_s']) / float(best['wall_s']):.1f}x"
+                )
+            out.append(
+                _target(
+                    f"save {n} files, {who}: >= 8x faster than the sequential port",
+                    speedup >= 8,
+                    f"{speedup:.1f}x ({port['wall_s']:.2f} s vs {full:.2f} s){bound}",
+                    files=n,
+                    client=client,
+                    value=speedup,
+                )
+            )
+        if best is not None:
+            ratio = full / float(best["wall_s"])
+            out.append(
+                _target(
+                    f"save {n} files, {who}: within 1.25x of the fastest raw client",
+                    ratio <= 1.25,
+                    f"{ratio:.2f}x of {best['client']} ({full:.2f} s vs {best['wall_s']:.2f} s)",
+                    files=n,
+                    client=client,
+                    value=ratio,
+                )
+            )
+    return out
+
+
 def evaluate_targets(rows: list[dict[str, Any]], meta: dict[str, Any]) -> list[dict[str, Any]]:
     """The issue's targets, on the 20 ms runs of 1,000 and 3,000 files."""
     out: list[dict[str, Any]] = []
@@ -91,38 +143,7 @@ def evaluate_targets(rows: list[dict[str, Any]], meta: dict[str, Any]) -> list[d
         if save is None:
             continue
         full = float(save["wall_s"])
-        port = _find(rows, scenario="save", client=PORT, **at)
-        raws = [r for c in RAW if (r := _find(rows, scenario="save", client=c, **at))]
-        if port is not None:
-            speedup = float(port["wall_s"]) / full
-            bound = ""
-            if raws:
-                best = min(raws, key=lambda r: r["wall_s"])
-                bound = (
-                    f"; the fastest raw client ({best['client']}) is "
-                    f"{float(port['wall_s']) / float(best['wall_s']):.1f}x"
-                )
-            out.append(
-                _target(
-                    f"save {n} files: >= 8x faster than the sequential port",
-                    speedup >= 8,
-                    f"{speedup:.1f}x ({port['wall_s']:.2f} s vs {full:.2f} s){bound}",
-                    files=n,
-                    value=speedup,
-                )
-            )
-        if raws:
-            best = min(raws, key=lambda r: r["wall_s"])
-            ratio = full / float(best["wall_s"])
-            out.append(
-                _target(
-                    f"save {n} files: within 1.25x of the fastest raw client",
-                    ratio <= 1.25,
-                    f"{ratio:.2f}x of {best['client']} ({full:.2f} s vs {best['wall_s']:.2f} s)",
-                    files=n,
-                    value=ratio,
-                )
-            )
+        out += _save_targets(rows, n, at)
         for op in ("merge_file_analyses", "save_analysis"):
             inc = _find(rows, scenario="incremental", client=DOCUMEE, op=op, **at)
             if inc is None:
@@ -309,8 +330,11 @@ def _markdown(
         "",
         "## Targets",
         "",
-        "On the 20 ms server, 1,000 and 3,000 files; documee-remote is `PersistenceManager` on "
-        "`S3Store`.",
+        "On the 20 ms server, 1,000 and 3,000 files. documee-remote is `PersistenceManager` on "
+        "`S3Store` (boto3, the default backend); the full-save targets are also judged for "
+        "`documee-remote/obstore`, the same `PersistenceManager` on `ObstoreStore` "
+        "(`backend='obstore'`), and each line names the backend it is about. The other "
+        "targets use the default backend and its full save.",
         "",
         "| target | met | measured |",
         "|---|---|---|",
