@@ -49,6 +49,7 @@ class FindingKind(StrEnum):
     PER_FILE_DIFFERS = "per_file_differs"
     PER_FILE_UNREADABLE = "per_file_unreadable"
     PER_FILE_ORPHAN = "per_file_orphan"
+    DELTA_UNREADABLE = "delta_unreadable"
     HASHES_UNREADABLE = "hashes_unreadable"
     HASH_WITHOUT_ENTRY = "hash_without_entry"
 
@@ -155,13 +156,20 @@ def verify(
     grace = timedelta(seconds=grace_seconds)
 
     analysis = None
-    if cb_key in listing:
+    if cb_key in listing or any(layout.lifecycle_kind(k) == "delta" for k in listing):
         try:
             analysis = pm.load_analysis(codebase_id)
         except CorruptObjectError as exc:
-            report.findings.append(Finding(FindingKind.ANALYSIS_UNREADABLE, cb_key, None, str(exc)))
+            # A corrupt pending delta stops every reader just the same. It is
+            # not repaired: it is the only copy of a merge.
+            kind = (
+                FindingKind.ANALYSIS_UNREADABLE
+                if exc.key in (None, cb_key)
+                else FindingKind.DELTA_UNREADABLE
+            )
+            report.findings.append(Finding(kind, exc.key or cb_key, None, str(exc)))
             return report  # nothing else can be judged without the commit point
-    elif listing:
+    if cb_key not in listing and analysis is None and listing:
         report.findings.append(
             Finding(
                 FindingKind.ANALYSIS_MISSING,
@@ -299,9 +307,16 @@ def gc(
     """
     report = GcReport(codebase_id, dry_run=dry_run)
     listing = _listing(pm, codebase_id)
-    analysis = pm.load_analysis(codebase_id)
+    view = pm._read_view(codebase_id)
+    analysis = view.analysis
     if analysis is None:
         return report
+    if not dry_run and view.watermark:
+        # Folded deltas (those up to the stored watermark, never pending ones)
+        # older than the grace period, and markers a newer marker replaces.
+        before = set(listing)
+        pm._prune_journal(codebase_id, view.listing, view.watermark, grace_seconds=grace_seconds)
+        report.removed.extend(k for k in sorted(before) if not pm.store.exists(k))
     referenced = {layout.file_analysis_key(codebase_id, p) for p in analysis.file_analyses}
     cutoff = datetime.now(UTC) - timedelta(seconds=grace_seconds)
     old: list[str] = []
@@ -313,5 +328,5 @@ def gc(
         else:
             old.append(key)
     kept = set() if dry_run else set(_delete_unchanged(pm, old, listing))
-    report.removed = [key for key in old if key not in kept]
+    report.removed[:0] = [key for key in old if key not in kept]
     return report

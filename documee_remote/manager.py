@@ -9,7 +9,10 @@ typed errors instead (a corrupt object is not an absent one); ``None`` and
 
 Writes keep one rule: ``analysis.json`` is the commit point. Per-file objects
 are written first and ``analysis.json`` last, so a reader that finds an
-``analysis.json`` finds everything it refers to.
+``analysis.json`` finds everything it refers to. Merges go through the delta
+journal (:mod:`documee_remote.journal`): each records one immutable delta,
+which this class's readers fold onto ``analysis.json`` and which compaction
+(after every merge, by default) folds into it.
 """
 
 from __future__ import annotations
@@ -17,12 +20,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from . import codec, integrity, layout
+from . import codec, integrity, journal, layout
 from .errors import (
     ConflictError,
     InvalidKeyError,
@@ -32,13 +38,20 @@ from .errors import (
     TransientError,
     UnsupportedOperationError,
 )
+from .journal import CompactionPolicy, CompactReport, Delta, JournalListing
 from .leases import BOOKKEEPING_KEY, FencedError, Lease, recorded_fence
 from .merge import apply_file_changes, new_analysis, refresh_derived
 from .models import CodebaseAnalysis, FileAnalysis
 from .retry import Backoff, RetryPolicy, TransactionStats
-from .stores import Store, etag_of, open_store
+from .stores import ObjectMeta, Store, etag_of, open_store
 
-__all__ = ["DEFAULT_LOCAL_ROOT", "PersistenceManager", "SaveReport", "Transaction"]
+__all__ = [
+    "DEFAULT_LOCAL_ROOT",
+    "AppendReport",
+    "PersistenceManager",
+    "SaveReport",
+    "Transaction",
+]
 
 #: A caller's merge of what a merge cannot recompute: called with the committed
 #: analysis (already holding the new file analyses) and the merged paths.
@@ -65,6 +78,41 @@ class SaveReport:
     bytes_written: int
 
 
+@dataclass(frozen=True, slots=True)
+class AppendReport:
+    """What :meth:`PersistenceManager.append_file_analyses` recorded."""
+
+    codebase_id: str
+    #: The journal seq of the delta holding this merge.
+    seq: int
+    files: int
+    removed: int
+    #: The compaction the policy ran afterwards, if any.
+    compaction: CompactReport | None
+    stats: TransactionStats
+
+
+@dataclass(frozen=True, slots=True)
+class _Appended:
+    report: AppendReport
+    #: The analysis the merge's compaction committed or found (None: not compacted).
+    committed: CodebaseAnalysis | None
+    stats: TransactionStats
+
+
+@dataclass
+class _View:
+    """``analysis.json`` as stored, with the journal's pending deltas folded in."""
+
+    analysis: CodebaseAnalysis | None
+    etag: str | None
+    raw: bytes | None
+    #: The watermark of the stored ``analysis.json`` (before folding).
+    watermark: int
+    folded: list[tuple[int, Delta]]
+    listing: JournalListing
+
+
 @dataclass
 class Transaction:
     """One optimistic read-modify-write of a codebase's ``analysis.json``.
@@ -86,6 +134,17 @@ class Transaction:
     _ops: list[Callable[[CodebaseAnalysis], CodebaseAnalysis | None]] = field(
         default_factory=list, repr=False
     )
+    # Journal deltas folded into this attempt's analysis, in seq order.
+    _folded: list[tuple[int, Delta]] = field(default_factory=list, repr=False)
+    _listing: JournalListing | None = field(default=None, repr=False)
+    # Compaction on behalf of one merge: done once the watermark reaches it.
+    _until: int | None = field(default=None, repr=False)
+    _known: dict[int, Delta] | None = field(default=None, repr=False)
+    _wrote: bool = field(default=False, repr=False)
+    _compaction: bool = field(default=False, repr=False)
+    # The journal listing of the last read, and what pruning it did: (deleted, kept young).
+    _listing_seen: JournalListing | None = field(default=None, repr=False)
+    _pruned: tuple[int, int] = (0, 0)
 
     @property
     def existed(self) -> bool:
@@ -121,6 +180,13 @@ class PersistenceManager:
         ``file:///path``, a plain path, ``memory://``), or ``None`` for the
         ``DOCUMEE_STORE_URL`` environment variable and, failing that,
         ``.documee/analysis`` on local disk as upstream.
+    retry:
+        How merges and transactions retry after losing a race (a
+        :class:`~documee_remote.RetryPolicy`).
+    compaction:
+        When merges fold the journal into ``analysis.json``: ``"eager"``
+        (after every merge, the default), ``"deferred"``, or a
+        :class:`~documee_remote.journal.CompactionPolicy` with thresholds.
     **options:
         Store options when a URL is given (see :func:`~documee_remote.open_store`).
 
@@ -136,9 +202,12 @@ class PersistenceManager:
         store_or_url: Store | str | os.PathLike[str] | None = None,
         *,
         retry: RetryPolicy | None = None,
+        compaction: CompactionPolicy | str | None = None,
         **options: Any,
     ):
         self.retry = retry or RetryPolicy()
+        self.compaction = CompactionPolicy.of(compaction)
+        self._side: ThreadPoolExecutor | None = None
         self._owns_store = not isinstance(store_or_url, Store)
         if isinstance(store_or_url, Store):
             self.store = open_store(store_or_url, **options)
@@ -164,12 +233,20 @@ class PersistenceManager:
         3,001. After the commit, per-file objects of files the analysis no
         longer has are deleted, each only if unchanged since the listing.
 
-        Like upstream, this replaces the stored analysis unconditionally; use
+        Like upstream, this replaces the stored analysis unconditionally
+        (including merges still pending in the journal); use
         :meth:`merge_file_analyses` when several analysers write at once.
         """
         cb_key = layout.analysis_key(codebase_id)
         prefix = layout.codebase_prefix(codebase_id)
-        stored = {meta.key: meta.etag for meta in self.store.list_meta(prefix)}
+        metas = list(self.store.list_meta(prefix))
+        stored = {meta.key: meta.etag for meta in metas}
+        journal_seq = journal.parse_listing(codebase_id, metas).max_seq
+        if journal_seq > journal.watermark(analysis):
+            # This save replaces everything, deltas pending in the journal
+            # included: mark them folded, or readers would replay them on top.
+            analysis = analysis.model_copy()
+            journal.set_watermark(analysis, journal_seq)
         per_file = {
             layout.file_analysis_key(codebase_id, path): codec.dump_file_analysis(fa)
             for path, fa in analysis.file_analyses.items()
@@ -210,26 +287,44 @@ class PersistenceManager:
     def load_analysis(self, codebase_id: str) -> CodebaseAnalysis | None:
         """Load a codebase's analysis, or ``None`` when it has none.
 
+        Merges still pending in the journal are folded in, so the result is
+        what the next compaction will write.
+
         Raises
         ------
         CorruptObjectError
-            ``analysis.json`` exists but does not parse (upstream ships empty ones).
+            ``analysis.json`` (or a pending journal delta) exists but does not
+            parse (upstream ships empty ones).
         """
-        key = layout.analysis_key(codebase_id)
-        try:
-            obj = self.store.get(key)
-        except NotFoundError:
-            return None
-        return codec.load_codebase_analysis(obj.data, key=key, codebase_id=codebase_id)
+        return self._read_view(codebase_id).analysis
 
     def get_file_hashes(self, codebase_id: str) -> dict[str, str]:
-        """The stored ``{file path: sha256}`` map, or ``{}`` when there is none."""
+        """The ``{file path: sha256}`` map, or ``{}`` when there is none.
+
+        The stored ``file_hashes.json`` describes the compacted analysis; the
+        hashes of merges that may still be pending in the journal are laid
+        over it, so a path re-analysed since the last compaction is claimed
+        with its new hash, never its old one.
+        """
         key = layout.file_hashes_key(codebase_id)
-        try:
-            obj = self.store.get(key)
-        except NotFoundError:
-            return {}
-        return codec.load_file_hashes(obj.data, key=key, codebase_id=codebase_id)
+
+        def stored() -> dict[str, str]:
+            try:
+                obj = self.store.get(key)
+            except NotFoundError:
+                return {}
+            return codec.load_file_hashes(obj.data, key=key, codebase_id=codebase_id)
+
+        hashes, listing = self._with_listing(codebase_id, stored)
+        seqs = listing.above(listing.folded_hint)
+        if not seqs:
+            return hashes
+        deltas = self._get_deltas(codebase_id, seqs, tolerate_missing=True)
+        claims, unclaimed = journal.fold_hashes(deltas)
+        for path in unclaimed:
+            hashes.pop(path, None)
+        hashes.update(claims)
+        return hashes
 
     def save_file_hashes(self, codebase_id: str, hashes: Mapping[str, str]) -> None:
         """Store the ``{file path: sha256}`` map."""
@@ -274,13 +369,17 @@ class PersistenceManager:
         return True
 
     def list_codebases(self) -> list[str]:
-        """Ids of every codebase that has an ``analysis.json`` (even an unreadable one)."""
-        found = []
+        """Ids of every codebase that has an ``analysis.json`` (even an unreadable one)
+        or merges in its journal (a deferred codebase not yet compacted)."""
+        found: dict[str, None] = {}
+        journal_dir = layout.JOURNAL_DIR + "/"
         for key in self.store.list():
             codebase_id, _, name = key.partition("/")
-            if name == layout.ANALYSIS_NAME:
-                found.append(codebase_id)
-        return found
+            if name == layout.ANALYSIS_NAME or (
+                name.startswith(journal_dir) and name.endswith(".json")
+            ):
+                found[codebase_id] = None
+        return list(found)
 
     # -- per-file objects -------------------------------------------------------------------
 
@@ -373,37 +472,60 @@ class PersistenceManager:
         the block raises.
         """
         self._require_atomic_writes(codebase_id)
-        current, etag, raw = self._read_analysis(codebase_id)
+        view = self._read_view(codebase_id)
         txn = Transaction(
             codebase_id,
-            current or new_analysis(codebase_id),
-            etag,
+            view.analysis or new_analysis(codebase_id),
+            view.etag,
             fencing_token=fencing_token,
-            _raw=raw,
+            _raw=view.raw,
+            _folded=view.folded,
+            _listing_seen=view.listing,
         )
         yield txn
         self._commit(txn, retry or self.retry, fresh=False)
 
     def _commit(self, txn: Transaction, policy: RetryPolicy, *, fresh: bool) -> None:
-        """Write ``txn`` with If-Match / If-None-Match, replaying it after each lost race."""
+        """Write ``txn`` with If-Match / If-None-Match, replaying it after each lost race.
+
+        Each attempt reads ``analysis.json`` with the journal's pending deltas
+        folded in and records them as folded, so every commit is also a
+        compaction. Then publishes what the folded deltas imply (marker,
+        hashes, removed per-file objects).
+        """
         self._require_atomic_writes(txn.codebase_id)
         key = layout.analysis_key(txn.codebase_id)
         backoff = Backoff(policy, stats=txn.stats)
         first = not fresh
         last_error: Exception | None = None
         sent: bytes | None = None  # a body whose PUT failed transiently: it may have landed
+        sent_folded: list[tuple[int, Delta]] = []  # the deltas that body folded
         while backoff.next_attempt():
             if not first:
                 try:
-                    current, txn.etag, txn._raw = self._read_analysis(txn.codebase_id)
+                    view = self._read_view(txn.codebase_id, listing=txn._listing, known=txn._known)
                 except TransientError as exc:
                     last_error = exc
                     continue
-                if sent is not None and current is not None and txn._raw == sent:
-                    txn.analysis = current  # our write landed; only its response was lost
+                finally:
+                    txn._listing = None  # only the first read may use a caller's listing
+                txn.etag, txn._raw, txn._folded = view.etag, view.raw, view.folded
+                txn._listing_seen = view.listing
+                if sent is not None and view.analysis is not None and txn._raw == sent:
+                    txn.analysis = view.analysis  # our write landed; only its response was lost
+                    txn._wrote, txn._folded = True, sent_folded
+                    break
+                if txn._compaction and not view.folded:
+                    txn.analysis = view.analysis or new_analysis(txn.codebase_id)
+                    if view.analysis is not None and view.listing.folded_hint < view.watermark:
+                        self._publish_folded(txn, policy)  # a compactor died before its marker
+                    return  # nothing pending: a compaction writes nothing
+                if txn._until is not None and view.watermark >= txn._until:
+                    # Another compaction folded the delta this one is for.
+                    txn.analysis = view.analysis or new_analysis(txn.codebase_id)
                     return
                 sent = None
-                txn.analysis = txn._replay(current or new_analysis(txn.codebase_id))
+                txn.analysis = txn._replay(view.analysis or new_analysis(txn.codebase_id))
             first = False
             txn.analysis.codebase_id = txn.codebase_id
             if txn.fencing_token is not None:
@@ -411,13 +533,21 @@ class PersistenceManager:
             body = codec.dump_codebase_analysis(txn.analysis)
             if body == txn._raw:
                 return  # nothing changed: no write, no conflict possible
+            if txn._folded:
+                gone = journal.fold_hashes(txn._folded)[1] - set(txn.analysis.file_analyses)
+                try:
+                    self._withdraw_first(txn.codebase_id, gone, policy)
+                except (TooManyConflictsError, TransientError) as exc:
+                    last_error = exc
+                    continue
             try:
                 if txn.etag is None:
                     txn.etag = self.store.put(key, body, if_none_match="*")
                 else:
                     txn.etag = self.store.put(key, body, if_match=txn.etag)
                 txn._raw = body
-                return
+                txn._wrote = True
+                break
             except (PreconditionFailedError, ConflictError) as exc:
                 txn.stats.conflicts += 1
                 last_error = exc
@@ -425,21 +555,25 @@ class PersistenceManager:
                 # The store already retried; a transaction re-reads anyway, so
                 # a write that did land is seen on the next attempt.
                 last_error = exc
-                sent = body
-        if isinstance(last_error, TransientError):
-            # Not a contention problem: the storage kept failing. Surface its
-            # own typed error, now that our policy is exhausted too.
-            raise last_error
-        raise TooManyConflictsError(
-            f"gave up committing {key!r} after {txn.stats.attempts} attempts "
-            f"({txn.stats.conflicts} lost to other writers): {last_error}",
-            attempts=txn.stats.attempts,
-            key=key,
-        ) from last_error
+                sent, sent_folded = body, txn._folded
+        else:
+            if isinstance(last_error, TransientError):
+                # Not a contention problem: the storage kept failing. Surface its
+                # own typed error, now that our policy is exhausted too.
+                raise last_error
+            raise TooManyConflictsError(
+                f"gave up committing {key!r} after {txn.stats.attempts} attempts "
+                f"({txn.stats.conflicts} lost to other writers): {last_error}",
+                attempts=txn.stats.attempts,
+                key=key,
+            ) from last_error
+        if txn._folded:
+            self._publish_folded(txn, policy)
 
     def _read_analysis(
         self, codebase_id: str
     ) -> tuple[CodebaseAnalysis | None, str | None, bytes | None]:
+        """The stored ``analysis.json`` alone: ``(analysis, etag, raw bytes)``."""
         key = layout.analysis_key(codebase_id)
         try:
             obj = self.store.get(key)
@@ -447,6 +581,118 @@ class PersistenceManager:
             return None, None, None
         analysis = codec.load_codebase_analysis(obj.data, key=key, codebase_id=codebase_id)
         return analysis, obj.etag, obj.data
+
+    # -- the journal -----------------------------------------------------------------------------
+
+    def _list_journal(self, codebase_id: str) -> JournalListing:
+        return journal.parse_listing(
+            codebase_id, self.store.list_meta(layout.journal_prefix(codebase_id))
+        )
+
+    def _with_listing(self, codebase_id: str, fn: Callable[[], _T]) -> tuple[_T, JournalListing]:
+        """Run ``fn`` and list the journal at the same time (one round trip, not two).
+
+        The order does not matter to correctness: a listing older than the
+        ``analysis.json`` read shows nothing above its watermark, and one
+        that is newer can only show a hole (see :meth:`_read_view`).
+        """
+        if self._side is None:
+            self._side = ThreadPoolExecutor(1, thread_name_prefix="documee-journal")
+        listing: Future[JournalListing] = self._side.submit(self._list_journal, codebase_id)
+        try:
+            result = fn()
+        finally:
+            found = listing.result()
+        return result, found
+
+    def _get_deltas(
+        self,
+        codebase_id: str,
+        seqs: Iterable[int],
+        *,
+        known: Mapping[int, Delta] | None = None,
+        tolerate_missing: bool = False,
+    ) -> list[tuple[int, Delta]]:
+        """Fetch and decode deltas (concurrently); ``NotFoundError`` if one has gone."""
+        known = known or {}
+        wanted = {s: journal.delta_key(codebase_id, s) for s in seqs if s not in known}
+        got = self.store.get_many(wanted.values()) if wanted else {}
+        deltas = []
+        for seq in sorted({*wanted, *(s for s in seqs if s in known)}):
+            if seq in known:
+                deltas.append((seq, known[seq]))
+                continue
+            obj = got[wanted[seq]]
+            if obj is None:
+                if tolerate_missing:
+                    continue
+                raise NotFoundError(
+                    f"journal delta {seq} of {codebase_id!r} was folded and removed meanwhile",
+                    key=wanted[seq],
+                )
+            deltas.append(
+                (seq, journal.decode_delta(obj.data, key=wanted[seq], codebase_id=codebase_id))
+            )
+        return deltas
+
+    #: How often a read starts over when the journal moved under it.
+    _VIEW_ATTEMPTS = 6
+
+    def _read_view(
+        self,
+        codebase_id: str,
+        *,
+        listing: JournalListing | None = None,
+        known: Mapping[int, Delta] | None = None,
+    ) -> _View:
+        """``analysis.json`` with every pending delta folded in, in seq order.
+
+        A hole in the listed seqs above the watermark means the listing saw
+        a compaction's deletions that the ``analysis.json`` read predates, and
+        a delta that vanished between listing and GET was folded meanwhile:
+        either way, read again. A hole that stays while ``analysis.json``
+        stays the same is real (deltas deleted by hand, by a bucket lifecycle
+        rule, or with the codebase): the deltas that exist are folded, with a
+        warning.
+        """
+        gap_seen_at: str | bool | None = False  # the ETag a hole was first seen with
+        for _ in range(self._VIEW_ATTEMPTS):
+            if listing is None:
+                (analysis, etag, raw), found = self._with_listing(
+                    codebase_id, lambda: self._read_analysis(codebase_id)
+                )
+            else:
+                (analysis, etag, raw), found = self._read_analysis(codebase_id), listing
+            listing = None
+            mark = journal.watermark(analysis)
+            missing = found.missing_above(mark)
+            if missing and gap_seen_at != etag:
+                gap_seen_at = etag
+                continue
+            if missing:
+                (logger.debug if analysis is None else logger.warning)(
+                    "journal of %s lacks %d delta(s) above its watermark %d (e.g. seq %d): "
+                    "folding the %d that exist",
+                    codebase_id,
+                    len(missing),
+                    mark,
+                    missing[0],
+                    len(found.above(mark)),
+                )
+            try:
+                deltas = self._get_deltas(codebase_id, found.above(mark), known=known)
+            except NotFoundError:
+                continue
+            view = analysis
+            if deltas:
+                view = analysis if analysis is not None else new_analysis(codebase_id)
+                journal.fold(view, deltas)
+            return _View(view, etag, raw, mark, deltas, found)
+        raise ConflictError(
+            f"could not read a consistent state of {codebase_id!r}: its journal was "
+            f"compacted under every one of {self._VIEW_ATTEMPTS} reads",
+            key=layout.analysis_key(codebase_id),
+        )
 
     def load_analysis_etag(self, codebase_id: str) -> str | None:
         """The ETag of ``analysis.json`` (``None`` when absent), without reading it."""
@@ -512,46 +758,61 @@ class PersistenceManager:
         """Merge one analyser's results into a codebase, safely alongside other analysers.
 
         1. Each analysis is written to its per-file object.
-        2. ``analysis.json`` is updated by compare-and-swap: these analyses
-           replace older ones of the same paths, ``removed`` paths go away,
-           metrics and top teaching files are recomputed, and ``merge`` (if
-           given) merges the dependency graph and global patterns, which are
-           otherwise kept. A codebase without an analysis gets a new one.
-        3. Per-file objects of removed paths are deleted.
-        4. ``file_hashes.json`` is merged the same way, after the commit, so
+        2. One journal delta records the merge (created with
+           ``If-None-Match``, so concurrent merges are totally ordered).
+        3. ``analysis.json`` is updated by compare-and-swap: with the eager
+           policy (the default) right away, with the deferred one when the
+           journal has grown past its thresholds or ``compact`` runs. These
+           analyses replace older ones of the same paths, ``removed`` paths
+           go away, metrics and top teaching files are recomputed; the
+           dependency graph and global patterns are kept. A codebase without
+           an analysis gets a new one. A concurrent merge's compaction may
+           fold this one's delta first, which counts as done.
+        4. Per-file objects of removed paths are deleted.
+        5. ``file_hashes.json`` is merged the same way, after the commit, so
            it never claims a file that ``analysis.json`` lacks: a crash in
            between costs a re-analysis, never a skipped file.
 
-        With ``fencing_token`` (from :meth:`lease`), the commit is refused
-        with :class:`~documee_remote.leases.FencedError` once a newer lease
-        holder has recorded a higher token.
+        ``merge`` (a function merging the dependency graph and global
+        patterns) and ``fencing_token`` (from :meth:`lease`: the commit is
+        refused with :class:`~documee_remote.leases.FencedError` once a newer
+        lease holder has recorded a higher token) cannot live in a delta:
+        with either, the merge commits ``analysis.json`` directly.
 
-        Returns the committed analysis.
+        Returns the committed analysis (deferred: the analysis as readers of
+        this library see it, which costs a read of ``analysis.json``; use
+        :meth:`append_file_analyses` to skip that).
         """
         removed = frozenset(removed)
-        for path, fa in analyses.items():
-            layout.validate_file_path(path)
-            if fa.file_path != path:
-                raise InvalidKeyError(
-                    f"analysis for {path!r} names another file, {fa.file_path!r}",
-                    codebase_id=codebase_id,
-                )
-        for path in removed:
-            layout.validate_file_path(path)
-        _check_hashes(file_hashes, codebase_id)
-        stray = set(file_hashes) - set(analyses)
-        if stray:
-            raise InvalidKeyError(
-                f"file_hashes names {len(stray)} file(s) with no analysis in this merge, e.g. "
-                f"{sorted(stray)[0]!r}: a hash may only be recorded with its analysis",
-                codebase_id=codebase_id,
-            )
+        self._check_merge(codebase_id, analyses, file_hashes, removed)
         self._require_atomic_writes(codebase_id)
+        if merge is None and fencing_token is None:
+            appended = self._append(
+                codebase_id,
+                analyses,
+                file_hashes,
+                removed,
+                analysis_time_ms=analysis_time_ms,
+                retry=retry,
+                until_folded=self.compaction.mode == "eager",
+            )
+            if stats is not None:
+                stats.add(appended.stats)
+            committed = appended.committed
+            if committed is None:
+                # Deferred and not yet due: the journal holds the merge, and
+                # the analysis returned is the one readers see.
+                committed = self.load_analysis(codebase_id) or new_analysis(codebase_id)
+            return committed
+        # A caller's graph merge cannot be stored in a delta, and a fencing
+        # token must be checked against the commit point itself: both commit
+        # analysis.json directly (folding whatever the journal holds first).
         per_file = {
             layout.file_analysis_key(codebase_id, path): codec.dump_file_analysis(fa)
             for path, fa in analyses.items()
         }
         self._retrying(lambda: self.store.put_many(per_file), retry)
+        self._withdraw_first(codebase_id, set(removed) - set(analyses), retry or self.retry)
         merged = frozenset(analyses)
 
         def change(analysis: CodebaseAnalysis) -> None:
@@ -578,6 +839,334 @@ class PersistenceManager:
             txn_stats.attempts,
         )
         return committed
+
+    @staticmethod
+    def _check_merge(
+        codebase_id: str,
+        analyses: Mapping[str, FileAnalysis],
+        file_hashes: Mapping[str, str],
+        removed: Iterable[str],
+    ) -> None:
+        for path, fa in analyses.items():
+            layout.validate_file_path(path)
+            if fa.file_path != path:
+                raise InvalidKeyError(
+                    f"analysis for {path!r} names another file, {fa.file_path!r}",
+                    codebase_id=codebase_id,
+                )
+        for path in removed:
+            layout.validate_file_path(path)
+        _check_hashes(file_hashes, codebase_id)
+        stray = set(file_hashes) - set(analyses)
+        if stray:
+            raise InvalidKeyError(
+                f"file_hashes names {len(stray)} file(s) with no analysis in this merge, e.g. "
+                f"{sorted(stray)[0]!r}: a hash may only be recorded with its analysis",
+                codebase_id=codebase_id,
+            )
+
+    def append_file_analyses(
+        self,
+        codebase_id: str,
+        analyses: Mapping[str, FileAnalysis],
+        file_hashes: Mapping[str, str],
+        *,
+        removed: Iterable[str] = (),
+        analysis_time_ms: float = 0.0,
+        retry: RetryPolicy | None = None,
+    ) -> AppendReport:
+        """Record a merge in the journal and compact only as the policy says.
+
+        The cheap form of :meth:`merge_file_analyses`, for deferred
+        compaction: per-file objects and one delta, a handful of requests
+        whatever the codebase's size, and no read of ``analysis.json`` unless
+        the policy makes this call compact. Readers of this library see the
+        merge at once; ``analysis.json`` holds it after the next compaction.
+        """
+        self._check_merge(codebase_id, analyses, file_hashes, removed)
+        self._require_atomic_writes(codebase_id)
+        return self._append(
+            codebase_id,
+            analyses,
+            file_hashes,
+            frozenset(removed),
+            analysis_time_ms=analysis_time_ms,
+            retry=retry,
+            until_folded=False,
+        ).report
+
+    def _append(
+        self,
+        codebase_id: str,
+        analyses: Mapping[str, FileAnalysis],
+        file_hashes: Mapping[str, str],
+        removed: frozenset[str],
+        *,
+        analysis_time_ms: float,
+        retry: RetryPolicy | None,
+        until_folded: bool,
+    ) -> _Appended:
+        policy = retry or self.retry
+        bodies = {path: codec.dump_file_analysis(fa) for path, fa in analyses.items()}
+        self._retrying(
+            lambda: self.store.put_many(
+                {layout.file_analysis_key(codebase_id, p): b for p, b in bodies.items()}
+            ),
+            retry,
+        )
+        body = journal.encode_delta(
+            codebase_id,
+            bodies,
+            removed=removed,
+            file_hashes=file_hashes,
+            analysis_time_ms=analysis_time_ms,
+        )
+        stats = TransactionStats()
+        seq, listing = self._create_delta(codebase_id, body, policy, stats)
+        delta = Delta(
+            format=journal.DELTA_FORMAT,
+            codebase_id=codebase_id,
+            created_at="",
+            writer="",
+            analysis_time_ms=analysis_time_ms,
+            removed=sorted(removed),
+            file_hashes=dict(file_hashes),
+            file_analyses=dict(analyses),
+        )
+        pending = listing.above(listing.folded_hint)
+        pending_bytes = sum(listing.deltas[s].size for s in pending)
+        compaction: CompactReport | None = None
+        committed: CodebaseAnalysis | None = None
+        if until_folded or self.compaction.due(len(pending), pending_bytes):
+            try:
+                txn = self._compact(
+                    codebase_id,
+                    policy,
+                    until=seq if until_folded else None,
+                    listing=listing,
+                    known={seq: delta},
+                )
+            except Exception as exc:
+                exc.add_note(
+                    f"the merge itself is recorded as journal delta {seq} of {codebase_id!r}: "
+                    "readers of documee-remote see it, and the next compaction folds it into "
+                    "analysis.json"
+                )
+                raise
+            stats.add(txn.stats)
+            compaction = self._compact_report(txn, codebase_id)
+            committed = txn.analysis
+        logger.info(
+            "merged %d file(s), removed %d, into %s as journal delta %d%s",
+            len(analyses),
+            len(removed),
+            codebase_id,
+            seq,
+            "" if compaction is None else f" (compacted to {compaction.watermark})",
+        )
+        report = AppendReport(
+            codebase_id=codebase_id,
+            seq=seq,
+            files=len(analyses),
+            removed=len(removed),
+            compaction=compaction,
+            stats=stats,
+        )
+        return _Appended(report, committed, stats)
+
+    def _create_delta(
+        self, codebase_id: str, body: bytes, policy: RetryPolicy, stats: TransactionStats
+    ) -> tuple[int, JournalListing]:
+        """Create the next delta with If-None-Match; return its seq and the listing it extends."""
+        backoff = Backoff(policy, stats=stats)
+        # A pick older than this may collide with a number a compaction
+        # folded and deleted meanwhile (see the journal module): list again.
+        fresh_for = self.compaction.grace_seconds / 4
+        listing: JournalListing | None = None
+        listed_at = 0.0
+        last_error: Exception | None = None
+        while backoff.next_attempt():
+            if listing is None or time.monotonic() - listed_at > fresh_for:
+                try:
+                    listing, listed_at = self._list_journal(codebase_id), time.monotonic()
+                except TransientError as exc:
+                    last_error = exc
+                    continue
+            seq = listing.max_seq + 1
+            key = journal.delta_key(codebase_id, seq)
+            try:
+                etag = self.store.put(key, body, if_none_match="*")
+            except (PreconditionFailedError, ConflictError) as exc:
+                stats.conflicts += 1
+                last_error, listing = exc, None
+                continue
+            except TransientError as exc:
+                last_error = exc
+                if not self._landed(key, body):
+                    continue
+                etag = etag_of(body)
+            meta = ObjectMeta(key, etag, len(body), _utcnow())
+            return seq, listing.with_delta(seq, meta)
+        if isinstance(last_error, TransientError):
+            raise last_error
+        raise TooManyConflictsError(
+            f"gave up adding a delta to the journal of {codebase_id!r} after "
+            f"{stats.attempts} attempts ({stats.conflicts} seqs taken by other writers)",
+            attempts=stats.attempts,
+            key=layout.journal_prefix(codebase_id),
+        ) from last_error
+
+    def _landed(self, key: str, body: bytes) -> bool:
+        """Whether a PUT whose response was lost stored ``body`` (each delta is unique)."""
+        try:
+            return self.store.head(key).etag == etag_of(body)
+        except (NotFoundError, TransientError):
+            return False
+
+    def compact(self, codebase_id: str, *, retry: RetryPolicy | None = None) -> CompactReport:
+        """Fold the journal's pending deltas into ``analysis.json`` and prune folded ones.
+
+        Commits with ``If-Match`` (re-reading and folding again after losing
+        a race, within ``retry``), then records a marker, publishes the
+        folded deltas' hashes to ``file_hashes.json``, deletes per-file
+        objects of removed files, and deletes folded deltas older than the
+        policy's grace period. Safe to run at any time, from anywhere, as
+        often as wanted: with nothing pending it writes nothing.
+        """
+        self._require_atomic_writes(codebase_id)
+        txn = self._compact(codebase_id, retry or self.retry)
+        report = self._compact_report(txn, codebase_id)
+        logger.info(
+            "compacted %s: folded %d delta(s) up to %d, deleted %d",
+            codebase_id,
+            report.folded,
+            report.watermark,
+            report.deleted,
+        )
+        return report
+
+    def _compact(
+        self,
+        codebase_id: str,
+        policy: RetryPolicy,
+        *,
+        until: int | None = None,
+        listing: JournalListing | None = None,
+        known: dict[int, Delta] | None = None,
+    ) -> Transaction:
+        txn = Transaction(codebase_id, new_analysis(codebase_id), None)
+        txn._until, txn._listing, txn._known = until, listing, known
+        txn._compaction = True
+        self._commit(txn, policy, fresh=True)
+        return txn
+
+    def _compact_report(self, txn: Transaction, codebase_id: str) -> CompactReport:
+        return CompactReport(
+            codebase_id=codebase_id,
+            folded=len(txn._folded) if txn._wrote else 0,
+            watermark=journal.watermark(txn.analysis),
+            analysis_written=txn._wrote,
+            deleted=txn._pruned[0],
+            kept_young=txn._pruned[1],
+            attempts=txn.stats.attempts,
+            conflicts=txn.stats.conflicts,
+        )
+
+    def _publish_folded(self, txn: Transaction, policy: RetryPolicy) -> None:
+        """After a commit that folded deltas: hashes, removed per-file objects, marker, prune.
+
+        The marker goes last, so it means "folded, and the hashes published":
+        the hashes of every delta above the newest marker are published here,
+        which finishes the work of a compaction that died after its commit.
+        """
+        codebase_id, listing = txn.codebase_id, txn._listing_seen
+        mark = txn._folded[-1][0] if txn._folded else journal.watermark(txn.analysis)
+        hint = listing.folded_hint if listing is not None else 0
+        folded = dict(txn._folded)
+        unfinished = [s for s in (listing.deltas if listing else ()) if hint < s <= mark]
+        unfinished = [s for s in unfinished if s not in folded]
+        if unfinished:
+            folded.update(self._get_deltas(codebase_id, unfinished, tolerate_missing=True))
+        entries = txn.analysis.file_analyses
+        claims, unclaimed = journal.fold_hashes(sorted(folded.items()))
+        gone = [p for p in unclaimed if p not in entries]
+        if gone:
+            self.store.delete_many([layout.file_analysis_key(codebase_id, p) for p in gone])
+        hash_stats = TransactionStats()
+        self._merge_hashes(
+            codebase_id, claims, frozenset(unclaimed), retry=policy, stats=hash_stats
+        )
+        self._withdraw_overtaken_hashes(
+            codebase_id, txn, {p: entries[p] for p in claims if p in entries}, claims
+        )
+        marked = True
+        try:
+            self.store.put(
+                journal.marker_key(codebase_id, mark),
+                journal.encode_marker(mark),
+                if_none_match="*",
+            )
+        except (PreconditionFailedError, ConflictError, TransientError) as exc:
+            # Only a hint (see the journal module): a missing one costs work, and
+            # the next compaction publishes these hashes again.
+            logger.debug("no journal marker %d for %s: %s", mark, codebase_id, exc)
+            marked = isinstance(exc, PreconditionFailedError)  # it exists already
+        if listing is not None:
+            txn._pruned = self._prune_journal(codebase_id, listing, mark, marked=marked)
+
+    def _withdraw_first(self, codebase_id: str, paths: set[str], policy: RetryPolicy) -> None:
+        """Withdraw hash claims of paths a commit is about to remove, before it commits.
+
+        Withdrawing is always safe (the file is analysed again), and doing it
+        first means no crash can leave ``file_hashes.json`` claiming a file
+        that ``analysis.json`` no longer has.
+        """
+        if not paths:
+            return
+        self._cas_hashes(
+            codebase_id,
+            lambda current: {p: h for p, h in current.items() if p not in paths},
+            retry=policy,
+            stats=TransactionStats(),
+        )
+
+    def _prune_journal(
+        self,
+        codebase_id: str,
+        listing: JournalListing,
+        mark: int,
+        *,
+        marked: bool = False,
+        grace_seconds: float | None = None,
+    ) -> tuple[int, int]:
+        """Delete deltas folded below ``mark`` older than the grace period, and old markers.
+
+        The delta at the watermark is never deleted: it keeps the highest
+        seq visible, so the next writer picks a number above it. A marker
+        goes once a newer one stands in for it (``marked``: the caller has
+        just written the one at ``mark``). Returns ``(deleted, kept young)``.
+        """
+        grace = self.compaction.grace_seconds if grace_seconds is None else grace_seconds
+        cutoff = _utcnow() - timedelta(seconds=grace)
+        old = [s for s in listing.deltas if s < mark and listing.deltas[s].last_modified <= cutoff]
+        young = sum(1 for s in listing.deltas if s < mark) - len(old)
+        keys = [journal.delta_key(codebase_id, s) for s in old]
+        # Markers go with the deltas (one batch, not a DELETE per compaction),
+        # and only once a newer marker stands in for them.
+        newest = max([*listing.markers, *([mark] if marked else [])], default=0)
+        keys += [
+            journal.marker_key(codebase_id, s)
+            for s, meta in listing.markers.items()
+            if s < newest and meta.last_modified <= cutoff
+        ]
+        if not keys:
+            return 0, young
+        try:
+            kept = self.store.delete_many(keys)
+        except TransientError as exc:
+            logger.debug("pruning the journal of %s failed, left for later: %s", codebase_id, exc)
+            return 0, young + len(old)
+        return len(keys) - len(kept), young
 
     def _merge_hashes(
         self,
@@ -749,6 +1338,9 @@ class PersistenceManager:
 
     def close(self) -> None:
         """Close the store if this manager opened it."""
+        if self._side is not None:
+            self._side.shutdown(wait=True)
+            self._side = None
         if self._owns_store:
             self.store.close()
 
@@ -762,6 +1354,10 @@ class PersistenceManager:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 def _check_hashes(hashes: Mapping[str, object], codebase_id: str) -> None:

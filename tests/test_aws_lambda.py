@@ -283,18 +283,33 @@ def test_verify(s3: Any) -> None:
     assert response["result"]["files_checked"] == 1
 
 
-def test_compact_present_and_absent(s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[str] = []
-
-    def compact(self: PersistenceManager, codebase_id: str) -> dict[str, int]:
-        calls.append(codebase_id)
-        return {"folded": 3}
-
-    monkeypatch.setattr(PersistenceManager, "compact", compact, raising=False)
+def test_compact_folds_what_deferred_merges_left_in_the_journal(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scheduled compaction's event: deferred merges (set by DOCUMEE_COMPACTION, as a
+    team's analyser Lambdas would be) leave analysis.json alone; compact folds them."""
+    monkeypatch.setenv("DOCUMEE_COMPACTION", "deferred")
+    clear_caches()
+    for path in ("/a.py", "/b.py"):
+        fa = make_file_analysis(path).to_dict()
+        response = invoke(
+            {"action": "merge", "codebase_id": "c", "file_analyses": {path: fa}, "file_hashes": {}}
+        )
+        assert response["ok"] is True, response
+    pm = get_manager()
+    assert pm.compaction.mode == "deferred"
+    assert not pm.store.exists("c/analysis.json")
     response = invoke({"action": "compact", "codebase_id": "c"})
-    assert response["ok"] is True
-    assert response["result"] == {"folded": 3}
-    assert calls == ["c"]
+    assert response["ok"] is True, response
+    assert response["result"]["codebase_id"] == "c"
+    assert (response["result"]["folded"], response["result"]["watermark"]) == (2, 2)
+    stored = s3.get_object(Bucket=STORE_BUCKET, Key="team-a/c/analysis.json")["Body"].read()
+    assert set(json.loads(stored)["file_analyses"]) == {"/a.py", "/b.py"}
+    again = invoke({"action": "compact", "codebase_id": "c"})
+    assert again["result"]["analysis_written"] is False
+
+
+def test_compact_on_a_build_without_it_is_501(s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delattr(PersistenceManager, "compact")
     missing = invoke({"action": "compact", "codebase_id": "c"})
     assert missing["ok"] is False

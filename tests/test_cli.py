@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from documee_remote import errors
+from documee_remote import codec, errors
 from documee_remote.cli import cli, exit_code_for
 from documee_remote.manager import PersistenceManager
 from documee_remote.stores import LocalStore
+from documee_remote.testing.factories import make_file_analysis
 from documee_remote.testing.fixtures import S3Endpoint
 from documee_remote.testing.moto_server import ACCESS_DENIED, SLOW_DOWN
 from documee_remote.transfer import migrate
@@ -439,21 +440,28 @@ def test_gc_of_every_codebase_skips_unreadable_ones_with_exit_6(store_url: str) 
     assert FLOATS in {c["codebase_id"] for c in data["codebases"]}
 
 
-@pytest.mark.skipif(
-    not hasattr(PersistenceManager, "compact"), reason="PersistenceManager.compact not there yet"
-)
-def test_compact(store_url: str) -> None:
+def test_compact_folds_a_deferred_journal_and_reports_it(store_url: str) -> None:
+    with PersistenceManager(store_url, compaction="deferred") as pm:
+        before = pm.store.get(f"{FLOATS}/analysis.json").data
+        for n in range(3):
+            path = f"/new{n}.py"
+            pm.append_file_analyses(FLOATS, {path: make_file_analysis(path)}, {path: "d" * 64})
+        assert pm.store.get(f"{FLOATS}/analysis.json").data == before
     data = run_json("compact", FLOATS, "--store", store_url)
-    assert len(data["codebases"]) == 1
-
-
-@pytest.mark.skipif(
-    hasattr(PersistenceManager, "compact"), reason="PersistenceManager.compact exists"
-)
-def test_compact_without_support_says_so(store_url: str) -> None:
-    result = run("compact", FLOATS, "--store", store_url)
-    assert result.exit_code == 9
-    assert "compact" in result.stderr
+    assert data["ok"] is True
+    [report] = data["codebases"]
+    assert report["codebase_id"] == FLOATS
+    assert (report["folded"], report["watermark"], report["analysis_written"]) == (3, 3, True)
+    with PersistenceManager(store_url) as pm:
+        stored = codec.load_codebase_analysis(pm.store.get(f"{FLOATS}/analysis.json").data)
+        assert {"/new0.py", "/new1.py", "/new2.py"} <= set(stored.file_analyses)
+    # Nothing pending: a second run writes nothing; every codebase is compacted without ID.
+    again = run_json("compact", FLOATS, "--store", store_url)["codebases"][0]
+    assert (again["folded"], again["analysis_written"]) == (0, False)
+    human = run("compact", "--store", store_url)
+    assert human.exit_code == 6  # the fixture's unreadable codebase is skipped, and said so
+    assert FLOATS in human.stdout
+    assert EMPTY in human.stderr
 
 
 # -- doctor ----------------------------------------------------------------------------------------

@@ -57,7 +57,7 @@ def test_expired_lease_is_taken_over_and_the_old_holder_is_fenced(
         "cb1", {"/b.py": make_file_analysis("/b.py")}, {}, fencing_token=new.token
     )
     assert set(committed.file_analyses) == {"/a.py", "/b.py"}
-    assert getattr(committed, BOOKKEEPING_KEY) == {"fence": new.token}
+    assert getattr(committed, BOOKKEEPING_KEY)["fence"] == new.token
     new.release()
     stale.release()  # harmless: nothing of its own to release
     with pm.lease("cb1", ttl=5) as third:

@@ -20,6 +20,7 @@ from documee_remote import (
 )
 from documee_remote.codec import load_codebase_analysis
 from documee_remote.errors import CorruptObjectError, InvalidKeyError
+from documee_remote.journal import CompactionPolicy
 from documee_remote.layout import file_analysis_key
 from documee_remote.merge import compute_metrics, rank_teaching_files
 from documee_remote.models import CodebaseAnalysis
@@ -173,7 +174,11 @@ def test_lost_race_is_retried_and_both_updates_survive() -> None:
     pm = PersistenceManager(store, retry=FAST)
     stats = TransactionStats()
     committed = pm.merge_file_analyses(
-        "cb1", {"/mine.py": make_file_analysis("/mine.py")}, {"/mine.py": "m" * 64}, stats=stats
+        "cb1",
+        {"/mine.py": make_file_analysis("/mine.py")},
+        {"/mine.py": "m" * 64},
+        stats=stats,
+        merge=lambda analysis, analyses, removed: None,  # commits analysis.json directly
     )
     assert set(committed.file_analyses) == {"/mine.py", "/rival0.py", "/rival1.py", "/rival2.py"}
     assert stats.conflicts == 3
@@ -275,9 +280,13 @@ def test_merges_are_refused_on_stores_that_would_race() -> None:
     assert list(pm.store.list()) == []
 
 
-def _merge_worker(factory: Callable[[], Store], worker: int, merges: int) -> tuple[int, int]:
+def _merge_worker(
+    factory: Callable[[], Store], worker: int, merges: int, compaction: str = "eager"
+) -> tuple[int, int]:
     stats = TransactionStats()
-    with PersistenceManager(factory(), retry=RetryPolicy(max_attempts=200, deadline=120)) as pm:
+    policy = CompactionPolicy("deferred", max_deltas=5) if compaction == "deferred" else None
+    retry = RetryPolicy(max_attempts=200, deadline=120)
+    with PersistenceManager(factory(), retry=retry, compaction=policy) as pm:
         for i in range(merges):
             path = f"/src/w{worker}/f{i}.py"
             fa = make_file_analysis(path, seed=worker * 1000 + i)
@@ -285,12 +294,29 @@ def _merge_worker(factory: Callable[[], Store], worker: int, merges: int) -> tup
     return stats.attempts, stats.conflicts
 
 
-def check_merge_race(factory: Callable[[], Store], store: Store, workers: int, merges: int) -> None:
+def check_merge_race(
+    factory: Callable[[], Store],
+    store: Store,
+    workers: int,
+    merges: int,
+    compaction: str = "eager",
+) -> None:
     """Race ``workers`` processes of ``merges`` merges each and check every invariant."""
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(workers) as pool:
-        results = pool.starmap(_merge_worker, [(factory, w, merges) for w in range(workers)])
+        results = pool.starmap(
+            _merge_worker, [(factory, w, merges, compaction) for w in range(workers)]
+        )
     pm = PersistenceManager(store)
+    stored, _, _ = pm._read_analysis("race1")
+    assert stored is not None
+    if compaction == "eager":  # analysis.json alone holds everything
+        assert len(stored.file_analyses) == workers * merges
+    else:  # some merges may wait in the journal; what analysis.json has is consistent
+        assert stored.metrics == compute_metrics(
+            stored.file_analyses, analysis_time_ms=stored.metrics.analysis_time_ms
+        )
+    pm.compact("race1")
     final = pm.load_analysis("race1")
     assert final is not None
     expected = {f"/src/w{w}/f{i}.py" for w in range(workers) for i in range(merges)}
@@ -306,6 +332,41 @@ def check_merge_race(factory: Callable[[], Store], store: Store, workers: int, m
     print(f"\n{workers}x{merges} merges: {attempts} attempts, {conflicts} conflicts")
 
 
-def test_eight_processes_merging_into_local_store_lose_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("compaction", ["eager", "deferred"])
+def test_eight_processes_merging_into_local_store_lose_nothing(
+    tmp_path: Path, compaction: str
+) -> None:
     factory = functools.partial(LocalStore, tmp_path / "store")
-    check_merge_race(factory, LocalStore(tmp_path / "store"), workers=8, merges=25)
+    check_merge_race(factory, LocalStore(tmp_path / "store"), 8, 25, compaction)
+
+
+def test_a_rival_compaction_that_folds_our_delta_counts_as_our_commit() -> None:
+    """Journal merges: losing the analysis.json race to a compaction that already
+    folded our delta ends the merge; nothing is written twice."""
+    rival_pm: PersistenceManager | None = None
+    counter = iter(range(100))
+
+    def rival() -> None:
+        assert rival_pm is not None
+        path = f"/rival{next(counter)}.py"
+        rival_pm.merge_file_analyses("cb1", {path: make_file_analysis(path)}, {path: "r" * 64})
+
+    store = RacingStore("cb1/analysis.json", rivals=3, rival=rival)
+    rival_pm = PersistenceManager(_Unracing(store), retry=FAST)
+    pm = PersistenceManager(store, retry=FAST)
+    stats = TransactionStats()
+    committed = pm.merge_file_analyses(
+        "cb1", {"/mine.py": make_file_analysis("/mine.py")}, {"/mine.py": "m" * 64}, stats=stats
+    )
+    # The rival's compaction folded delta 1 (ours) with its own delta 2.
+    assert set(committed.file_analyses) == {"/mine.py", "/rival0.py"}
+    assert stats.conflicts == 1
+    assert sorted(k.rsplit("/", 1)[1] for k in store.list("cb1/_journal/")) == [
+        "00000000000000000001.json",
+        "00000000000000000002.folded",
+        "00000000000000000002.json",
+    ]
+    assert pm.get_file_hashes("cb1") == {"/mine.py": "m" * 64, "/rival0.py": "r" * 64}
+    loaded = pm.load_analysis("cb1")
+    assert loaded is not None
+    assert set(loaded.file_analyses) == {"/mine.py", "/rival0.py"}

@@ -183,7 +183,11 @@ def check_job_outcome(pm: PersistenceManager, codebase_id: str, job: JobResult) 
     assert final is not None
     assert {p: version_of(fa) for p, fa in final.file_analyses.items()} == job.expected
     assert_consistent(final, codebase_id)
-    assert pm.get_file_hashes(codebase_id) == {p: hash_of(p, v) for p, v in job.expected.items()}
+    want = {p: hash_of(p, v) for p, v in job.expected.items()}
+    got = pm.get_file_hashes(codebase_id)
+    assert got == want, {
+        p: (got.get(p), want.get(p)) for p in {*got, *want} if got.get(p) != want.get(p)
+    }
     check_objects_parse(pm.store, f"{codebase_id}/")
     repair_then_clean(pm, codebase_id)
     for path, fa in final.file_analyses.items():

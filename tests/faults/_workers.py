@@ -11,6 +11,7 @@ from typing import Any
 
 from documee_remote import PersistenceManager, RetryPolicy, TransactionStats
 from documee_remote.errors import CorruptObjectError, DocumeeRemoteError
+from documee_remote.journal import CompactionPolicy
 from documee_remote.merge import compute_metrics, rank_teaching_files
 from documee_remote.stores import LocalStore
 
@@ -224,13 +225,18 @@ def soak_reader(
 # -- the kill test ------------------------------------------------------------------------------
 
 
-def kill_writer(root: str, slot: int, incarnation: int, conn: Connection) -> None:
+def kill_writer(
+    root: str, slot: int, incarnation: int, conn: Connection, compaction: str = "eager"
+) -> None:
     """Merge (and re-merge) this slot's files forever, acknowledging each merge before the next.
 
     Versions grow across incarnations, so the parent can tell that a stored
-    entry is at least as new as the last one acknowledged.
+    entry is at least as new as the last one acknowledged. With deferred
+    compaction every third delta or so triggers a compaction, so kills land
+    in appends and in compactions alike.
     """
-    pm = PersistenceManager(LocalStore(root), retry=PATIENT)
+    policy = CompactionPolicy("deferred", max_deltas=3) if compaction == "deferred" else None
+    pm = PersistenceManager(LocalStore(root), retry=PATIENT, compaction=policy)
     conn.send(("ready", os.getpid()))
     i = 0
     while True:

@@ -224,7 +224,9 @@ file_paths = st.one_of(
         st.sampled_from(["..", ".", "", "a", "C:", "\\", "é", "\x00", "b.py"]), max_size=8
     ).map("/".join),
 )
-_PER_CODEBASE_NAME = re.compile(r"(analysis|file_hashes|file_[0-9a-f]{16})\.json\Z")
+_PER_CODEBASE_NAME = re.compile(
+    r"((analysis|file_hashes|file_[0-9a-f]{16})\.json|_journal/[0-9]{20}\.(json|folded))\Z"
+)
 
 
 @FUZZ
