@@ -23,6 +23,7 @@ events (JSON; ``action`` selects the shape)::
 
     {"action": "verify", "codebase_id": "myrepo", "repair": false}
     {"action": "compact", "codebase_id": "myrepo"}
+    {"action": "compact"}                           # every codebase (the schedule's event)
 
 ``"analyze"`` is accepted for ``"analyse"``. An ``analyse`` event may combine
 ``files``, ``source`` and ``removed``; the stored hash of each analysed file is
@@ -35,7 +36,11 @@ Success: ``{"ok": true, "status": 200, "action", "codebase_id", "files",
 "removed", "attempts", "conflicts", "retries", "elapsed_ms", "errors"}``
 (``errors``: files that could not be fetched or analysed, ``[{"path",
 "error"}]``; they were skipped and their hashes not recorded).
-``verify``/``compact`` add ``"result"``, the report's ``to_dict()``.
+``verify``/``compact`` add ``"result"``, the report's ``to_dict()``; a
+``compact`` of every codebase adds ``"results"`` (one report each),
+``"failed"`` (``[{"codebase_id", "error_type", "error"}]``: a corrupt codebase
+does not stop the others) and ``"not_reached"`` (codebases left for the next
+run when the function's time ran short).
 
 Failure: ``{"ok": false, "status": N, "error": "...", "error_type": "...",
 "details": [...]}`` with N:
@@ -340,12 +345,13 @@ class MergeEvent(BaseModel):
 
 
 class CompactEvent(BaseModel):
-    """Compact a codebase (``PersistenceManager.compact``)."""
+    """Compact a codebase (``PersistenceManager.compact``); without ``codebase_id``, every
+    codebase of the store, as the Terraform module's schedule sends it."""
 
     model_config = _CONFIG
 
     action: Literal["compact"]
-    codebase_id: CodebaseId
+    codebase_id: CodebaseId | None = None
 
 
 class VerifyEvent(BaseModel):
@@ -509,10 +515,10 @@ def _analyser_for(spec: str | None) -> Analyser:
 
 def _retry_policy(context: Any) -> RetryPolicy:
     """The default policy, with a deadline that ends before the invocation's time runs out."""
-    remaining = getattr(context, "get_remaining_time_in_millis", None)
-    if remaining is None:
+    remaining = _remaining_ms(context)
+    if remaining == float("inf"):
         return RetryPolicy()
-    seconds = remaining() / 1000.0 - _DEADLINE_MARGIN
+    seconds = remaining / 1000.0 - _DEADLINE_MARGIN
     return RetryPolicy(deadline=max(1.0, min(seconds, RetryPolicy().deadline or seconds)))
 
 
@@ -670,6 +676,8 @@ def _maintenance(
             f"this build of documee-remote has no PersistenceManager.{event.action}",
             status=501,
         )
+    if event.codebase_id is None:
+        return _compact_all(pm, method, context)
     options: dict[str, Any] = {}
     if isinstance(event, VerifyEvent) and event.repair:
         options["repair"] = True
@@ -680,6 +688,41 @@ def _maintenance(
         "codebase_id": event.codebase_id,
         "result": _jsonable(result),
     }
+
+
+#: Stop starting compactions with less time than this left: one must not be cut short.
+_COMPACT_RESERVE_MS = 30_000
+
+
+def _compact_all(
+    pm: PersistenceManager, compact: Callable[..., Any], context: Any
+) -> dict[str, Any]:
+    results: list[Any] = []
+    failed: list[dict[str, str]] = []
+    codebases = pm.list_codebases()
+    not_reached: list[str] = []
+    for n, codebase_id in enumerate(codebases):
+        if _remaining_ms(context) < _COMPACT_RESERVE_MS:
+            not_reached = codebases[n:]
+            break
+        try:
+            results.append(_jsonable(compact(codebase_id)))
+        except (CorruptObjectError, ConflictError, PermissionDeniedError) as exc:
+            failed.append(
+                {"codebase_id": codebase_id, "error_type": type(exc).__name__, "error": str(exc)}
+            )
+    return {
+        "ok": not failed,
+        "status": 200 if not failed else 207,
+        "results": results,
+        "failed": failed,
+        "not_reached": not_reached,
+    }
+
+
+def _remaining_ms(context: Any) -> float:
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return float(remaining()) if callable(remaining) else float("inf")
 
 
 # =========================================================================================

@@ -309,6 +309,29 @@ def test_compact_folds_what_deferred_merges_left_in_the_journal(
     assert again["result"]["analysis_written"] is False
 
 
+def test_the_scheduled_compaction_event_compacts_every_codebase(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Terraform schedule sends {"action": "compact"}: every codebase, one corrupt
+    codebase reported without stopping the others, and none started without time left."""
+    monkeypatch.setenv("DOCUMEE_COMPACTION", "deferred")
+    clear_caches()
+    pm = get_manager()
+    for cid in ("one", "two"):
+        pm.append_file_analyses(cid, {"/a.py": make_file_analysis("/a.py")}, {})
+    s3.put_object(Bucket=STORE_BUCKET, Key="team-a/bad/analysis.json", Body=b"")
+    response = invoke({"action": "compact"})
+    assert response["status"] == 207
+    assert response["ok"] is False
+    assert sorted(r["codebase_id"] for r in response["results"]) == ["one", "two"]
+    assert all(r["folded"] == 1 for r in response["results"])
+    assert [f["codebase_id"] for f in response["failed"]] == ["bad"]
+    assert response["failed"][0]["error_type"] == "CorruptObjectError"
+    late = invoke({"action": "compact"}, FakeContext(remaining_ms=10_000))
+    assert late["results"] == []
+    assert late["not_reached"] == ["bad", "one", "two"]
+
+
 def test_compact_on_a_build_without_it_is_501(s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delattr(PersistenceManager, "compact")
     missing = invoke({"action": "compact", "codebase_id": "c"})
