@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from documee_remote.aws_lambda import CompactEvent, parse_event
+
 from .conftest import EXAMPLES_REL, Terraform, render_policy, set_fake_aws_env
 
 boto3 = pytest.importorskip("boto3")
@@ -221,3 +223,7 @@ def test_compaction_lambda_and_schedule(applied: dict[str, Any], client: Any) ->
         targets = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
         assert [t["Arn"] for t in targets] == [applied["lambda_function_arns"][team]]
         assert json.loads(targets[0]["Input"]) == {"action": "compact"}
+        # ... which the handler takes as "compact every codebase" (it once refused it).
+        parsed = parse_event(json.loads(targets[0]["Input"]))
+        assert isinstance(parsed, CompactEvent)
+        assert parsed.codebase_id is None
