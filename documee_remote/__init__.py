@@ -42,7 +42,8 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .manager import PersistenceManager, Transaction
+    from .journal import CompactionPolicy, CompactReport, GraphUpdate
+    from .manager import AppendReport, PersistenceManager, Transaction
     from .models import CodebaseAnalysis, FileAnalysis
     from .retry import RetryPolicy, TransactionStats
     from .stores import Store, open_store
@@ -50,6 +51,10 @@ if TYPE_CHECKING:
 # name -> module: imported on first use (PEP 562), so ``import documee_remote`` stays
 # cheap (no pydantic, no codec) for a cold start that only opens a store.
 _LAZY = {
+    "AppendReport": ".manager",
+    "CompactReport": ".journal",
+    "CompactionPolicy": ".journal",
+    "GraphUpdate": ".journal",
     "CodebaseAnalysis": ".models",
     "FileAnalysis": ".models",
     "PersistenceManager": ".manager",
@@ -76,13 +81,17 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "AlreadyExistsError",
+    "AppendReport",
     "CodebaseAnalysis",
+    "CompactReport",
+    "CompactionPolicy",
     "ConditionalRequestConflictError",
     "ConfigurationError",
     "ConflictError",
     "CorruptObjectError",
     "DocumeeRemoteError",
     "FileAnalysis",
+    "GraphUpdate",
     "InvalidKeyError",
     "MissingDependencyError",
     "NotFoundError",

@@ -65,7 +65,14 @@ from . import codec, layout
 from .errors import ConfigurationError, CorruptObjectError
 from .leases import BOOKKEEPING_KEY
 from .merge import apply_file_changes, refresh_derived
-from .models import CodebaseAnalysis, FileAnalysis
+from .models import (
+    CircularDependency,
+    CodebaseAnalysis,
+    DependencyEdge,
+    DetectedPattern,
+    FileAnalysis,
+    FileNode,
+)
 from .stores.base import ObjectMeta
 
 __all__ = [
@@ -73,7 +80,9 @@ __all__ = [
     "CompactReport",
     "CompactionPolicy",
     "Delta",
+    "GraphUpdate",
     "JournalListing",
+    "apply_graph_update",
     "decode_delta",
     "delta_key",
     "encode_delta",
@@ -158,6 +167,54 @@ def parse_listing(codebase_id: str, metas: Iterable[ObjectMeta]) -> JournalListi
     return listing
 
 
+class GraphUpdate(BaseModel):
+    """A merge's change to the dependency graph and global patterns, as data.
+
+    A function cannot be stored in a delta, but this can, so merges that bring
+    their part of the graph still go through the journal. Applied to the
+    analysis after the merge's file analyses:
+
+    - ``nodes`` are set by path, and nodes of the merge's removed files dropped;
+    - the edges *from* the merge's files (analysed or removed) are replaced by
+      ``edges``: a shard owns the outgoing edges of the files it analysed;
+    - ``external_dependencies`` are set by name;
+    - ``circular_dependencies`` and ``global_patterns`` replace the stored
+      ones when given (they are codebase-wide: the last analyser to compute
+      them wins).
+    """
+
+    model_config = ConfigDict(extra="forbid", defer_build=True, hide_input_in_errors=True)
+
+    nodes: dict[str, FileNode] = {}
+    edges: list[DependencyEdge] = []
+    external_dependencies: dict[str, int] = {}
+    circular_dependencies: list[CircularDependency] | None = None
+    global_patterns: list[DetectedPattern] | None = None
+
+
+def apply_graph_update(
+    analysis: CodebaseAnalysis,
+    update: GraphUpdate,
+    files: Iterable[str],
+    removed: Iterable[str] = (),
+) -> None:
+    """Apply ``update`` for a merge of ``files`` (analysed) and ``removed`` paths."""
+    graph = analysis.dependency_graph
+    analysed = set(files)
+    gone = set(removed) - analysed  # a path both removed and analysed stays
+    owned = analysed | gone
+    for path in gone:
+        graph.nodes.pop(path, None)
+    graph.nodes.update(update.nodes)
+    if owned or update.edges:
+        graph.edges = [e for e in graph.edges if e.from_file not in owned] + list(update.edges)
+    graph.external_dependencies.update(update.external_dependencies)
+    if update.circular_dependencies is not None:
+        graph.circular_dependencies = list(update.circular_dependencies)
+    if update.global_patterns is not None:
+        analysis.global_patterns = list(update.global_patterns)
+
+
 class Delta(BaseModel):
     """One merge, as stored in the journal (the seq is in the key, not the body)."""
 
@@ -171,6 +228,7 @@ class Delta(BaseModel):
     removed: list[str] = []
     file_hashes: dict[str, str] = {}
     file_analyses: dict[str, FileAnalysis] = {}
+    graph: GraphUpdate | None = None
 
 
 def _writer_id() -> str:
@@ -186,6 +244,7 @@ def encode_delta(
     removed: Iterable[str] = (),
     file_hashes: Mapping[str, str] | None = None,
     analysis_time_ms: float = 0.0,
+    graph: GraphUpdate | None = None,
 ) -> bytes:
     """The bytes of a delta, reusing the already serialised per-file bodies.
 
@@ -202,6 +261,8 @@ def encode_delta(
         "removed": sorted(set(removed)),
         "file_hashes": dict(file_hashes or {}),
     }
+    if graph is not None:
+        head["graph"] = graph.model_dump(mode="json", exclude_none=True)
     parts = [codec.dumps(head)[:-1].rstrip(), b',\n  "file_analyses": {']
     for i, (path, body) in enumerate(per_file_bodies.items()):
         parts.append(b"," if i else b"")
@@ -286,6 +347,8 @@ def fold(analysis: CodebaseAnalysis, deltas: Sequence[tuple[int, Delta]]) -> Non
     added_ms = 0.0
     for _, delta in deltas:
         apply_file_changes(analysis, delta.file_analyses, delta.removed)
+        if delta.graph is not None:
+            apply_graph_update(analysis, delta.graph, delta.file_analyses, delta.removed)
         added_ms += delta.analysis_time_ms
     refresh_derived(analysis, add_analysis_time_ms=added_ms)
     set_watermark(analysis, deltas[-1][0])

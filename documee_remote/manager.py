@@ -38,7 +38,7 @@ from .errors import (
     TransientError,
     UnsupportedOperationError,
 )
-from .journal import CompactionPolicy, CompactReport, Delta, JournalListing
+from .journal import CompactionPolicy, CompactReport, Delta, GraphUpdate, JournalListing
 from .leases import BOOKKEEPING_KEY, FencedError, Lease, recorded_fence
 from .merge import apply_file_changes, new_analysis, refresh_derived
 from .models import CodebaseAnalysis, FileAnalysis
@@ -749,6 +749,7 @@ class PersistenceManager:
         file_hashes: Mapping[str, str],
         *,
         removed: Iterable[str] = (),
+        graph: GraphUpdate | None = None,
         merge: GraphMerge | None = None,
         analysis_time_ms: float = 0.0,
         retry: RetryPolicy | None = None,
@@ -773,11 +774,13 @@ class PersistenceManager:
            it never claims a file that ``analysis.json`` lacks: a crash in
            between costs a re-analysis, never a skipped file.
 
-        ``merge`` (a function merging the dependency graph and global
-        patterns) and ``fencing_token`` (from :meth:`lease`: the commit is
-        refused with :class:`~documee_remote.leases.FencedError` once a newer
-        lease holder has recorded a higher token) cannot live in a delta:
-        with either, the merge commits ``analysis.json`` directly.
+        ``graph`` (a :class:`~documee_remote.journal.GraphUpdate`) brings this
+        merge's part of the dependency graph and global patterns as data,
+        which a delta can hold. ``merge`` (a function merging them) and
+        ``fencing_token`` (from :meth:`lease`: the commit is refused with
+        :class:`~documee_remote.leases.FencedError` once a newer lease holder
+        has recorded a higher token) cannot live in a delta: with either, the
+        merge commits ``analysis.json`` directly.
 
         Returns the committed analysis (deferred: the analysis as readers of
         this library see it, which costs a read of ``analysis.json``; use
@@ -795,6 +798,7 @@ class PersistenceManager:
                 analysis_time_ms=analysis_time_ms,
                 retry=retry,
                 until_folded=self.compaction.mode == "eager",
+                graph=graph,
             )
             if stats is not None:
                 stats.add(appended.stats)
@@ -817,6 +821,8 @@ class PersistenceManager:
 
         def change(analysis: CodebaseAnalysis) -> None:
             apply_file_changes(analysis, analyses, removed)
+            if graph is not None:
+                journal.apply_graph_update(analysis, graph, analyses, removed)
             if merge is not None:
                 merge(analysis, analyses, removed)
             refresh_derived(analysis, add_analysis_time_ms=analysis_time_ms)
@@ -872,6 +878,7 @@ class PersistenceManager:
         file_hashes: Mapping[str, str],
         *,
         removed: Iterable[str] = (),
+        graph: GraphUpdate | None = None,
         analysis_time_ms: float = 0.0,
         retry: RetryPolicy | None = None,
     ) -> AppendReport:
@@ -893,6 +900,7 @@ class PersistenceManager:
             analysis_time_ms=analysis_time_ms,
             retry=retry,
             until_folded=False,
+            graph=graph,
         ).report
 
     def _append(
@@ -905,6 +913,7 @@ class PersistenceManager:
         analysis_time_ms: float,
         retry: RetryPolicy | None,
         until_folded: bool,
+        graph: GraphUpdate | None = None,
     ) -> _Appended:
         policy = retry or self.retry
         bodies = {path: codec.dump_file_analysis(fa) for path, fa in analyses.items()}
@@ -920,6 +929,7 @@ class PersistenceManager:
             removed=removed,
             file_hashes=file_hashes,
             analysis_time_ms=analysis_time_ms,
+            graph=graph,
         )
         stats = TransactionStats()
         seq, listing = self._create_delta(codebase_id, body, policy, stats)
@@ -932,6 +942,7 @@ class PersistenceManager:
             removed=sorted(removed),
             file_hashes=dict(file_hashes),
             file_analyses=dict(analyses),
+            graph=graph,
         )
         pending = listing.above(listing.folded_hint)
         pending_bytes = sum(listing.deltas[s].size for s in pending)

@@ -16,7 +16,13 @@ from hypothesis import strategies as st
 
 from documee_remote import PersistenceManager, codec, journal
 from documee_remote.errors import CorruptObjectError, InvalidKeyError
-from documee_remote.journal import CompactionPolicy, Delta
+from documee_remote.journal import CompactionPolicy, Delta, GraphUpdate
+from documee_remote.models import (
+    CircularDependency,
+    CodebaseAnalysis,
+    DependencyEdge,
+    FileNode,
+)
 from documee_remote.retry import RetryPolicy
 from documee_remote.stores import LocalStore, MemoryStore, ObjectMeta, Store
 from documee_remote.testing.factories import make_file_analysis
@@ -678,3 +684,71 @@ def test_deltas_older_than_the_grace_period_are_pruned_by_gc(store: Store) -> No
         seq_name(n, kind) for n in (1, 2) for kind in ("folded", "json")
     ]
     assert delta_names(store) == [seq_name(3, "folded"), seq_name(3)]
+
+
+# -- graph updates travel in deltas ----------------------------------------------------------------
+
+
+def _graph_part(path: str, imports: list[str], externals: dict[str, int]) -> GraphUpdate:
+    return GraphUpdate(
+        nodes={
+            path: FileNode(
+                file_path=path, imports=imports, imported_by=[], external_imports=list(externals)
+            )
+        },
+        edges=[DependencyEdge(from_file=path, to_file=t, import_count=1) for t in imports],
+        external_dependencies=externals,
+    )
+
+
+@pytest.mark.parametrize("mode", ["eager", "deferred"])
+def test_graph_updates_are_folded_like_the_equivalent_graph_merge_function(
+    store: Store, mode: str
+) -> None:
+    journaled = PersistenceManager(store, retry=FAST, compaction=mode)
+    direct = PersistenceManager(MemoryStore(), retry=FAST)
+    steps = [
+        ({"/a.py": ["/b.py"]}, {"os": 1}, ()),
+        ({"/b.py": ["/c.py", "/a.py"]}, {"re": 2}, ()),
+        ({"/a.py": []}, {"os": 3}, ()),  # /a.py re-analysed: its old edge to /b.py goes
+        ({}, {}, ("/b.py",)),  # /b.py removed: its node and outgoing edges go
+    ]
+    for files, externals, removed in steps:
+        analyses = {p: make_file_analysis(p) for p in files}
+        update = GraphUpdate()
+        for path, imports in files.items():
+            part = _graph_part(path, imports, externals)
+            update.nodes.update(part.nodes)
+            update.edges.extend(part.edges)
+            update.external_dependencies.update(part.external_dependencies)
+
+        def graph_merge(analysis: CodebaseAnalysis, merged: object, gone: object) -> None:
+            journal.apply_graph_update(analysis, update, analyses, removed)
+
+        journaled.merge_file_analyses("cb", analyses, {}, removed=removed, graph=update)
+        direct.merge_file_analyses("cb", analyses, {}, removed=removed, merge=graph_merge)
+    got = journaled.load_analysis("cb")
+    want = direct.load_analysis("cb")
+    assert got is not None
+    assert want is not None
+    assert got.dependency_graph == want.dependency_graph
+    assert set(got.dependency_graph.nodes) == {"/a.py"}
+    assert got.dependency_graph.edges == []
+    assert got.dependency_graph.external_dependencies == {"os": 3, "re": 2}
+    journaled.compact("cb")
+    stored = codec.load_codebase_analysis(store.get("cb/analysis.json").data)
+    assert stored.dependency_graph == want.dependency_graph
+
+
+def test_codebase_wide_graph_parts_are_replaced_by_the_newest_merge() -> None:
+    pm = PersistenceManager("memory://", compaction="deferred")
+    cycle = CircularDependency(cycle=["/a.py", "/b.py"])
+    pm.append_file_analyses("cb", {}, {}, graph=GraphUpdate(circular_dependencies=[cycle]))
+    pm.append_file_analyses("cb", {}, {}, graph=GraphUpdate())  # not given: kept
+    view = pm.load_analysis("cb")
+    assert view is not None
+    assert view.dependency_graph.circular_dependencies == [cycle]
+    pm.append_file_analyses("cb", {}, {}, graph=GraphUpdate(circular_dependencies=[]))
+    view = pm.load_analysis("cb")
+    assert view is not None
+    assert view.dependency_graph.circular_dependencies == []
