@@ -51,6 +51,7 @@ from documee_remote.testing.moto_server import (
     INTERNAL_ERROR,
     SLOW_DOWN,
     Fault,
+    RequestInfo,
 )
 
 from .test_manager import check_round_trip
@@ -520,3 +521,78 @@ def test_a_failed_put_many_raises_after_every_request_finished(
     with pytest.raises(PermissionDeniedError):
         ob_store.put_many({"cb/a": b"1", "cb/b": b"2", "cb/c": b"3"})
     assert sorted(ob_store.list()) == ["cb/a", "cb/c"]
+
+
+# -- credentials ----------------------------------------------------------------------------------
+
+
+def _record_access_keys(s3_endpoint: S3Endpoint) -> list[str]:
+    """The access key id of every S3 request from now on (a rule that never fires)."""
+    seen: list[str] = []
+
+    def record(info: RequestInfo) -> bool:
+        auth = info.headers.get("authorization", "")
+        if "Credential=" in auth:
+            seen.append(auth.split("Credential=", 1)[1].split("/", 1)[0])
+        return False
+
+    s3_endpoint.server.faults.add(Fault.error(500, "Never"), key=record, times=None)
+    return seen
+
+
+def test_keys_in_the_environment_are_obstores_own(ob_store: ObstoreStore) -> None:
+    assert ob_store._store.credential_provider is None  # no boto3 in the way
+
+
+def test_without_keys_in_the_environment_boto3_finds_them(
+    s3_endpoint: S3Endpoint, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    credentials = tmp_path / "credentials"
+    credentials.write_text(
+        "[default]\naws_access_key_id = AKIAFROMTHEFILE\naws_secret_access_key = secret\n"
+    )
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name)
+    monkeypatch.delenv("AWS_SECURITY_TOKEN")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    seen = _record_access_keys(s3_endpoint)
+    with _open(s3_endpoint) as store:
+        assert "AKIAFROMTHEFILE" not in repr(store._store.credential_provider)
+        store.put("cb/k", b"v")
+        store.put_many({"cb/a": b"1", "cb/b": b"2"})
+        store.delete("cb/k", if_match=etag_of(b"v"))  # the presigned delete signs with them too
+    assert seen
+    assert set(seen) == {"AKIAFROMTHEFILE"}
+
+
+def test_no_credentials_anywhere_is_a_configuration_error(
+    s3_endpoint: S3Endpoint, monkeypatch: pytest.MonkeyPatch, fast_obstore_retries: None
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name)
+    monkeypatch.delenv("AWS_SECURITY_TOKEN")
+    with _open(s3_endpoint) as store:
+        with pytest.raises(ConfigurationError, match="credentials"):
+            store.get("cb/k")
+
+
+def test_an_assumed_role_signs_the_requests(
+    s3_endpoint: S3Endpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    import boto3
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", s3_endpoint.endpoint_url)
+    iam = boto3.client("iam", endpoint_url=s3_endpoint.endpoint_url, region_name=TEST_REGION)
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}],
+    }
+    role = iam.create_role(RoleName="documee-ob", AssumeRolePolicyDocument=json.dumps(trust))
+    iam.close()
+    seen = _record_access_keys(s3_endpoint)
+    with _open(s3_endpoint, role_arn=role["Role"]["Arn"]) as store:
+        store.put("cb/k", b"v")
+    assert seen
+    assert all(key.startswith("ASIA") for key in seen)  # STS's, not the "testing" env keys

@@ -20,11 +20,12 @@ What obstore does not offer, and how this store makes up for it:
   connections itself and says how often only in its error text; the store reads
   that count (:func:`_retries`) so that a conditional PUT that failed after a
   retry is checked for having landed, exactly as :class:`~.s3.S3Store` does.
-* **Credentials from profiles and roles**: obstore reads ``AWS_*`` variables,
-  web identity, container and instance credentials itself. With ``profile``,
-  ``role_arn`` or ``AWS_PROFILE``, credentials come from a boto3 session
-  (:func:`~documee_remote.config.build_session`, so boto3 must be installed) and
-  are refreshed through obstore's credential-provider hook.
+* **Profiles, SSO, ``~/.aws`` files and roles**: obstore reads ``AWS_*``
+  keys, web identity, container and instance credentials itself, but none of
+  these. With ``profile`` or ``role_arn``, or without keys in the environment
+  when boto3 is installed, credentials come from boto3's chain through
+  obstore's credential-provider hook (:class:`Boto3Credentials`), so both S3
+  backends use the same credentials.
 * ``expected_bucket_owner`` cannot be sent (obstore signs no extra headers), so
   it is refused rather than silently ignored; use ``backend="s3"`` for it.
 
@@ -36,16 +37,18 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import importlib.util
 import logging
 import os
 import random
 import re
 import ssl
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 from urllib.parse import urlsplit
 
@@ -89,11 +92,19 @@ except ImportError as _exc:  # pragma: no cover - exercised in a subprocess test
     ) from _exc
 
 if TYPE_CHECKING:
+    import boto3
+    from botocore.credentials import Credentials
     from obstore import GetResult, PutMode
     from obstore import ObjectMeta as ObstoreMeta
-    from obstore.store import ClientConfig, RetryConfig, S3Config, S3CredentialProvider
+    from obstore.store import ClientConfig, RetryConfig, S3Config, S3Credential
 
-__all__ = ["OBSTORE_INSTALL_HINT", "ObstoreStore", "translate_error"]
+__all__ = [
+    "OBSTORE_INSTALL_HINT",
+    "Boto3Credentials",
+    "ObstoreStore",
+    "answer_of",
+    "translate_error",
+]
 
 logger = logging.getLogger("documee_remote.stores.obstore")
 
@@ -127,7 +138,6 @@ _STATUS_OF: tuple[tuple[type[BaseException], int], ...] = (
     (oe.AlreadyExistsError, 412),
     (oe.PreconditionError, 412),
     (oe.PermissionDeniedError, 403),
-    (oe.UnauthenticatedError, 403),
     (oe.NotSupportedError, 501),
     (oe.NotModifiedError, 304),
 )
@@ -197,6 +207,9 @@ def translate_error(
         return s3c.translate(
             answer, store_url, operation, key, if_match=if_match, create_only=create_only
         )
+    if isinstance(exc, oe.UnauthenticatedError):
+        # No status: the request was never sent, for want of credentials.
+        return ConfigurationError(f"{doing} {where} failed: no usable AWS credentials", key=key)
     if isinstance(exc, oe.BaseError | OSError):
         cls: type[DocumeeRemoteError] = (
             StorageTimeoutError if _TIMEOUT_RE.search(str(exc)) else ServiceUnavailableError
@@ -212,6 +225,54 @@ def _duration(seconds: float) -> timedelta:
 def _backoff(attempt: int) -> float:
     """Seconds before retry ``attempt`` (1, 2, ...): full jitter, as botocore's standard mode."""
     return random.uniform(0, min(20.0, 0.1 * 2**attempt))
+
+
+#: How long obstore may cache credentials from a refreshing boto3 source. botocore
+#: refreshes them 10-15 minutes before they expire, so what it hands out is always
+#: good for longer than this.
+_REFRESHING_CREDENTIALS_TTL = timedelta(minutes=5)
+
+
+class Boto3Credentials:
+    """obstore's credential provider over a boto3 session: boto3's chain, resolved lazily.
+
+    The same resolution as :class:`~.s3.S3Store` (profiles, SSO, ``~/.aws``
+    files, assumed roles, containers, instance metadata), looked up on the
+    first request rather than when the store opens, as boto3 does. Credentials
+    that refresh themselves (roles, SSO, instance metadata) are re-read from
+    botocore every few minutes, which refreshes them when they near expiry.
+    """
+
+    def __init__(self, session: boto3.Session, what: str) -> None:
+        self._session = session
+        self._what = what
+        self._lock = threading.Lock()
+        self._credentials: Credentials | None = None
+
+    def __call__(self) -> S3Credential:
+        with self._lock:
+            if self._credentials is None:
+                found = self._session.get_credentials()
+                if found is None:
+                    # obstore reports it as an UnauthenticatedError naming no status.
+                    raise ConfigurationError(f"no AWS credentials found for {self._what}")
+                self._credentials = found
+            credentials = self._credentials
+        from botocore.credentials import RefreshableCredentials
+
+        frozen = credentials.get_frozen_credentials()
+        if frozen.access_key is None or frozen.secret_key is None:
+            raise ConfigurationError(f"incomplete AWS credentials for {self._what}")
+        refreshing = isinstance(credentials, RefreshableCredentials)
+        return {
+            "access_key_id": frozen.access_key,
+            "secret_access_key": frozen.secret_key,
+            "token": frozen.token,
+            "expires_at": datetime.now(UTC) + _REFRESHING_CREDENTIALS_TTL if refreshing else None,
+        }
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._what})"  # never the credentials
 
 
 class ObstoreStore(Store):
@@ -274,13 +335,14 @@ class ObstoreStore(Store):
             or os.environ.get("AWS_ENDPOINT_URL_S3")
             or os.environ.get("AWS_ENDPOINT_URL")
         )
+        session = self._boto3_session()
         try:
             self._store = _ObstoreS3(
                 self._bucket,
-                config=self._config(),
+                config=self._config(session),
                 client_options=self._client_options(),
                 retry_config=self._retry_config(),
-                credential_provider=self._credential_provider(),
+                credential_provider=Boto3Credentials(session, self.url) if session else None,
             )
         except (oe.BaseError, ValueError) as exc:
             # obstore's text may echo configuration values; name the type only.
@@ -292,7 +354,7 @@ class ObstoreStore(Store):
 
     # -- configuration ----------------------------------------------------------------------
 
-    def _config(self) -> S3Config:
+    def _config(self, session: boto3.Session | None) -> S3Config:
         opts = self.options
         config: S3Config = {
             # Explicit, so that AWS_CONDITIONAL_PUT=disabled in the environment cannot
@@ -304,8 +366,9 @@ class ObstoreStore(Store):
         }
         if self._endpoint is not None:
             config["endpoint"] = self._endpoint
-        if opts.region is not None:
-            config["region"] = opts.region
+        region = opts.region or (session.region_name if session is not None else None)
+        if region is not None:
+            config["region"] = region  # else obstore's: AWS_REGION, AWS_DEFAULT_REGION
         style = opts.addressing_style
         if style is None or style == "auto":
             # boto3's "auto": virtual-hosted on AWS, path-style on other endpoints.
@@ -332,28 +395,24 @@ class ObstoreStore(Store):
     def _retry_config(self) -> RetryConfig:
         return {"max_retries": self.options.max_attempts - 1}
 
-    def _credential_provider(self) -> S3CredentialProvider | None:
-        """boto3's credentials for profiles and roles; None leaves obstore its own chain."""
-        opts = self.options
-        env_profile = os.environ.get("AWS_PROFILE") and not os.environ.get("AWS_ACCESS_KEY_ID")
-        if opts.profile is None and opts.role_arn is None and not env_profile:
-            return None
-        from ..config import build_session
+    def _boto3_session(self) -> boto3.Session | None:
+        """The boto3 session credentials come from, or None to leave them to obstore.
 
-        try:
-            from obstore.auth.boto3 import Boto3CredentialProvider
-        except ImportError as exc:  # boto3 missing: obstore's module imports it
-            raise MissingDependencyError(
-                "profiles and roles with the obstore backend need boto3: "
-                "pip install 'documee-remote[s3]'"
-            ) from exc
-        session = build_session(opts)
-        try:
-            # Asks botocore for the credentials now; a role is assumed on first use, and
-            # refreshed by botocore whenever obstore asks again (every 30 minutes).
-            return Boto3CredentialProvider(session)
-        except ValueError as exc:
-            raise ConfigurationError(f"no AWS credentials found for {self.url}") from exc
+        obstore finds ``AWS_ACCESS_KEY_ID`` and friends, web identity, container
+        and instance credentials itself, but no profiles, SSO or ``~/.aws``
+        files, and assumes no roles. So, as :class:`~.s3.S3Store` would, boto3
+        resolves them whenever ``profile`` or ``role_arn`` is given, or the
+        environment holds no keys and boto3 is installed.
+        """
+        opts = self.options
+        explicit = opts.profile is not None or opts.role_arn is not None
+        if not explicit and (
+            os.environ.get("AWS_ACCESS_KEY_ID") or importlib.util.find_spec("boto3") is None
+        ):
+            return None
+        from ..config import build_session  # imports boto3; MissingDependencyError without
+
+        return build_session(opts)
 
     @classmethod
     def from_url(
