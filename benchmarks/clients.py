@@ -62,7 +62,9 @@ CONTENDERS: dict[str, dict[str, list[str]]] = {
     "documee-remote": {
         "save": ["save_analysis"],
         "load": ["load_analysis"],
-        "incremental": ["save_analysis", "merge_file_analyses"],
+        # merge_file_analyses compacts eagerly (the default policy); append_file_analyses
+        # is the same merge under the deferred policy: a delta, no analysis.json rewrite.
+        "incremental": ["save_analysis", "merge_file_analyses", "append_file_analyses"],
     },
     "documee-remote/fsspec": {
         "save": ["save_analysis"],
@@ -313,6 +315,10 @@ class DocumeeS3(Contender):
         if scenario == "incremental" and op == "merge_file_analyses":
             v = inputs.version(version)
             return lambda: pm.merge_file_analyses(cid, v["models"], v["hashes"])
+        if scenario == "incremental" and op == "append_file_analyses":
+            v = inputs.version(version)
+            deferred = PersistenceManager(pm.store, compaction="deferred")
+            return lambda: deferred.append_file_analyses(cid, v["models"], v["hashes"])
         raise ValueError(f"{self.name}: no op {scenario}/{op}")
 
     def finish(self) -> None:
@@ -560,7 +566,7 @@ def make_contender(name: str, endpoint: str) -> Contender:
 
 def _documee_writer(kind: str, endpoint: str, bucket: str, ds: synth.Dataset, k: int) -> Any:
     """Build writer ``k``'s merge (untimed); return the callable to time."""
-    from documee_remote import PersistenceManager, codec
+    from documee_remote import GraphUpdate, PersistenceManager, codec
     from documee_remote.models import CircularDependency, DependencyEdge, DetectedPattern, FileNode
     from documee_remote.retry import TransactionStats
 
@@ -572,17 +578,15 @@ def _documee_writer(kind: str, endpoint: str, bucket: str, ds: synth.Dataset, k:
     cycles = [CircularDependency.model_validate(c) for c in part["cycles"]]
     patterns = [DetectedPattern.model_validate(p) for p in part["patterns"]]
     external = dict(part["external"])
-
-    def graph_merge(analysis: Any, merged: Any, removed: Any) -> None:
-        # Idempotent: replayed on a fresh read after every lost race.
-        graph = analysis.dependency_graph
-        graph.nodes.update(nodes)
-        graph.edges = [e for e in graph.edges if e.from_file not in merged] + edges
-        graph.external_dependencies.update(external)
-        if cycles:
-            graph.circular_dependencies = list(cycles)
-        if patterns:
-            analysis.global_patterns = list(patterns)
+    # This writer's part of the graph as data (nodes and outgoing edges of its files,
+    # externals; cycles and patterns when it has them), so the merge fits in a delta.
+    graph = GraphUpdate(
+        nodes=nodes,
+        edges=edges,
+        external_dependencies=external,
+        circular_dependencies=cycles or None,
+        global_patterns=patterns or None,
+    )
 
     if kind == "documee-remote/fsspec":
         from documee_remote.stores.fsspec import FsspecStore
@@ -602,7 +606,7 @@ def _documee_writer(kind: str, endpoint: str, bucket: str, ds: synth.Dataset, k:
     stats = TransactionStats()
 
     def run() -> dict[str, Any]:
-        pm.merge_file_analyses(ds.codebase_id, analyses, hashes, merge=graph_merge, stats=stats)
+        pm.merge_file_analyses(ds.codebase_id, analyses, hashes, graph=graph, stats=stats)
         return {"attempts": stats.attempts, "conflicts": stats.conflicts, "waited_s": stats.waited}
 
     return run

@@ -26,6 +26,7 @@ EXPECTED = {
     ("load", "boto3-threads", "get+json.loads"),
     ("incremental", "documee-remote", "save_analysis"),
     ("incremental", "documee-remote", "merge_file_analyses"),
+    ("incremental", "documee-remote", "append_file_analyses"),
     ("incremental", "sequential-port", "save_analysis"),
     ("incremental", "boto3-threads", "put_3"),
     ("concurrent", "documee-remote", "merge_file_analyses x4"),
@@ -74,6 +75,11 @@ def test_tiny_run_writes_every_row(tmp_path: Path) -> None:
         assert by["save", client, op]["methods"] == {"PUT": 21}
     assert by["save", "documee-remote", "save_analysis"]["methods"].get("PUT") == 21
     assert by["load", "documee-remote", "load_analysis"]["methods"] == {"GET": 2}
+    # The deferred merge of 2 files: 2 per-file PUTs, a journal listing, the delta.
+    assert by["incremental", "documee-remote", "append_file_analyses"]["methods"] == {
+        "PUT": 3,
+        "GET": 1,
+    }
     merged = by["concurrent", "documee-remote", "merge_file_analyses x4"]
     assert merged["lost_updates"] == 0
     assert merged["lost_graph_nodes"] == 0
