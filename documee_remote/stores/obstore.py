@@ -45,12 +45,13 @@ import re
 import ssl
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
-from urllib.parse import urlsplit
 
 from ..config import S3Options, S3OptionsDict
 from ..errors import (
@@ -349,7 +350,8 @@ class ObstoreStore(Store):
             raise ConfigurationError(
                 f"cannot open {self.url} with obstore ({type(exc).__name__})"
             ) from exc
-        self._tls: ssl.SSLContext | None = None  # made on the first https conditional delete
+        # For conditional deletes (see _send_delete), made on the first one.
+        self._opener: urllib.request.OpenerDirector | None = None
         logger.debug("opened %r", self)
 
     # -- configuration ----------------------------------------------------------------------
@@ -371,8 +373,10 @@ class ObstoreStore(Store):
             config["region"] = region  # else obstore's: AWS_REGION, AWS_DEFAULT_REGION
         style = opts.addressing_style
         if style is None or style == "auto":
-            # boto3's "auto": virtual-hosted on AWS, path-style on other endpoints.
-            config["virtual_hosted_style_request"] = self._endpoint is None
+            # boto3's "auto": virtual-hosted on AWS unless the bucket name has dots (they
+            # break the TLS wildcard certificate), path-style on other endpoints.
+            on_aws = self._endpoint is None
+            config["virtual_hosted_style_request"] = on_aws and "." not in self._bucket
         else:
             config["virtual_hosted_style_request"] = style == "virtual"
         if opts.sse is not None:
@@ -648,15 +652,14 @@ class ObstoreStore(Store):
                 raise self._error(exc, "delete", key, if_match=if_match) from exc
             try:
                 status, body = self._send_delete(url, if_match)
-            except (OSError, http.client.HTTPException) as exc:
+            except (OSError, http.client.HTTPException) as exc:  # URLError is an OSError
                 if attempt + 1 < attempts:
                     logger.debug("conditional delete of %r got no answer; retrying", key)
                     continue
-                cls = (
-                    StorageTimeoutError
-                    if isinstance(exc, TimeoutError)
-                    else ServiceUnavailableError
+                timed_out = isinstance(exc, TimeoutError) or isinstance(
+                    getattr(exc, "reason", None), TimeoutError
                 )
+                cls = StorageTimeoutError if timed_out else ServiceUnavailableError
                 raise cls(
                     f"deleting {s3c.where(self.url, key)} failed ({type(exc).__name__} "
                     "after retries)",
@@ -683,26 +686,30 @@ class ObstoreStore(Store):
         raise s3c.translate(answer, self.url, "delete", key, if_match=if_match)
 
     def _send_delete(self, url: str, if_match: str) -> tuple[int, str]:
-        """Send one presigned DELETE; (status, the start of the body as text)."""
-        parts = urlsplit(url)
-        host = parts.hostname or ""
+        """Send one presigned DELETE; (status, the start of the body as text).
+
+        Through urllib, so that ``HTTPS_PROXY``/``NO_PROXY`` apply as they do
+        to obstore's own requests; redirects are not followed (a DELETE is
+        never redirected by urllib), S3's 301/307 then says "wrong region".
+        """
+        if self._opener is None:
+            cafile = os.environ.get("AWS_CA_BUNDLE") or None  # boto3's variable, honoured too
+            context = ssl.create_default_context(cafile=cafile)  # loading CAs costs ms: once
+            self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
+        if not url.startswith(("https://", "http://")):  # pragma: no cover - obstore's own URL
+            raise ConfigurationError(f"obstore signed a URL that is not http(s) for {self.url}")
+        # S310: checked just above to be an http(s) URL, of the store's own endpoint.
+        request = urllib.request.Request(  # noqa: S310
+            url, method="DELETE", headers={"If-Match": if_match}
+        )
         timeout = self.options.connect_timeout + self.options.read_timeout
-        conn: http.client.HTTPConnection
-        if parts.scheme == "https":
-            if self._tls is None:
-                self._tls = ssl.create_default_context()  # loading the CA store costs ms
-            conn = http.client.HTTPSConnection(host, parts.port, timeout=timeout, context=self._tls)
-        else:
-            conn = http.client.HTTPConnection(host, parts.port, timeout=timeout)
         try:
-            target = parts.path + (f"?{parts.query}" if parts.query else "")
-            conn.request("DELETE", target, headers={"If-Match": if_match, "Content-Length": "0"})
-            response = conn.getresponse()
-            # S3's error documents are small; never read an unbounded body.
-            body = response.read(65536).decode("utf-8", "replace")
-            return response.status, body
-        finally:
-            conn.close()
+            with self._opener.open(request, timeout=timeout) as response:
+                # S3's answers here are small; never read an unbounded body.
+                return response.status, response.read(65536).decode("utf-8", "replace")
+        except urllib.error.HTTPError as exc:
+            with exc:
+                return exc.code, exc.read(65536).decode("utf-8", "replace")
 
     def _raw_list(self, full_prefix: str) -> Iterator[ObstoreMeta]:
         """obstore's listing of every key starting with ``full_prefix`` (prefix included).
