@@ -50,6 +50,7 @@ newest analysis is still in the journal.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -91,6 +92,7 @@ __all__ = [
     "fold_hashes",
     "marker_key",
     "parse_listing",
+    "peek_watermark",
     "set_watermark",
     "watermark",
 ]
@@ -102,6 +104,7 @@ _DELTA_SUFFIX = ".json"
 _MARKER_SUFFIX = ".folded"
 _NAME_RE = re.compile(rf"\A(\d{{{_SEQ_DIGITS}}})(\.json|\.folded)\Z")
 _WATERMARK = "journal"
+_DECODER = json.JSONDecoder()
 
 
 def delta_key(codebase_id: str, seq: int) -> str:
@@ -330,6 +333,31 @@ def watermark(analysis: CodebaseAnalysis | None) -> int:
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return value
     return 0
+
+
+#: How the bookkeeping key starts in this library's (and upstream's) indent-2 output:
+#: a newline and two spaces put it at the top level, since a raw newline cannot
+#: occur inside a JSON string.
+_BOOK_MARK = b'\n  "' + BOOKKEEPING_KEY.encode() + b'": '
+
+
+def peek_watermark(raw: bytes) -> int:
+    """The watermark of ``analysis.json`` bytes, without parsing the whole document.
+
+    The bookkeeping key is written last, so it is found from the end. Returns
+    0 when it is not there in the expected layout: callers use this only as a
+    shortcut ("already folded"), falling back to a full parse otherwise.
+    """
+    at = raw.rfind(_BOOK_MARK)
+    if at < 0:
+        return 0
+    tail = raw[at + len(_BOOK_MARK) :].decode("utf-8", "replace")
+    try:
+        book, _ = _DECODER.raw_decode(tail)
+    except ValueError:
+        return 0
+    value = book.get(_WATERMARK, 0) if isinstance(book, dict) else 0
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def set_watermark(analysis: CodebaseAnalysis, seq: int) -> None:

@@ -31,8 +31,10 @@ from typing import Any, Self, TypeVar
 from . import codec, integrity, journal, layout
 from .errors import (
     ConflictError,
+    CorruptObjectError,
     InvalidKeyError,
     NotFoundError,
+    PermissionDeniedError,
     PreconditionFailedError,
     TooManyConflictsError,
     TransientError,
@@ -503,7 +505,14 @@ class PersistenceManager:
         while backoff.next_attempt():
             if not first:
                 try:
-                    view = self._read_view(txn.codebase_id, listing=txn._listing, known=txn._known)
+                    view = self._read_view(
+                        txn.codebase_id,
+                        listing=txn._listing,
+                        known=txn._known,
+                        # After a lost race, a merge's compaction need not parse what
+                        # it will not write if a rival already folded its delta.
+                        stop_at=txn._until if txn._listing is None else None,
+                    )
                 except TransientError as exc:
                     last_error = exc
                     continue
@@ -511,19 +520,23 @@ class PersistenceManager:
                     txn._listing = None  # only the first read may use a caller's listing
                 txn.etag, txn._raw, txn._folded = view.etag, view.raw, view.folded
                 txn._listing_seen = view.listing
-                if sent is not None and view.analysis is not None and txn._raw == sent:
-                    txn.analysis = view.analysis  # our write landed; only its response was lost
+                if sent is not None and txn._raw == sent:
+                    # Our write landed; only its response was lost. txn.analysis is
+                    # what that body was made from.
                     txn._wrote, txn._folded = True, sent_folded
                     break
+                if txn._until is not None and view.watermark >= txn._until:
+                    # Another compaction folded the delta this one is for. Unparsed
+                    # (stop_at), the result is this attempt's fold: the state at the
+                    # highest seq it folded, which holds this merge.
+                    if view.analysis is not None:
+                        txn.analysis = view.analysis
+                    return
                 if txn._compaction and not view.folded:
                     txn.analysis = view.analysis or new_analysis(txn.codebase_id)
                     if view.analysis is not None and view.listing.folded_hint < view.watermark:
                         self._publish_folded(txn, policy)  # a compactor died before its marker
                     return  # nothing pending: a compaction writes nothing
-                if txn._until is not None and view.watermark >= txn._until:
-                    # Another compaction folded the delta this one is for.
-                    txn.analysis = view.analysis or new_analysis(txn.codebase_id)
-                    return
                 sent = None
                 txn.analysis = txn._replay(view.analysis or new_analysis(txn.codebase_id))
             first = False
@@ -574,13 +587,20 @@ class PersistenceManager:
         self, codebase_id: str
     ) -> tuple[CodebaseAnalysis | None, str | None, bytes | None]:
         """The stored ``analysis.json`` alone: ``(analysis, etag, raw bytes)``."""
-        key = layout.analysis_key(codebase_id)
-        try:
-            obj = self.store.get(key)
-        except NotFoundError:
+        etag, raw = self._read_raw(codebase_id)
+        if raw is None:
             return None, None, None
-        analysis = codec.load_codebase_analysis(obj.data, key=key, codebase_id=codebase_id)
-        return analysis, obj.etag, obj.data
+        key = layout.analysis_key(codebase_id)
+        analysis = codec.load_codebase_analysis(raw, key=key, codebase_id=codebase_id)
+        return analysis, etag, raw
+
+    def _read_raw(self, codebase_id: str) -> tuple[str | None, bytes | None]:
+        """The stored ``analysis.json``'s ``(etag, bytes)``, unparsed; Nones when absent."""
+        try:
+            obj = self.store.get(layout.analysis_key(codebase_id))
+        except NotFoundError:
+            return None, None
+        return obj.etag, obj.data
 
     # -- the journal -----------------------------------------------------------------------------
 
@@ -614,6 +634,7 @@ class PersistenceManager:
         tolerate_missing: bool = False,
     ) -> list[tuple[int, Delta]]:
         """Fetch and decode deltas (concurrently); ``NotFoundError`` if one has gone."""
+        seqs = list(seqs)
         known = known or {}
         wanted = {s: journal.delta_key(codebase_id, s) for s in seqs if s not in known}
         got = self.store.get_many(wanted.values()) if wanted else {}
@@ -630,10 +651,23 @@ class PersistenceManager:
                     f"journal delta {seq} of {codebase_id!r} was folded and removed meanwhile",
                     key=wanted[seq],
                 )
-            deltas.append(
-                (seq, journal.decode_delta(obj.data, key=wanted[seq], codebase_id=codebase_id))
-            )
+            deltas.append((seq, self._decode_once_more(codebase_id, wanted[seq], obj.data)))
         return deltas
+
+    def _decode_once_more(self, codebase_id: str, key: str, data: bytes) -> Delta:
+        """Decode a delta; if it does not parse, read it once more before calling it corrupt.
+
+        A delta is immutable and was whole when it was created, so a body that
+        does not parse was most likely cut short on its way here; the same
+        bytes twice are really corrupt.
+        """
+        try:
+            return journal.decode_delta(data, key=key, codebase_id=codebase_id)
+        except CorruptObjectError:
+            again = self.store.get(key).data
+            if again == data:
+                raise
+            return journal.decode_delta(again, key=key, codebase_id=codebase_id)
 
     #: How often a read starts over when the journal moved under it.
     _VIEW_ATTEMPTS = 6
@@ -644,8 +678,13 @@ class PersistenceManager:
         *,
         listing: JournalListing | None = None,
         known: Mapping[int, Delta] | None = None,
+        stop_at: int | None = None,
     ) -> _View:
         """``analysis.json`` with every pending delta folded in, in seq order.
+
+        With ``stop_at``, a read that shows deltas up to it folded (by a
+        marker, or the watermark found without parsing) returns at once with
+        ``analysis`` None.
 
         A hole in the listed seqs above the watermark means the listing saw
         a compaction's deletions that the ``analysis.json`` read predates, and
@@ -658,12 +697,27 @@ class PersistenceManager:
         gap_seen_at: str | bool | None = False  # the ETag a hole was first seen with
         for _ in range(self._VIEW_ATTEMPTS):
             if listing is None:
-                (analysis, etag, raw), found = self._with_listing(
-                    codebase_id, lambda: self._read_analysis(codebase_id)
+                (etag, raw), found = self._with_listing(
+                    codebase_id, lambda: self._read_raw(codebase_id)
                 )
             else:
-                (analysis, etag, raw), found = self._read_analysis(codebase_id), listing
+                (etag, raw), found = self._read_raw(codebase_id), listing
             listing = None
+            if stop_at is not None and raw is not None:
+                done = max(found.folded_hint, journal.peek_watermark(raw))
+                if done >= stop_at:
+                    return _View(None, etag, raw, done, [], found)
+            analysis = None
+            if raw is not None:
+                try:
+                    analysis = codec.load_codebase_analysis(
+                        raw, key=layout.analysis_key(codebase_id), codebase_id=codebase_id
+                    )
+                except CorruptObjectError:
+                    # Once more before calling it corrupt: a read can be cut short.
+                    if self._read_raw(codebase_id)[1] == raw:
+                        raise
+                    continue
             mark = journal.watermark(analysis)
             missing = found.missing_above(mark)
             if missing and gap_seen_at != etag:
@@ -1089,9 +1143,30 @@ class PersistenceManager:
         The marker goes last, so it means "folded, and the hashes published":
         the hashes of every delta above the newest marker are published here,
         which finishes the work of a compaction that died after its commit.
+        The commit has happened, so a storage failure here is logged, not
+        raised: the hashes are only late (a re-analysis, never a skip), and
+        without a marker the next compaction publishes them again.
         """
-        codebase_id, listing = txn.codebase_id, txn._listing_seen
+        codebase_id = txn.codebase_id
         mark = txn._folded[-1][0] if txn._folded else journal.watermark(txn.analysis)
+        try:
+            marked = self._retrying(lambda: self._publish_hashes(txn, policy, mark), policy)
+        except (TransientError, ConflictError, PermissionDeniedError) as exc:
+            logger.warning(
+                "committed %s up to journal seq %d, but publishing its hashes failed; "
+                "the next compaction will: %s",
+                codebase_id,
+                mark,
+                exc,
+            )
+            return
+        if txn._listing_seen is not None:
+            txn._pruned = self._prune_journal(codebase_id, txn._listing_seen, mark, marked=marked)
+
+    def _publish_hashes(self, txn: Transaction, policy: RetryPolicy, mark: int) -> bool:
+        """Hashes and removals of the deltas above the newest marker, then the marker at
+        ``mark``; whether that marker now exists. Idempotent, so it can be retried."""
+        codebase_id, listing = txn.codebase_id, txn._listing_seen
         hint = listing.folded_hint if listing is not None else 0
         folded = dict(txn._folded)
         unfinished = [s for s in (listing.deltas if listing else ()) if hint < s <= mark]
@@ -1103,27 +1178,19 @@ class PersistenceManager:
         gone = [p for p in unclaimed if p not in entries]
         if gone:
             self.store.delete_many([layout.file_analysis_key(codebase_id, p) for p in gone])
-        hash_stats = TransactionStats()
         self._merge_hashes(
-            codebase_id, claims, frozenset(unclaimed), retry=policy, stats=hash_stats
+            codebase_id, claims, frozenset(unclaimed), retry=policy, stats=TransactionStats()
         )
         self._withdraw_overtaken_hashes(
             codebase_id, txn, {p: entries[p] for p in claims if p in entries}, claims
         )
-        marked = True
-        try:
+        with contextlib.suppress(PreconditionFailedError):  # a rival published it first
             self.store.put(
                 journal.marker_key(codebase_id, mark),
                 journal.encode_marker(mark),
                 if_none_match="*",
             )
-        except (PreconditionFailedError, ConflictError, TransientError) as exc:
-            # Only a hint (see the journal module): a missing one costs work, and
-            # the next compaction publishes these hashes again.
-            logger.debug("no journal marker %d for %s: %s", mark, codebase_id, exc)
-            marked = isinstance(exc, PreconditionFailedError)  # it exists already
-        if listing is not None:
-            txn._pruned = self._prune_journal(codebase_id, listing, mark, marked=marked)
+        return True
 
     def _withdraw_first(self, codebase_id: str, paths: set[str], policy: RetryPolicy) -> None:
         """Withdraw hash claims of paths a commit is about to remove, before it commits.

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from documee_remote import PersistenceManager, codec, journal
 from documee_remote.errors import CorruptObjectError, InvalidKeyError
 from documee_remote.journal import CompactionPolicy, Delta, GraphUpdate
+from documee_remote.merge import new_analysis
 from documee_remote.models import (
     CircularDependency,
     CodebaseAnalysis,
@@ -752,3 +753,24 @@ def test_codebase_wide_graph_parts_are_replaced_by_the_newest_merge() -> None:
     view = pm.load_analysis("cb")
     assert view is not None
     assert view.dependency_graph.circular_dependencies == []
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    mark=st.integers(0, 2**40),
+    fence=st.none() | st.integers(1, 99),
+    decoy=st.text(max_size=30),
+)
+def test_the_watermark_is_found_without_parsing_the_analysis(
+    mark: int, fence: int | None, decoy: str
+) -> None:
+    analysis = new_analysis("cb")
+    # A file whose content mentions the bookkeeping key must not fool the peek.
+    fa = make_file_analysis(f'/x\n  "documee_remote": {{"journal": 99}}{decoy}.py')
+    analysis.file_analyses[fa.file_path] = fa
+    if fence is not None:
+        analysis.documee_remote = {"fence": fence}  # type: ignore[attr-defined]
+    if mark:
+        journal.set_watermark(analysis, mark)
+    raw = codec.dump_codebase_analysis(analysis)
+    assert journal.peek_watermark(raw) == journal.watermark(analysis) == mark

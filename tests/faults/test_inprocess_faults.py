@@ -212,20 +212,27 @@ def test_permission_denied_mid_save_keeps_the_previous_analysis(
     )
 
 
-def test_a_truncated_read_is_reported_corrupt_and_nothing_is_overwritten() -> None:
+def test_a_truncated_read_is_read_again_and_a_corrupt_object_reported() -> None:
     inner = MemoryStore()
     pm = PersistenceManager(inner)
     pm.merge_file_analyses("cb1", {"/a.py": versioned("/a.py", 1)}, {"/a.py": "h"})
     stored = {k: inner.get(k).data for k in inner.list()}
+    # One read cut short: the bytes do not parse, so they are read once more.
     plan = FaultPlan()
     plan.add("truncated", op="get", key=ANALYSIS_KEY, truncate=0.9)
+    faulty = PersistenceManager(FaultyStore(inner, plan))
+    assert faulty.load_analysis("cb1") == pm.load_analysis("cb1")
+    assert plan.total_injected == 1
+    # The same unparseable bytes twice: the object itself is corrupt, and says so.
+    plan = FaultPlan()
+    plan.add("truncated", op="get", key=ANALYSIS_KEY, truncate=0.9, times=None)
     faulty = PersistenceManager(FaultyStore(inner, plan))
     with pytest.raises(DocumeeRemoteError) as info:
         faulty.load_analysis("cb1")
     assert type(info.value).__name__ == "CorruptObjectError"
     assert info.value.codebase_id == "cb1"
+    assert plan.total_injected == 2
     assert {k: inner.get(k).data for k in inner.list()} == stored
-    assert faulty.load_analysis("cb1") == pm.load_analysis("cb1")  # the next read is whole
 
 
 def test_lease_acquire_gives_up_in_time_under_a_409_storm(fault_ledger: FaultLedger) -> None:
