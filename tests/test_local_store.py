@@ -120,3 +120,21 @@ def test_open_store_accepts_paths_and_file_urls(tmp_path: Path) -> None:
         store = open_store(url)
         assert isinstance(store, LocalStore)
         assert store.root == tmp_path
+
+
+def test_deleting_a_codebase_with_a_journal_concurrently_never_trips_on_a_vanished_dir(
+    tmp_path: Path,
+) -> None:
+    """delete_many empties _journal/ and the codebase directory at once: the thread that
+    empties _journal/ removes the codebase directory too once it is empty, which once
+    made a concurrent delete's directory fsync fail with NotFoundError."""
+    for _ in range(30):
+        store = LocalStore(tmp_path / "root")
+        keys = [f"cb/_journal/{n:020d}.json" for n in range(4)] + [
+            f"cb/f{n}.json" for n in range(4)
+        ]
+        for key in keys:
+            store.put(key, b"{}")
+        assert store.delete_many(keys) == []
+        assert list(store.list()) == []
+        assert not (tmp_path / "root" / "cb").exists()

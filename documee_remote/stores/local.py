@@ -256,7 +256,12 @@ class LocalStore(Store):
                     os.unlink(path)
                 except FileNotFoundError:
                     return
-                self._sync_dir(directory)
+                try:
+                    self._sync_dir(directory)
+                except FileNotFoundError:
+                    # A concurrent delete emptied a subdirectory (``_journal/``)
+                    # and removed this directory, emptied by our unlink, with it.
+                    return
                 self._remove_empty_dirs(directory)
             finally:
                 os.close(dir_fd)  # closing the descriptor releases the lock
