@@ -61,7 +61,7 @@ class Settings(BaseSettings):
 
     store_url: str | None = None
     """DOCUMEE_STORE_URL: the store URL (s3://bucket/prefix, file:///path, memory://)."""
-    backend: Literal["s3", "fsspec", "local", "memory"] | None = None
+    backend: Literal["s3", "fsspec", "obstore", "local", "memory"] | None = None
     """DOCUMEE_BACKEND: force a backend (s3 = boto3, the default for s3:// URLs; fsspec)."""
     concurrency: int | None = Field(default=None, ge=1)
     """DOCUMEE_CONCURRENCY: requests kept in flight by bulk operations (default 16)."""

@@ -292,9 +292,9 @@ _COMMON_OPTIONS = [
     _state_option(
         "backend",
         "--backend",
-        type=click.Choice(["s3", "fsspec"]),
+        type=click.Choice(["s3", "fsspec", "obstore"]),
         default=None,
-        help="Backend for s3:// URLs: s3 (boto3, default) or fsspec (s3fs).",
+        help="Backend for s3:// URLs: s3 (boto3, default), fsspec (s3fs) or obstore.",
     ),
     _state_option(
         "read_only",

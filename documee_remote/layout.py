@@ -85,6 +85,8 @@ _WINDOWS_RESERVED = frozenset(
 
 
 def _has_control(text: str) -> bool:
+    if text.isascii() and text.isprintable():
+        return False  # the common case, without a category lookup per character
     return any(unicodedata.category(ch) in ("Cc", "Cf", "Cs") for ch in text)
 
 

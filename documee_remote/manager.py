@@ -254,8 +254,13 @@ class PersistenceManager:
             for path, fa in analysis.file_analyses.items()
         }
         changed = {k: v for k, v in per_file.items() if stored.get(k) != etag_of(v)}
-        body = codec.dump_codebase_analysis(analysis)
-        self.store.put_many(changed)
+        # Serialise analysis.json while the per-file objects upload: its PUT
+        # still waits for them (it is the commit point), and the block waits
+        # for the uploads even when the dump raises.
+        with ThreadPoolExecutor(1, thread_name_prefix="documee-save") as uploads:
+            uploaded = uploads.submit(self.store.put_many, changed)
+            body = codec.dump_codebase_analysis(analysis)
+            uploaded.result()
         wrote_analysis = stored.get(cb_key) != etag_of(body)
         if wrote_analysis:
             self.store.put(cb_key, body)
