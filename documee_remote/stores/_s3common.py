@@ -60,6 +60,7 @@ __all__ = [
     "STATUS_FALLBACK",
     "WRITE_TOKEN_METADATA",
     "S3Answer",
+    "S3Location",
     "answer_from_response",
     "botocore_error",
     "botocore_exception_types",
@@ -501,3 +502,25 @@ def botocore_error(
                 detail += " after retries"
             return cls(f"{doing(operation)} {where(store_url, key)} failed ({detail})", key=key)
     raise AssertionError("unreachable: BotoCoreError ends the table")  # pragma: no cover
+
+
+class S3Location:
+    """The bucket and prefix an S3 backend points at, and its URL (one copy for all)."""
+
+    _bucket: str
+    _prefix: str
+
+    @property
+    def url(self) -> str:
+        """``s3://bucket/prefix``: where this store points, without credentials."""
+        return f"s3://{self._bucket}/{self._prefix}"
+
+    @property
+    def bucket(self) -> str:
+        """The bucket name."""
+        return self._bucket
+
+    @property
+    def prefix(self) -> str:
+        """The store root inside the bucket: ``""`` or ending with ``/``."""
+        return self._prefix

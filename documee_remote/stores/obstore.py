@@ -276,7 +276,7 @@ class Boto3Credentials:
         return f"{type(self).__name__}({self._what})"  # never the credentials
 
 
-class ObstoreStore(Store):
+class ObstoreStore(s3c.S3Location, Store):
     """A bucket prefix on Amazon S3 or an S3-compatible service, through obstore.
 
     Takes the same arguments as :class:`~documee_remote.stores.s3.S3Store`
@@ -442,20 +442,6 @@ class ObstoreStore(Store):
         )
 
     # -- identity -------------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        return f"s3://{self._bucket}/{self._prefix}"
-
-    @property
-    def bucket(self) -> str:
-        """The bucket name."""
-        return self._bucket
-
-    @property
-    def prefix(self) -> str:
-        """The store root inside the bucket: ``""`` or ending with ``/``."""
-        return self._prefix
 
     def __repr__(self) -> str:
         extra = f", endpoint_url={self._endpoint!r}" if self._endpoint else ""

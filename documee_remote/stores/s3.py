@@ -161,7 +161,7 @@ _BODY_ERRORS = (
 )
 
 
-class S3Store(Store):
+class S3Store(s3c.S3Location, Store):
     """A bucket prefix on Amazon S3 or an S3-compatible service, through boto3.
 
     Parameters
@@ -278,20 +278,6 @@ class S3Store(Store):
         )
 
     # -- identity -------------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        return f"s3://{self._bucket}/{self._prefix}"
-
-    @property
-    def bucket(self) -> str:
-        """The bucket name."""
-        return self._bucket
-
-    @property
-    def prefix(self) -> str:
-        """The store root inside the bucket: ``""`` or ending with ``/``."""
-        return self._prefix
 
     @property
     def client(self) -> S3Client:
