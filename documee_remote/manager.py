@@ -243,7 +243,8 @@ class PersistenceManager:
         prefix = layout.codebase_prefix(codebase_id)
         metas = list(self.store.list_meta(prefix))
         stored = {meta.key: meta.etag for meta in metas}
-        journal_seq = journal.parse_listing(codebase_id, metas).max_seq
+        listed_journal = journal.parse_listing(codebase_id, metas)
+        journal_seq = listed_journal.max_seq
         if journal_seq > journal.watermark(analysis):
             # This save replaces everything, deltas pending in the journal
             # included: mark them folded, or readers would replay them on top.
@@ -264,6 +265,14 @@ class PersistenceManager:
         wrote_analysis = stored.get(cb_key) != etag_of(body)
         if wrote_analysis:
             self.store.put(cb_key, body)
+        if journal_seq and journal_seq not in listed_journal.markers:
+            # The superseded deltas must not lend their hashes to get_file_hashes.
+            with contextlib.suppress(PreconditionFailedError):
+                self.store.put(
+                    journal.marker_key(codebase_id, journal_seq),
+                    journal.encode_marker(journal_seq),
+                    if_none_match="*",
+                )
         stale = {
             key: etag
             for key, etag in stored.items()

@@ -327,7 +327,7 @@ def test_a_codebase_with_only_a_journal_is_listed_and_loadable(store: Store) -> 
 
 def test_save_analysis_replaces_pending_deltas_instead_of_replaying_them(store: Store) -> None:
     pm = PersistenceManager(store, retry=FAST, compaction="deferred")
-    pm.append_file_analyses("cb", {"/a.py": make_file_analysis("/a.py")}, {})
+    pm.append_file_analyses("cb", {"/a.py": make_file_analysis("/a.py")}, {"/a.py": H})
     pm.append_file_analyses("cb", {"/b.py": make_file_analysis("/b.py")}, {})
     replacement = pm.load_analysis("cb")
     assert replacement is not None
@@ -344,6 +344,10 @@ def test_save_analysis_replaces_pending_deltas_instead_of_replaying_them(store: 
     assert loaded is not None
     assert list(loaded.file_analyses) == ["/b.py"]
     assert fresh.__pydantic_extra__ == {}  # the caller's object is not changed
+    # The replaced deltas lend nothing to get_file_hashes any more.
+    assert pm.get_file_hashes("cb") == {}
+    pm.save_file_hashes("cb", {"/b.py": H})
+    assert pm.get_file_hashes("cb") == {"/b.py": H}
 
 
 def test_transactions_fold_the_journal_first(store: Store) -> None:
