@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from . import codec, layout
+from . import codec, journal, layout
 from .errors import CorruptObjectError, NotFoundError, PreconditionFailedError
 from .retry import TransactionStats
 from .stores.base import ObjectMeta, etag_of
@@ -315,7 +315,8 @@ def gc(
         # Folded deltas (those up to the stored watermark, never pending ones)
         # older than the grace period, and markers a newer marker replaces.
         before = set(listing)
-        pm._prune_journal(codebase_id, view.listing, view.watermark, grace_seconds=grace_seconds)
+        whole = journal.parse_listing(codebase_id, listing.values())  # not from a floor
+        pm._prune_journal(codebase_id, whole, view.watermark, grace_seconds=grace_seconds)
         report.removed.extend(k for k in sorted(before) if not pm.store.exists(k))
     referenced = {layout.file_analysis_key(codebase_id, p) for p in analysis.file_analyses}
     cutoff = datetime.now(UTC) - timedelta(seconds=grace_seconds)

@@ -90,6 +90,7 @@ __all__ = [
     "encode_marker",
     "fold",
     "fold_hashes",
+    "listing_start_after",
     "marker_key",
     "parse_listing",
     "peek_watermark",
@@ -128,6 +129,9 @@ class JournalListing:
 
     deltas: dict[int, ObjectMeta] = field(default_factory=dict)
     markers: dict[int, ObjectMeta] = field(default_factory=dict)
+    #: The lowest seq this listing is complete from (a listing may start in
+    #: the middle of a long journal: see :func:`listing_start_after`).
+    start: int = 1
 
     @property
     def max_seq(self) -> int:
@@ -145,14 +149,24 @@ class JournalListing:
 
     def missing_above(self, seq: int) -> list[int]:
         """Seqs in (``seq``, max] the listing lacks: a hole means a stale watermark."""
-        return [s for s in range(seq + 1, self.max_seq + 1) if s not in self.deltas]
+        return [
+            s for s in range(max(seq, self.start - 1) + 1, self.max_seq + 1) if s not in self.deltas
+        ]
 
     def with_delta(self, seq: int, meta: ObjectMeta) -> JournalListing:
         """This listing plus one delta the caller has just created."""
-        return JournalListing({**self.deltas, seq: meta}, self.markers)
+        return JournalListing({**self.deltas, seq: meta}, self.markers, self.start)
 
 
-def parse_listing(codebase_id: str, metas: Iterable[ObjectMeta]) -> JournalListing:
+def listing_start_after(codebase_id: str, seq: int) -> str:
+    """The ``start_after`` of a listing that begins with seq ``seq``'s delta and marker."""
+    # "/" sorts right after ".": past every object of seq - 1, before those of seq.
+    return layout.journal_prefix(codebase_id) + f"{seq - 1:0{_SEQ_DIGITS}d}/"
+
+
+def parse_listing(
+    codebase_id: str, metas: Iterable[ObjectMeta], *, start: int = 1
+) -> JournalListing:
     """Sort a listing of ``journal_prefix(codebase_id)`` into deltas and markers.
 
     Objects with other names (a tool's leftovers) are ignored: they are not
@@ -160,7 +174,7 @@ def parse_listing(codebase_id: str, metas: Iterable[ObjectMeta]) -> JournalListi
     every merge.
     """
     prefix = layout.journal_prefix(codebase_id)
-    listing = JournalListing()
+    listing = JournalListing(start=start)
     for meta in metas:
         match = _NAME_RE.match(meta.key[len(prefix) :]) if meta.key.startswith(prefix) else None
         if match is None:

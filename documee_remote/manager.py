@@ -63,6 +63,10 @@ logger = logging.getLogger("documee_remote.manager")
 
 _T = TypeVar("_T")
 
+#: A compaction that moves the watermark past a multiple of this lists the whole
+#: journal to prune what listings from a watermark no longer show.
+_PRUNE_EVERY = 16
+
 #: Upstream's default base path, used when neither an argument nor DOCUMEE_STORE_URL is given.
 DEFAULT_LOCAL_ROOT = ".documee/analysis"
 
@@ -210,6 +214,10 @@ class PersistenceManager:
         self.retry = retry or RetryPolicy()
         self.compaction = CompactionPolicy.of(compaction)
         self._side: ThreadPoolExecutor | None = None
+        # Per codebase, a watermark this manager has seen: journal listings start
+        # there, so they stay short however many folded deltas the grace period
+        # keeps (see _list_journal).
+        self._floors: dict[str, int] = {}
         self._owns_store = not isinstance(store_or_url, Store)
         if isinstance(store_or_url, Store):
             self.store = open_store(store_or_url, **options)
@@ -359,6 +367,7 @@ class PersistenceManager:
         objects are then deleted only if unchanged since the listing, so
         per-file objects a new merge has just written survive.
         """
+        self._floors.pop(codebase_id, None)
         listing = {m.key: m for m in self.store.list_meta(layout.codebase_prefix(codebase_id))}
         if not listing:
             return False
@@ -618,10 +627,27 @@ class PersistenceManager:
 
     # -- the journal -----------------------------------------------------------------------------
 
-    def _list_journal(self, codebase_id: str) -> JournalListing:
-        return journal.parse_listing(
-            codebase_id, self.store.list_meta(layout.journal_prefix(codebase_id))
-        )
+    def _list_journal(self, codebase_id: str, *, full: bool = False) -> JournalListing:
+        """List the journal from the last watermark seen (all of it with ``full``).
+
+        The delta at the current watermark is never pruned and watermarks only
+        grow, so a listing from an older one that still finds that delta is
+        complete from there up. When it does not find it (pruned after the
+        watermark moved on, or the codebase deleted and begun again), the
+        whole journal is listed.
+        """
+        prefix = layout.journal_prefix(codebase_id)
+        floor = 0 if full else self._floors.get(codebase_id, 0)
+        if floor > 1:
+            after = journal.listing_start_after(codebase_id, floor)
+            metas = self.store.list_meta(prefix, start_after=after)
+            listing = journal.parse_listing(codebase_id, metas, start=floor)
+            if floor in listing.deltas:
+                return listing
+        return journal.parse_listing(codebase_id, self.store.list_meta(prefix))
+
+    def _saw_watermark(self, codebase_id: str, mark: int) -> None:
+        self._floors[codebase_id] = mark
 
     def _with_listing(self, codebase_id: str, fn: Callable[[], _T]) -> tuple[_T, JournalListing]:
         """Run ``fn`` and list the journal at the same time (one round trip, not two).
@@ -733,6 +759,11 @@ class PersistenceManager:
                         raise
                     continue
             mark = journal.watermark(analysis)
+            if found.start > mark + 1:
+                # Listed from a watermark newer than this analysis.json's (a
+                # stale read, or a codebase begun again): list all of it.
+                found = self._list_journal(codebase_id, full=True)
+            self._saw_watermark(codebase_id, mark)
             missing = found.missing_above(mark)
             if missing and gap_seen_at != etag:
                 gap_seen_at = etag
@@ -1163,6 +1194,7 @@ class PersistenceManager:
         """
         codebase_id = txn.codebase_id
         mark = txn._folded[-1][0] if txn._folded else journal.watermark(txn.analysis)
+        self._saw_watermark(codebase_id, mark)
         try:
             marked = self._retrying(lambda: self._publish_hashes(txn, policy, mark), policy)
         except (TransientError, ConflictError, PermissionDeniedError) as exc:
@@ -1174,8 +1206,15 @@ class PersistenceManager:
                 exc,
             )
             return
-        if txn._listing_seen is not None:
-            txn._pruned = self._prune_journal(codebase_id, txn._listing_seen, mark, marked=marked)
+        listing = txn._listing_seen
+        if listing is not None:
+            before = txn._folded[0][0] - 1 if txn._folded else mark
+            if listing.start > 1 and mark // _PRUNE_EVERY > before // _PRUNE_EVERY:
+                # Listings start at the last watermark seen, so deltas folded
+                # before it are out of sight: every so many seqs, look at all.
+                with contextlib.suppress(TransientError):
+                    listing = self._list_journal(codebase_id, full=True)
+            txn._pruned = self._prune_journal(codebase_id, listing, mark, marked=marked)
 
     def _publish_hashes(self, txn: Transaction, policy: RetryPolicy, mark: int) -> bool:
         """Hashes and removals of the deltas above the newest marker, then the marker at

@@ -159,8 +159,10 @@ class DeleteRacingStore(MemoryStore):
         super().__init__()
         self.armed = False
 
-    def list_meta(self, prefix: str = "") -> Iterator:  # type: ignore[override, type-arg]
-        listing = list(super().list_meta(prefix))
+    def list_meta(  # type: ignore[override]
+        self, prefix: str = "", *, start_after: str | None = None
+    ) -> Iterator:  # type: ignore[type-arg]
+        listing = list(super().list_meta(prefix, start_after=start_after))
         if self.armed:
             self.armed = False
             PersistenceManager(self).merge_file_analyses(
@@ -187,8 +189,8 @@ def test_delete_keeps_objects_rewritten_after_its_listing() -> None:
     class Rewriting(MemoryStore):
         armed = False
 
-        def list_meta(self, prefix: str = ""):  # type: ignore[no-untyped-def, override]
-            listing = list(super().list_meta(prefix))
+        def list_meta(self, prefix: str = "", *, start_after: str | None = None):  # type: ignore[no-untyped-def, override]
+            listing = list(super().list_meta(prefix, start_after=start_after))
             if self.armed:
                 self.armed = False
                 self.put(file_analysis_key("cb1", "/src/f0.py"), b'{"rewritten": true}')

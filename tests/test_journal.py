@@ -778,3 +778,70 @@ def test_the_watermark_is_found_without_parsing_the_analysis(
         journal.set_watermark(analysis, mark)
     raw = codec.dump_codebase_analysis(analysis)
     assert journal.peek_watermark(raw) == journal.watermark(analysis) == mark
+
+
+# -- long journals are listed from the last watermark seen -------------------------------------
+
+
+class ListingSizes(MemoryStore):
+    """Records how many objects each journal listing returned."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+
+    def list_meta(  # type: ignore[override]
+        self, prefix: str = "", *, start_after: str | None = None
+    ) -> Iterator[ObjectMeta]:
+        found = list(super().list_meta(prefix, start_after=start_after))
+        if "/_journal/" in prefix:
+            self.sizes.append(len(found))
+        return iter(found)
+
+
+def test_listings_stay_short_however_many_folded_deltas_the_grace_period_keeps() -> None:
+    store = ListingSizes()
+    pm = PersistenceManager(store, retry=FAST)  # grace 30 min: nothing is pruned
+    for n in range(40):
+        pm.merge_file_analyses("cb", {f"/f{n}.py": make_file_analysis(f"/f{n}.py")}, {})
+    assert len(delta_names(store)) == 80
+    store.sizes.clear()
+    pm.merge_file_analyses("cb", {"/g.py": make_file_analysis("/g.py")}, {})
+    view = pm.load_analysis("cb")
+    assert view is not None
+    assert len(view.file_analyses) == 41
+    assert store.sizes
+    assert max(store.sizes) <= 4  # the delta and marker at the floor, and what came since
+
+
+def test_a_manager_with_an_old_floor_sees_a_codebase_begun_again() -> None:
+    store = MemoryStore()
+    old = PersistenceManager(store, retry=FAST, compaction="deferred")
+    for n in range(5):
+        old.merge_file_analyses("cb", {f"/f{n}.py": make_file_analysis(f"/f{n}.py")}, {})
+    old.compact("cb")
+    assert old._floors["cb"] == 5
+    other = PersistenceManager(store, retry=FAST, compaction="deferred")
+    assert other.delete_analysis("cb") is True
+    other.append_file_analyses("cb", {"/new.py": make_file_analysis("/new.py")}, {})
+    view = old.load_analysis("cb")  # its floor (5) is gone: it lists everything
+    assert view is not None
+    assert list(view.file_analyses) == ["/new.py"]
+    report = old.append_file_analyses("cb", {"/more.py": make_file_analysis("/more.py")}, {})
+    assert report.seq == 2
+
+
+def test_compaction_prunes_below_its_floor_every_sixteen_seqs() -> None:
+    store = MemoryStore()
+    pm = PersistenceManager(store, retry=FAST)  # grace 30 min: nothing is pruned
+    for n in range(20):
+        pm.merge_file_analyses("cb", {f"/f{n}.py": make_file_analysis(f"/f{n}.py")}, {})
+    pm.compaction = CompactionPolicy(grace_seconds=0)  # the deltas are now all "old"
+    for n in range(20, 31):
+        pm.merge_file_analyses("cb", {f"/f{n}.py": make_file_analysis(f"/f{n}.py")}, {})
+    # Listings start at the floor, so the first 19 deltas and markers are out of sight ...
+    assert seq_name(1) in delta_names(store)
+    assert journal.watermark(pm.load_analysis("cb")) == 31
+    pm.merge_file_analyses("cb", {"/f31.py": make_file_analysis("/f31.py")}, {})
+    # ... until the watermark reaches 32, a multiple of 16: then the whole journal is listed.
+    assert delta_names(store) == [seq_name(32, "folded"), seq_name(32)]

@@ -279,14 +279,27 @@ class Store(ABC):
         self._check_open()
         return self._list(validate_prefix(prefix))
 
-    def list_meta(self, prefix: str = "") -> Iterator[ObjectMeta]:
+    def list_meta(
+        self, prefix: str = "", *, start_after: str | None = None
+    ) -> Iterator[ObjectMeta]:
         """Like :meth:`list`, with each key's ETag, size and last-modified time.
 
         S3 returns these with the listing at no extra cost; other backends
-        may have to look at each object.
+        may have to look at each object. With ``start_after``, only keys
+        that sort after it (S3's ``StartAfter``: a long listing read from the
+        middle costs only what follows).
         """
         self._check_open()
-        return self._list_meta(validate_prefix(prefix))
+        prefix = validate_prefix(prefix)
+        if start_after is None:
+            return self._list_meta(prefix)
+        if not isinstance(start_after, str):
+            raise TypeError(f"start_after must be a string, not {type(start_after).__name__}")
+        return self._list_meta_after(prefix, start_after)
+
+    def _list_meta_after(self, prefix: str, start_after: str) -> Iterator[ObjectMeta]:
+        """Backends with a native ``StartAfter`` override this; the rest filter."""
+        return (meta for meta in self._list_meta(prefix) if meta.key > start_after)
 
     def _list_meta(self, prefix: str) -> Iterator[ObjectMeta]:
         for key in self._list(prefix):

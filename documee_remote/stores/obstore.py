@@ -697,7 +697,7 @@ class ObstoreStore(s3c.S3Location, Store):
             with exc:
                 return exc.code, exc.read(65536).decode("utf-8", "replace")
 
-    def _raw_list(self, full_prefix: str) -> Iterator[ObstoreMeta]:
+    def _raw_list(self, full_prefix: str, offset: str | None = None) -> Iterator[ObstoreMeta]:
         """obstore's listing of every key starting with ``full_prefix`` (prefix included).
 
         obstore lists by directory (``a/b`` means ``a/b/...``); S3 prefixes are
@@ -707,7 +707,7 @@ class ObstoreStore(s3c.S3Location, Store):
         """
         directory = full_prefix.rpartition("/")[0]
         started = False
-        for chunk in obstore.list(self._store, directory or None, chunk_size=1000):
+        for chunk in obstore.list(self._store, directory or None, offset=offset, chunk_size=1000):
             for meta in chunk:
                 path = meta["path"]
                 if path.startswith(full_prefix):
@@ -720,8 +720,12 @@ class ObstoreStore(s3c.S3Location, Store):
         return (meta.key for meta in self._list_meta(prefix))
 
     def _list_meta(self, prefix: str) -> Iterator[ObjectMeta]:
+        return self._list_meta_after(prefix, None)
+
+    def _list_meta_after(self, prefix: str, start_after: str | None) -> Iterator[ObjectMeta]:
         strip = len(self._prefix)
-        listing = self._raw_list(self._prefix + prefix)
+        offset = self._prefix + start_after if start_after else None
+        listing = self._raw_list(self._prefix + prefix, offset)
         while True:
             try:
                 meta = next(listing, None)
@@ -730,6 +734,10 @@ class ObstoreStore(s3c.S3Location, Store):
             if meta is None:
                 return
             key = meta["path"][strip:]
+            if start_after and key <= start_after:
+                # obstore normalises the offset as a path (a trailing "/" goes),
+                # so it can start a little early; S3's StartAfter is exact.
+                continue
             try:
                 validate_key(key)
             except InvalidKeyError:

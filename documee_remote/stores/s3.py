@@ -428,10 +428,18 @@ class S3Store(s3c.S3Location, Store):
         return (meta.key for meta in self._list_meta(prefix))
 
     def _list_meta(self, prefix: str) -> Iterator[ObjectMeta]:
+        return self._list_meta_after(prefix, None)
+
+    def _list_meta_after(self, prefix: str, start_after: str | None) -> Iterator[ObjectMeta]:
         # ListObjectsV2 returns each key's ETag, size and time: no HEAD per key.
         paginator = self._client.get_paginator("list_objects_v2")
         pages = iter(
-            paginator.paginate(Bucket=self._bucket, Prefix=self._prefix + prefix, **self._owner)
+            paginator.paginate(
+                Bucket=self._bucket,
+                Prefix=self._prefix + prefix,
+                StartAfter=self._prefix + start_after if start_after else "",
+                **self._owner,
+            )
         )
         strip = len(self._prefix)
         while True:

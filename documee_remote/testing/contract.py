@@ -310,6 +310,25 @@ class StoreContract:
     def test_list_of_empty_store_is_empty(self, store: Store) -> None:
         assert list(store.list()) == []
 
+    def test_list_meta_from_the_middle(self, store: Store) -> None:
+        keys = [f"cb/_journal/{n:020d}.{kind}" for n in (1, 2, 3) for kind in ("folded", "json")]
+        for key in [*keys, "cb/analysis.json", "cba/x.json"]:
+            store.put(key, b"{}")
+        full = [m.key for m in store.list_meta("cb/_journal/")]
+        assert full == sorted(keys)
+        after = [m.key for m in store.list_meta("cb/_journal/", start_after=keys[1])]
+        assert after == sorted(keys)[2:]
+        # A start that is no key (S3's StartAfter need not exist), before and after all.
+        between = f"cb/_journal/{1:020d}/"
+        assert [m.key for m in store.list_meta("cb/_journal/", start_after=between)] == keys[2:]
+        assert [m.key for m in store.list_meta("cb/", start_after="cb/_journal/~")] == [
+            "cb/analysis.json"
+        ]
+        assert list(store.list_meta("cb/_journal/", start_after="cb/~")) == []
+        assert [m.etag for m in store.list_meta("cb/_journal/", start_after="")] == [
+            m.etag for m in store.list_meta("cb/_journal/")
+        ]
+
     # -- validation --------------------------------------------------------------------------
 
     @pytest.mark.parametrize("bad", BAD_KEYS, ids=lambda k: repr(k)[:40])
