@@ -88,9 +88,11 @@ CONTENDERS: dict[str, dict[str, list[str]]] = {
 
 #: Who takes part in the concurrent scenario, and how.
 CONCURRENT_KINDS = {
-    "documee-remote": "merge_file_analyses x{writers}",
-    "documee-remote/fsspec": "merge_file_analyses x{writers}",
-    "documee-remote/obstore": "merge_file_analyses x{writers}",
+    # append_file_analyses under the default (eager) policy: analysis.json holds each
+    # merge when it returns, and writers appending at once share one compaction.
+    "documee-remote": "append_file_analyses x{writers}",
+    "documee-remote/fsspec": "append_file_analyses x{writers}",
+    "documee-remote/obstore": "append_file_analyses x{writers}",
     "sequential-port": "read-modify-write x{writers} (no CAS)",
 }
 
@@ -606,8 +608,14 @@ def _documee_writer(kind: str, endpoint: str, bucket: str, ds: synth.Dataset, k:
     stats = TransactionStats()
 
     def run() -> dict[str, Any]:
-        pm.merge_file_analyses(ds.codebase_id, analyses, hashes, graph=graph, stats=stats)
-        return {"attempts": stats.attempts, "conflicts": stats.conflicts, "waited_s": stats.waited}
+        report = pm.append_file_analyses(ds.codebase_id, analyses, hashes, graph=graph)
+        stats.add(report.stats)
+        return {
+            "attempts": stats.attempts,
+            "conflicts": stats.conflicts,
+            "waited_s": stats.waited,
+            "compacted": report.compaction is not None,
+        }
 
     return run
 

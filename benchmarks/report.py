@@ -262,6 +262,9 @@ def _table(rows: list[dict[str, Any]]) -> list[str]:
             attempts = [w.get("attempts") for w in row["writers"] if w.get("attempts")]
             if attempts:
                 notes.append(f"commit attempts {min(attempts)}-{max(attempts)}")
+            compacted = [w.get("compacted") for w in row["writers"]]
+            if any(c is not None for c in compacted):
+                notes.append(f"{sum(1 for c in compacted if c)} writer(s) compacted")
         methods = row.get("methods") or {}
         if methods:
             notes.append(" ".join(f"{k}:{v}" for k, v in sorted(methods.items())))

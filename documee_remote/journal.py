@@ -36,16 +36,24 @@ Why no update is lost, and what the rules below protect:
   the file analyses themselves (not references to per-file objects, which
   the next writer of a path overwrites), so every reader and every compactor
   that folds the same deltas computes the same analysis.
-- **The marker is only a hint.** It is written after the commit, so it may lag
-  W (a compactor can die between the two); everything that uses it treats
-  deltas above it as possibly pending, which costs work, never correctness.
+- **The marker is only a hint.** It is written after the commit and after the
+  folded deltas' hashes are published, so it may lag W (a compactor can die
+  in between); everything that uses it treats deltas above it as possibly
+  pending, which costs work, never correctness, and the next compaction
+  publishes their hashes again.
+- **Listings start at a watermark already seen** (``start_after``): the delta
+  at the current watermark is never deleted and watermarks only grow, so a
+  listing that finds the delta at an older one is complete from there up;
+  one that does not lists the whole journal. The journal may hold a grace
+  period's worth of folded deltas, but a merge or a read lists only the
+  newest few; compaction lists it all every 16 seqs, to prune.
 
-``file_hashes.json`` describes the compacted analysis: compaction publishes
-the folded deltas' hashes after its commit, the way a direct merge does (see
-:meth:`~documee_remote.PersistenceManager.merge_file_analyses`), and this
-library's :meth:`~documee_remote.PersistenceManager.get_file_hashes` adds the
-hashes of deltas above the marker, so an analyser never skips a file whose
-newest analysis is still in the journal.
+``file_hashes.json`` describes the compacted analysis: a compaction withdraws
+the claims of files it removes before its commit and publishes the folded
+deltas' hashes after it, and this library's
+:meth:`~documee_remote.PersistenceManager.get_file_hashes` lays the hashes of
+deltas above the newest marker over it, so an analyser never skips a file
+whose newest analysis is still in the journal.
 """
 
 from __future__ import annotations
@@ -439,6 +447,9 @@ class CompactionPolicy:
     #: Folded deltas younger than this are kept (see the module doc); a
     #: writer whose seq pick is older than a quarter of it picks again.
     grace_seconds: float = 1800.0
+    #: Eager appends: how long a writer waits for a newer writer's compaction
+    #: to fold its delta (group commit) before compacting itself.
+    group_wait_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         if self.mode not in ("eager", "deferred"):
@@ -447,8 +458,8 @@ class CompactionPolicy:
             )
         if self.max_deltas < 1 or self.max_bytes < 1:
             raise ConfigurationError("compaction thresholds must be at least 1")
-        if self.grace_seconds < 0:
-            raise ConfigurationError("the journal grace period cannot be negative")
+        if self.grace_seconds < 0 or self.group_wait_seconds < 0:
+            raise ConfigurationError("journal grace and wait periods cannot be negative")
 
     @classmethod
     def of(cls, value: CompactionPolicy | str | None) -> CompactionPolicy:
@@ -463,8 +474,9 @@ class CompactionPolicy:
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> CompactionPolicy:
         """The policy ``DOCUMEE_COMPACTION`` (``eager``/``deferred``),
-        ``DOCUMEE_COMPACTION_MAX_DELTAS``, ``DOCUMEE_COMPACTION_MAX_BYTES`` and
-        ``DOCUMEE_JOURNAL_GRACE_SECONDS`` describe; the defaults where unset.
+        ``DOCUMEE_COMPACTION_MAX_DELTAS``, ``DOCUMEE_COMPACTION_MAX_BYTES``,
+        ``DOCUMEE_JOURNAL_GRACE_SECONDS`` and ``DOCUMEE_COMPACTION_GROUP_WAIT_SECONDS``
+        describe; the defaults where unset.
 
         Raises
         ------
@@ -479,6 +491,7 @@ class CompactionPolicy:
             ("DOCUMEE_COMPACTION_MAX_DELTAS", "max_deltas", int),
             ("DOCUMEE_COMPACTION_MAX_BYTES", "max_bytes", int),
             ("DOCUMEE_JOURNAL_GRACE_SECONDS", "grace_seconds", float),
+            ("DOCUMEE_COMPACTION_GROUP_WAIT_SECONDS", "group_wait_seconds", float),
         ):
             raw = env.get(name)
             if raw:

@@ -93,9 +93,12 @@ class AppendReport:
     seq: int
     files: int
     removed: int
-    #: The compaction the policy ran afterwards, if any.
+    #: The compaction this call ran, if any.
     compaction: CompactReport | None
     stats: TransactionStats
+    #: Whether ``analysis.json`` holds the merge (eager: always, by this call's
+    #: compaction or a concurrent writer's; deferred: once a compaction ran).
+    folded: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +120,8 @@ class _View:
     watermark: int
     folded: list[tuple[int, Delta]]
     listing: JournalListing
+    #: Group commit: the listing shows a delta newer than the caller's (unparsed).
+    newer: bool = False
 
 
 @dataclass
@@ -148,6 +153,9 @@ class Transaction:
     _known: dict[int, Delta] | None = field(default=None, repr=False)
     _wrote: bool = field(default=False, repr=False)
     _compaction: bool = field(default=False, repr=False)
+    # Group commit: give way to a newer writer's compaction (and whether it did).
+    _yield: bool = field(default=False, repr=False)
+    _yielded: bool = field(default=False, repr=False)
     # The journal listing of the last read, and what pruning it did: (deleted, kept young).
     _listing_seen: JournalListing | None = field(default=None, repr=False)
     _pruned: tuple[int, int] = (0, 0)
@@ -535,6 +543,7 @@ class PersistenceManager:
                         # After a lost race, a merge's compaction need not parse what
                         # it will not write if a rival already folded its delta.
                         stop_at=txn._until if txn._listing is None else None,
+                        yield_above=txn._until if txn._yield else None,
                     )
                 except TransientError as exc:
                     last_error = exc
@@ -548,6 +557,9 @@ class PersistenceManager:
                     # what that body was made from.
                     txn._wrote, txn._folded = True, sent_folded
                     break
+                if view.newer:
+                    txn._yielded = True  # a newer writer will fold this delta
+                    return
                 if txn._until is not None and view.watermark >= txn._until:
                     # Another compaction folded the delta this one is for. Unparsed
                     # (stop_at), the result is this attempt's fold: the state at the
@@ -719,6 +731,7 @@ class PersistenceManager:
         listing: JournalListing | None = None,
         known: Mapping[int, Delta] | None = None,
         stop_at: int | None = None,
+        yield_above: int | None = None,
     ) -> _View:
         """``analysis.json`` with every pending delta folded in, in seq order.
 
@@ -747,6 +760,8 @@ class PersistenceManager:
                 done = max(found.folded_hint, journal.peek_watermark(raw))
                 if done >= stop_at:
                     return _View(None, etag, raw, done, [], found)
+            if yield_above is not None and found.max_seq > yield_above:
+                return _View(None, etag, raw, 0, [], found, newer=True)
             analysis = None
             if raw is not None:
                 try:
@@ -981,13 +996,17 @@ class PersistenceManager:
         analysis_time_ms: float = 0.0,
         retry: RetryPolicy | None = None,
     ) -> AppendReport:
-        """Record a merge in the journal and compact only as the policy says.
+        """Record a merge in the journal; compact as the policy says; return no analysis.
 
-        The cheap form of :meth:`merge_file_analyses`, for deferred
-        compaction: per-file objects and one delta, a handful of requests
-        whatever the codebase's size, and no read of ``analysis.json`` unless
-        the policy makes this call compact. Readers of this library see the
-        merge at once; ``analysis.json`` holds it after the next compaction.
+        :meth:`merge_file_analyses` for writers that do not need the merged
+        analysis back. Deferred: per-file objects and one delta, a handful of
+        requests whatever the codebase's size; readers of this library see
+        the merge at once, ``analysis.json`` after the next compaction. Eager:
+        returns once ``analysis.json`` holds the merge, with **group commit**:
+        when newer deltas exist, their writer's compaction folds this one too,
+        so of many writers appending at once only the newest reads, folds and
+        rewrites ``analysis.json`` (waiting at most the policy's
+        ``group_wait_seconds`` for it).
         """
         self._check_merge(codebase_id, analyses, file_hashes, removed)
         self._require_atomic_writes(codebase_id)
@@ -1047,15 +1066,19 @@ class PersistenceManager:
         pending_bytes = sum(listing.deltas[s].size for s in pending)
         compaction: CompactReport | None = None
         committed: CodebaseAnalysis | None = None
-        if until_folded or self.compaction.due(len(pending), pending_bytes):
+        group = not until_folded and self.compaction.mode == "eager"
+        if group or until_folded or self.compaction.due(len(pending), pending_bytes):
             try:
-                txn = self._compact(
-                    codebase_id,
-                    policy,
-                    until=seq if until_folded else None,
-                    listing=listing,
-                    known={seq: delta},
-                )
+                if group:
+                    txn = self._group_commit(codebase_id, seq, delta, policy)
+                else:
+                    txn = self._compact(
+                        codebase_id,
+                        policy,
+                        until=seq if until_folded else None,
+                        listing=listing,
+                        known={seq: delta},
+                    )
             except Exception as exc:
                 exc.add_note(
                     f"the merge itself is recorded as journal delta {seq} of {codebase_id!r}: "
@@ -1063,9 +1086,10 @@ class PersistenceManager:
                     "analysis.json"
                 )
                 raise
-            stats.add(txn.stats)
-            compaction = self._compact_report(txn, codebase_id)
-            committed = txn.analysis
+            if txn is not None:
+                stats.add(txn.stats)
+                compaction = self._compact_report(txn, codebase_id)
+                committed = txn.analysis
         logger.info(
             "merged %d file(s), removed %d, into %s as journal delta %d%s",
             len(analyses),
@@ -1075,6 +1099,7 @@ class PersistenceManager:
             "" if compaction is None else f" (compacted to {compaction.watermark})",
         )
         report = AppendReport(
+            folded=group or compaction is not None,
             codebase_id=codebase_id,
             seq=seq,
             files=len(analyses),
@@ -1083,6 +1108,49 @@ class PersistenceManager:
             stats=stats,
         )
         return _Appended(report, committed, stats)
+
+    def _group_commit(
+        self, codebase_id: str, seq: int, delta: Delta, policy: RetryPolicy
+    ) -> Transaction | None:
+        """Fold delta ``seq`` into ``analysis.json``, letting a newer writer do it if one exists.
+
+        Every compaction folds every delta below the newest it lists (seqs are
+        dense), so when several writers append at once only the newest needs
+        to read, fold and rewrite ``analysis.json``. A compaction that finds a
+        newer delta, when it has read ``analysis.json`` and before it parses
+        it, yields: its writer waits for the marker of a compaction that
+        covers its delta instead. Past the policy's ``group_wait_seconds`` (the
+        newer writer may be deferred, or dead) it compacts regardless.
+        Returns the compaction that did the work here, or None when another
+        writer's did.
+        """
+        deadline = time.monotonic() + self.compaction.group_wait_seconds
+        known = {seq: delta}
+        pause = 0.02
+        while True:
+            txn = self._compact(
+                codebase_id,
+                policy,
+                until=seq,
+                known=known,
+                yield_to_newer=time.monotonic() < deadline,
+            )
+            if not txn._yielded:
+                return txn if txn._wrote else None
+            while time.monotonic() < deadline:
+                time.sleep(pause)
+                pause = min(pause * 2, 0.5)
+                try:
+                    if self._list_journal(codebase_id).folded_hint >= seq:
+                        return None  # folded, and its hashes published
+                except TransientError:
+                    continue
+            logger.info(
+                "journal of %s: no newer writer folded delta %d within %.1f s; compacting",
+                codebase_id,
+                seq,
+                self.compaction.group_wait_seconds,
+            )
 
     def _create_delta(
         self, codebase_id: str, body: bytes, policy: RetryPolicy, stats: TransactionStats
@@ -1163,10 +1231,11 @@ class PersistenceManager:
         until: int | None = None,
         listing: JournalListing | None = None,
         known: dict[int, Delta] | None = None,
+        yield_to_newer: bool = False,
     ) -> Transaction:
         txn = Transaction(codebase_id, new_analysis(codebase_id), None)
         txn._until, txn._listing, txn._known = until, listing, known
-        txn._compaction = True
+        txn._compaction, txn._yield = True, yield_to_newer
         self._commit(txn, policy, fresh=True)
         return txn
 

@@ -29,7 +29,7 @@ EXPECTED = {
     ("incremental", "documee-remote", "append_file_analyses"),
     ("incremental", "sequential-port", "save_analysis"),
     ("incremental", "boto3-threads", "put_3"),
-    ("concurrent", "documee-remote", "merge_file_analyses x4"),
+    ("concurrent", "documee-remote", "append_file_analyses x4"),
     ("concurrent", "sequential-port", "read-modify-write x4 (no CAS)"),
 }
 
@@ -80,7 +80,7 @@ def test_tiny_run_writes_every_row(tmp_path: Path) -> None:
         "PUT": 3,
         "GET": 1,
     }
-    merged = by["concurrent", "documee-remote", "merge_file_analyses x4"]
+    merged = by["concurrent", "documee-remote", "append_file_analyses x4"]
     assert merged["lost_updates"] == 0
     assert merged["lost_graph_nodes"] == 0
     assert merged["lost_hashes"] == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -845,3 +846,94 @@ def test_compaction_prunes_below_its_floor_every_sixteen_seqs() -> None:
     pm.merge_file_analyses("cb", {"/f31.py": make_file_analysis("/f31.py")}, {})
     # ... until the watermark reaches 32, a multiple of 16: then the whole journal is listed.
     assert delta_names(store) == [seq_name(32, "folded"), seq_name(32)]
+
+
+# -- group commit ------------------------------------------------------------------------------
+
+
+def test_an_eager_append_lets_the_newest_writer_compact_for_it() -> None:
+    store = HookStore()
+    pm = PersistenceManager(store, retry=FAST)
+    newer = PersistenceManager(unhooked(store), retry=FAST)
+    fired: list[int] = []
+
+    def hook(op: str, key: str) -> None:
+        # Right after our delta exists, a newer writer appends and compacts both.
+        if op == "list" and store.exists("cb/_journal/" + seq_name(1)) and not fired:
+            fired.append(1)
+            newer.append_file_analyses("cb", {"/b.py": make_file_analysis("/b.py")}, {"/b.py": H})
+
+    store.hook = hook
+    report = pm.append_file_analyses("cb", {"/a.py": make_file_analysis("/a.py")}, {"/a.py": H})
+    assert fired
+    assert report.seq == 1
+    assert report.folded is True
+    assert report.compaction is None  # the newer writer's compaction did it
+    stored = codec.load_codebase_analysis(store.get("cb/analysis.json").data)
+    assert set(stored.file_analyses) == {"/a.py", "/b.py"}
+    assert journal.watermark(stored) == 2
+    assert codec.loads(store.get("cb/file_hashes.json").data) == {"/a.py": H, "/b.py": H}
+
+
+def test_an_eager_append_compacts_itself_when_the_newest_writer_does_not() -> None:
+    store = MemoryStore()
+    policy = CompactionPolicy(group_wait_seconds=0.3)
+    pm = PersistenceManager(store, retry=FAST, compaction=policy)
+    lazy = PersistenceManager(store, retry=FAST, compaction="deferred")
+    pm.append_file_analyses("cb", {"/a.py": make_file_analysis("/a.py")}, {})
+
+    # A deferred writer appends right after our delta, and never compacts.
+    real_put = store._put
+
+    def put(key: str, data: bytes, *, if_match: str | None, create_only: bool) -> str:
+        etag = real_put(key, data, if_match=if_match, create_only=create_only)
+        if key == "cb/_journal/" + seq_name(2):
+            lazy.append_file_analyses("cb", {"/lazy.py": make_file_analysis("/lazy.py")}, {})
+        return etag
+
+    store._put = put  # type: ignore[method-assign]
+    started = time.monotonic()
+    report = pm.append_file_analyses("cb", {"/b.py": make_file_analysis("/b.py")}, {})
+    waited = time.monotonic() - started
+    assert report.seq == 2
+    assert report.compaction is not None
+    assert report.compaction.watermark == 3  # it folded the lazy writer's delta too
+    assert waited >= 0.3
+    stored = codec.load_codebase_analysis(store.get("cb/analysis.json").data)
+    assert set(stored.file_analyses) == {"/a.py", "/b.py", "/lazy.py"}
+
+
+def test_eight_threads_appending_at_once_rewrite_analysis_json_less_than_eight_times() -> None:
+    store = CountingStore()
+    writes: list[str] = []
+    real_put = store._put
+
+    def put(key: str, data: bytes, *, if_match: str | None, create_only: bool) -> str:
+        time.sleep(0.005)  # a request's latency, so that the writers overlap as on S3
+        etag = real_put(key, data, if_match=if_match, create_only=create_only)
+        if key == "cb/analysis.json":
+            writes.append(key)
+        return etag
+
+    store._put = put  # type: ignore[method-assign]
+    barrier = threading.Barrier(8)
+    reports: list[object] = []
+
+    def work(w: int) -> None:
+        pm = PersistenceManager(store, retry=FAST)
+        files = {f"/w{w}/f{i}.py": make_file_analysis(f"/w{w}/f{i}.py") for i in range(20)}
+        barrier.wait()
+        reports.append(pm.append_file_analyses("cb", files, dict.fromkeys(files, H)))
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(reports) == 8
+    assert all(r.folded for r in reports)  # type: ignore[attr-defined]
+    stored = codec.load_codebase_analysis(store.get("cb/analysis.json").data)
+    assert len(stored.file_analyses) == 160
+    assert journal.watermark(stored) == 8
+    assert len(codec.loads(store.get("cb/file_hashes.json").data)) == 160
+    assert 1 <= len(writes) < 8
