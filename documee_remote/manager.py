@@ -737,7 +737,8 @@ class PersistenceManager:
 
         With ``stop_at``, a read that shows deltas up to it folded (by a
         marker, or the watermark found without parsing) returns at once with
-        ``analysis`` None.
+        ``analysis`` None; with ``yield_above``, so does one whose listing
+        shows a newer delta (``newer``: group commit).
 
         A hole in the listed seqs above the watermark means the listing saw
         a compaction's deletions that the ``analysis.json`` read predates, and
