@@ -164,8 +164,8 @@ def _describe(event: dict[str, Any]) -> tuple[str, str] | None:
         )
     if kind == "conflict":
         return (
-            f"lost {event.get('conflicts', 0)} compare-and-swap race(s) to other analysers: "
-            "re-read analysis.json, re-applied the batch, retried",
+            f"lost {event.get('conflicts', 0)} compare-and-swap race(s) to other analysers "
+            "(a journal seq taken, or analysis.json changed): read again and retried",
             "bold yellow",
         )
     if kind == "merged":
