@@ -314,10 +314,11 @@ def gc(
     if not dry_run and view.watermark:
         # Folded deltas (those up to the stored watermark, never pending ones)
         # older than the grace period, and markers a newer marker replaces.
-        before = set(listing)
         whole = journal.parse_listing(codebase_id, listing.values())  # not from a floor
-        pm._prune_journal(codebase_id, whole, view.watermark, grace_seconds=grace_seconds)
-        report.removed.extend(k for k in sorted(before) if not pm.store.exists(k))
+        pruned, _ = pm._prune_journal(
+            codebase_id, whole, view.watermark, grace_seconds=grace_seconds
+        )
+        report.removed.extend(sorted(pruned))
     referenced = {layout.file_analysis_key(codebase_id, p) for p in analysis.file_analyses}
     cutoff = datetime.now(UTC) - timedelta(seconds=grace_seconds)
     old: list[str] = []

@@ -106,7 +106,6 @@ class _Appended:
     report: AppendReport
     #: The analysis the merge's compaction committed or found (None: not compacted).
     committed: CodebaseAnalysis | None
-    stats: TransactionStats
 
 
 @dataclass
@@ -283,12 +282,7 @@ class PersistenceManager:
             self.store.put(cb_key, body)
         if journal_seq and journal_seq not in listed_journal.markers:
             # The superseded deltas must not lend their hashes to get_file_hashes.
-            with contextlib.suppress(PreconditionFailedError):
-                self.store.put(
-                    journal.marker_key(codebase_id, journal_seq),
-                    journal.encode_marker(journal_seq),
-                    if_none_match="*",
-                )
+            self._put_marker(codebase_id, journal_seq)
         stale = {
             key: etag
             for key, etag in stored.items()
@@ -916,7 +910,7 @@ class PersistenceManager:
                 graph=graph,
             )
             if stats is not None:
-                stats.add(appended.stats)
+                stats.add(appended.report.stats)
             committed = appended.committed
             if committed is None:
                 # Deferred and not yet due: the journal holds the merge, and
@@ -1108,7 +1102,7 @@ class PersistenceManager:
             compaction=compaction,
             stats=stats,
         )
-        return _Appended(report, committed, stats)
+        return _Appended(report, committed)
 
     def _group_commit(
         self, codebase_id: str, seq: int, delta: Delta, policy: RetryPolicy
@@ -1266,7 +1260,7 @@ class PersistenceManager:
         mark = txn._folded[-1][0] if txn._folded else journal.watermark(txn.analysis)
         self._saw_watermark(codebase_id, mark)
         try:
-            marked = self._retrying(lambda: self._publish_hashes(txn, policy, mark), policy)
+            self._retrying(lambda: self._publish_hashes(txn, policy, mark), policy)
         except (TransientError, ConflictError, PermissionDeniedError) as exc:
             logger.warning(
                 "committed %s up to journal seq %d, but publishing its hashes failed; "
@@ -1284,11 +1278,12 @@ class PersistenceManager:
                 # before it are out of sight: every so many seqs, look at all.
                 with contextlib.suppress(TransientError):
                     listing = self._list_journal(codebase_id, full=True)
-            txn._pruned = self._prune_journal(codebase_id, listing, mark, marked=marked)
+            pruned, young = self._prune_journal(codebase_id, listing, mark, marked=True)
+            txn._pruned = (len(pruned), young)
 
-    def _publish_hashes(self, txn: Transaction, policy: RetryPolicy, mark: int) -> bool:
+    def _publish_hashes(self, txn: Transaction, policy: RetryPolicy, mark: int) -> None:
         """Hashes and removals of the deltas above the newest marker, then the marker at
-        ``mark``; whether that marker now exists. Idempotent, so it can be retried."""
+        ``mark``. Idempotent, so it can be retried."""
         codebase_id, listing = txn.codebase_id, txn._listing_seen
         hint = listing.folded_hint if listing is not None else 0
         folded = dict(txn._folded)
@@ -1307,13 +1302,16 @@ class PersistenceManager:
         self._withdraw_overtaken_hashes(
             codebase_id, txn, {p: entries[p] for p in claims if p in entries}, claims
         )
-        with contextlib.suppress(PreconditionFailedError):  # a rival published it first
+        self._put_marker(codebase_id, mark)
+
+    def _put_marker(self, codebase_id: str, seq: int) -> None:
+        """Record "deltas up to ``seq`` folded, hashes published" (see the journal module)."""
+        with contextlib.suppress(PreconditionFailedError):  # a rival wrote it first
             self.store.put(
-                journal.marker_key(codebase_id, mark),
-                journal.encode_marker(mark),
+                journal.marker_key(codebase_id, seq),
+                journal.encode_marker(seq),
                 if_none_match="*",
             )
-        return True
 
     def _withdraw_first(self, codebase_id: str, paths: set[str], policy: RetryPolicy) -> None:
         """Withdraw hash claims of paths a commit is about to remove, before it commits.
@@ -1339,13 +1337,14 @@ class PersistenceManager:
         *,
         marked: bool = False,
         grace_seconds: float | None = None,
-    ) -> tuple[int, int]:
+    ) -> tuple[list[str], int]:
         """Delete deltas folded below ``mark`` older than the grace period, and old markers.
 
         The delta at the watermark is never deleted: it keeps the highest
         seq visible, so the next writer picks a number above it. A marker
         goes once a newer one stands in for it (``marked``: the caller has
-        just written the one at ``mark``). Returns ``(deleted, kept young)``.
+        just written the one at ``mark``). Returns the keys deleted and how
+        many folded deltas were kept for being young.
         """
         grace = self.compaction.grace_seconds if grace_seconds is None else grace_seconds
         cutoff = _utcnow() - timedelta(seconds=grace)
@@ -1361,13 +1360,13 @@ class PersistenceManager:
             if s < newest and meta.last_modified <= cutoff
         ]
         if not keys:
-            return 0, young
+            return [], young
         try:
-            kept = self.store.delete_many(keys)
+            kept = set(self.store.delete_many(keys))
         except TransientError as exc:
             logger.debug("pruning the journal of %s failed, left for later: %s", codebase_id, exc)
-            return 0, young + len(old)
-        return len(keys) - len(kept), young
+            return [], young + len(old)
+        return [k for k in keys if k not in kept], young
 
     def _merge_hashes(
         self,
