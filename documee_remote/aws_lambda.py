@@ -425,7 +425,7 @@ def get_manager(settings: Settings | None = None) -> PersistenceManager:
             for old in _managers.values():
                 old.close()
             _managers.clear()
-            pm = PersistenceManager(settings.store_url, **settings.store_options())
+            pm = PersistenceManager(settings.store_url, settings=settings)
             _managers[settings] = pm
             logger.info(json.dumps({"event": "store_opened", "store": pm.store.url}))
         return pm

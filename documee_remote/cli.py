@@ -228,14 +228,19 @@ class CliState:
         return url
 
     def open_store(self) -> Store:
-        """Open the store the options and the environment name."""
+        """Open the store the options and the environment name.
+
+        --backend and --read-only are explicit arguments; open_store fills in
+        the rest from the DOCUMEE_* environment, as on every other path.
+        """
         from .stores import open_store
 
-        settings = self.settings()
         url = self.resolve_url()
-        options = settings.store_options()
-        logger.debug("opening %s (backend=%s)", url, options.get("backend"))
-        return open_store(url, **options)
+        explicit: dict[str, Any] = {"backend": self.backend}
+        if self.read_only:
+            explicit["read_only"] = True
+        logger.debug("opening %s (backend=%s)", url, self.backend)
+        return open_store(url, **explicit)
 
     @contextlib.contextmanager
     def manager(self) -> Iterator[Any]:

@@ -64,7 +64,7 @@ import re
 import socket
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -463,48 +463,53 @@ class CompactionPolicy:
 
     @classmethod
     def of(cls, value: CompactionPolicy | str | None) -> CompactionPolicy:
-        """A policy from a policy, a mode name, or ``None`` (the environment's, see
-        :meth:`from_environment`)."""
-        if value is None:
-            return cls.from_environment()
+        """A policy from a policy (used as it is), a mode name (the environment's
+        thresholds fill in the rest) or ``None`` (the environment's, see
+        :meth:`from_environment`): explicit values win, the environment fills in."""
         if isinstance(value, CompactionPolicy):
             return value
-        return cls(mode=value)  # type: ignore[arg-type]  # validated in __post_init__
+        policy = cls.from_environment()
+        if value is None:
+            return policy
+        return replace(policy, mode=value)  # type: ignore[arg-type]  # checked in __post_init__
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> CompactionPolicy:
         """The policy ``DOCUMEE_COMPACTION`` (``eager``/``deferred``),
         ``DOCUMEE_COMPACTION_MAX_DELTAS``, ``DOCUMEE_COMPACTION_MAX_BYTES``,
         ``DOCUMEE_JOURNAL_GRACE_SECONDS`` and ``DOCUMEE_COMPACTION_GROUP_WAIT_SECONDS``
-        describe; the defaults where unset.
+        describe; the defaults where unset (or empty).
 
         Raises
         ------
         ConfigurationError
-            A value that is not a mode or a number, naming the variable.
+            A value that is not a mode or not a number in range, naming the variable.
         """
         env = os.environ if environ is None else environ
         fields: dict[str, Any] = {}
-        if env.get("DOCUMEE_COMPACTION"):
-            fields["mode"] = env["DOCUMEE_COMPACTION"].strip().lower()
-        for name, key, kind in (
-            ("DOCUMEE_COMPACTION_MAX_DELTAS", "max_deltas", int),
-            ("DOCUMEE_COMPACTION_MAX_BYTES", "max_bytes", int),
-            ("DOCUMEE_JOURNAL_GRACE_SECONDS", "grace_seconds", float),
-            ("DOCUMEE_COMPACTION_GROUP_WAIT_SECONDS", "group_wait_seconds", float),
+        mode = (env.get("DOCUMEE_COMPACTION") or "").strip().lower()
+        if mode:
+            if mode not in ("eager", "deferred"):
+                raise ConfigurationError("DOCUMEE_COMPACTION must be 'eager' or 'deferred'")
+            fields["mode"] = mode
+        for name, key, kind, least in (
+            ("DOCUMEE_COMPACTION_MAX_DELTAS", "max_deltas", int, 1),
+            ("DOCUMEE_COMPACTION_MAX_BYTES", "max_bytes", int, 1),
+            ("DOCUMEE_JOURNAL_GRACE_SECONDS", "grace_seconds", float, 0),
+            ("DOCUMEE_COMPACTION_GROUP_WAIT_SECONDS", "group_wait_seconds", float, 0),
         ):
-            raw = env.get(name)
-            if raw:
-                try:
-                    fields[key] = kind(raw)
-                except ValueError:
-                    raise ConfigurationError(
-                        f"{name}={raw!r} is not a {'whole ' if kind is int else ''}number"
-                    ) from None
-        try:
-            return cls(**fields)
-        except ConfigurationError as exc:
-            raise ConfigurationError(f"{exc} (from DOCUMEE_COMPACTION* variables)") from None
+            raw = (env.get(name) or "").strip()
+            if not raw:
+                continue
+            what = "a whole number" if kind is int else "a number"
+            try:
+                value = kind(raw)
+            except ValueError:
+                raise ConfigurationError(f"{name} must be {what}") from None
+            if not least <= value < float("inf"):  # also refuses NaN
+                raise ConfigurationError(f"{name} must be {what} of at least {least}")
+            fields[key] = value
+        return cls(**fields)
 
     def due(self, pending: int, pending_bytes: int) -> bool:
         """Whether a merge leaving ``pending`` deltas should compact now."""

@@ -29,6 +29,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from . import codec, integrity, journal, layout
+from .config import DEFAULT_STORE_URL
 from .errors import (
     ConflictError,
     CorruptObjectError,
@@ -68,7 +69,7 @@ _T = TypeVar("_T")
 _PRUNE_EVERY = 16
 
 #: Upstream's default base path, used when neither an argument nor DOCUMEE_STORE_URL is given.
-DEFAULT_LOCAL_ROOT = ".documee/analysis"
+DEFAULT_LOCAL_ROOT = DEFAULT_STORE_URL
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +202,8 @@ class PersistenceManager:
         (after every merge, the default), ``"deferred"``, or a
         :class:`~documee_remote.journal.CompactionPolicy` with thresholds.
     **options:
-        Store options when a URL is given (see :func:`~documee_remote.open_store`).
+        Store options (see :func:`~documee_remote.open_store`); the ``DOCUMEE_*``
+        variables fill in those not given, whether a URL is given or not.
 
     Examples
     --------
@@ -226,12 +228,8 @@ class PersistenceManager:
         # keeps (see _list_journal).
         self._floors: dict[str, int] = {}
         self._owns_store = not isinstance(store_or_url, Store)
-        if isinstance(store_or_url, Store):
-            self.store = open_store(store_or_url, **options)
-        elif store_or_url is None:
-            self.store = _store_from_environment(options)
-        else:
-            self.store = open_store(os.fspath(store_or_url), **options)
+        # The one way to a store: the DOCUMEE_* settings fill in what is not given here.
+        self.store = open_store(store_or_url, **options)
         logger.debug("persistence manager on %s", self.store.url)
 
     def __repr__(self) -> str:
@@ -1567,13 +1565,3 @@ def _check_hashes(hashes: Mapping[str, object], codebase_id: str) -> None:
                 f"the hash of {path!r} must be a string, not {type(digest).__name__}",
                 codebase_id=codebase_id,
             )
-
-
-def _store_from_environment(options: dict[str, Any]) -> Store:
-    url = os.environ.get("DOCUMEE_STORE_URL")
-    if not url:
-        return open_store(DEFAULT_LOCAL_ROOT, **options)
-    from .config import Settings
-
-    settings = Settings()
-    return open_store(url, **{**settings.store_options(), **options})
