@@ -67,6 +67,7 @@ __all__ = [
     "build_client_config",
     "build_s3_client",
     "build_session",
+    "connection_refused",
     "describe_validation_error",
     "url_scheme",
 ]
@@ -1074,7 +1075,7 @@ def build_s3_client(
     from botocore.exceptions import BotoCoreError
 
     try:
-        return built.client(
+        client = built.client(
             "s3",
             region_name=options.region,
             endpoint_url=options.endpoint_url,
@@ -1082,3 +1083,51 @@ def build_s3_client(
         )
     except BotoCoreError as exc:
         raise _config_error("cannot create an S3 client", exc) from exc
+    _fail_fast_until_answered(client)
+    return client
+
+
+def connection_refused(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (a botocore connection error) is a refused TCP connection."""
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [exc]
+    while stack:
+        current = stack.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ConnectionRefusedError):
+            return True
+        inner = getattr(current, "kwargs", {}).get("error")
+        stack.extend((current.__cause__, current.__context__, inner))
+    return False
+
+
+def _fail_fast_until_answered(client: S3Client) -> None:
+    """Do not retry a refused connection to an endpoint that has never answered this client.
+
+    A closed port (a wrong ``endpoint_url``, a server not started) otherwise
+    costs every request botocore's whole backoff, 7 s on average with the
+    default 5 attempts, before the error. Once the endpoint has answered
+    anything, a refusal is a server restarting or a balancer shuffling, a real
+    transient failure, and is retried as configured; timeouts, resets and DNS
+    failures always are. The vetoed error is marked, so the message can say
+    it was not retried.
+    """
+    answered = False  # per client; a benign race: threads only ever set it to True
+
+    def needs_retry(
+        response: object = None, caught_exception: BaseException | None = None, **_: Any
+    ) -> bool | None:
+        nonlocal answered
+        if response is not None:
+            answered = True
+        elif not answered and connection_refused(caught_exception):
+            kwargs = getattr(caught_exception, "kwargs", None)
+            if isinstance(kwargs, dict):
+                kwargs["not_retried"] = True
+            return False  # the first answer that is not None: botocore does not retry
+        return None  # botocore's own retry handler decides
+
+    handler: Any = needs_retry  # botocore's stubs type handlers as returning None
+    client.meta.events.register_first("needs-retry.s3", handler)

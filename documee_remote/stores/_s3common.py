@@ -31,6 +31,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..errors import (
     AlreadyExistsError,
@@ -498,10 +499,27 @@ def botocore_error(
     for botocore_type, cls in botocore_exception_types():
         if isinstance(exc, botocore_type):
             detail = str(exc) if isinstance(exc, _safe_messages()) else type(exc).__name__
+            connecting = isinstance(exc, bce.EndpointConnectionError)
+            if connecting:
+                detail = connection_detail(exc)
             if issubclass(cls, ServiceUnavailableError | StorageTimeoutError):
-                detail += " after retries"
+                vetoed = getattr(exc, "kwargs", {}).get("not_retried")
+                detail += ", not retried as it never answered" if vetoed else " after retries"
+            if connecting:
+                detail += "; check endpoint_url / DOCUMEE_S3_ENDPOINT_URL"
             return cls(f"{doing(operation)} {where(store_url, key)} failed ({detail})", key=key)
     raise AssertionError("unreachable: BotoCoreError ends the table")  # pragma: no cover
+
+
+def connection_detail(exc: Any) -> str:
+    """What a connection error says: the endpoint (scheme, host and port only) and why."""
+    from ..config import connection_refused
+
+    parts = urlsplit(str(exc.kwargs.get("endpoint_url") or ""))
+    port = f":{parts.port}" if parts.port else ""
+    endpoint = f"{parts.scheme}://{parts.hostname}{port}" if parts.hostname else "the endpoint"
+    why = "connection refused" if connection_refused(exc) else type(exc).__name__
+    return f"cannot connect to {endpoint}: {why}"
 
 
 class S3Location:
