@@ -13,9 +13,8 @@ Handler: ``documee_remote.aws_lambda.handler``.
 What goes in
 ------------
 The project (without its ``testing`` helpers) and the runtime dependencies of
-``documee-remote[s3]``, resolved by pip: pydantic, pydantic-core,
-pydantic-settings, orjson and what they need (annotated-types,
-typing-extensions, typing-inspection, python-dotenv).
+``documee-remote[s3]``, resolved by pip: pydantic, pydantic-core, orjson
+and what they need (annotated-types, typing-extensions, typing-inspection).
 
 What stays out
 --------------

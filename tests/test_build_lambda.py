@@ -105,7 +105,9 @@ def check_contents(zip_path: Path) -> list[str]:
     assert "documee_remote/aws_lambda.py" in names
     assert "documee_remote/analyser.py" in names
     assert any(n.startswith("pydantic_core/_pydantic_core") for n in names)
-    assert {"pydantic", "pydantic_settings", "orjson", "typing_extensions.py"} <= top
+    assert {"pydantic", "orjson", "typing_extensions.py"} <= top
+    # The environment is read by hand: pydantic-settings and python-dotenv are no dependency.
+    assert not top & {"pydantic_settings", "dotenv"}, top
     assert not top & ABSENT, top & ABSENT
     assert not top & RUNTIME, top & RUNTIME  # left to the Lambda runtime
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]

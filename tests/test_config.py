@@ -606,6 +606,69 @@ def test_invalid_combinations_name_the_variables(clean_env: pytest.MonkeyPatch) 
     assert SECRET not in str(info.value)
 
 
+def test_settings_are_read_without_pydantic() -> None:
+    # Every store opening reads the environment (a Lambda cold start too): by hand.
+    code = """
+        import os, sys
+        os.environ.update({
+            "DOCUMEE_STORE_URL": "s3://bkt/p", "DOCUMEE_BACKEND": "s3",
+            "DOCUMEE_CONCURRENCY": "8", "DOCUMEE_READ_ONLY": "yes",
+            "DOCUMEE_MAX_OBJECT_SIZE": "1024", "DOCUMEE_S3_CONNECT_TIMEOUT": "2",
+            "DOCUMEE_S3_MAX_ATTEMPTS": "3", "DOCUMEE_S3_SSE": "aws:kms",
+            "DOCUMEE_S3_SSE_KMS_KEY_ID": "alias/k",
+            "DOCUMEE_S3_ENDPOINT_URL": "http://127.0.0.1:9000",
+        })
+        from documee_remote.config import Settings
+        options = Settings.load().store_options()
+        assert options["connect_timeout"] == 2.0 and options["read_only"] is True, options
+        print(sorted(m for m in sys.modules if m.startswith("pydantic")))
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("true", True), ("Yes", True), ("1", True), (" on ", True), ("false", False), ("0", False)],
+)
+def test_boolean_words(clean_env: pytest.MonkeyPatch, raw: str, expected: bool) -> None:
+    clean_env.setenv("DOCUMEE_READ_ONLY", raw)
+    assert Settings.load().read_only is expected
+
+
+def test_an_empty_variable_counts_as_unset(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("DOCUMEE_CONCURRENCY", "")
+    clean_env.setenv("DOCUMEE_S3_ENDPOINT_URL", "")
+    assert Settings.load() == Settings.from_environ({})
+    assert Settings.load().store_options() == {}
+
+
+def test_settings_are_immutable_values(clean_env: pytest.MonkeyPatch) -> None:
+    settings = Settings.from_environ({"DOCUMEE_CONCURRENCY": "4"}, read_only=True)
+    assert (settings.concurrency, settings.read_only) == (4, True)
+    assert settings == Settings.from_environ({"DOCUMEE_CONCURRENCY": "4", "DOCUMEE_READ_ONLY": "1"})
+    assert hash(settings) == hash(Settings.load(concurrency=4, read_only=True))
+    with pytest.raises(AttributeError):
+        settings.concurrency = 5  # type: ignore[misc]
+    with pytest.raises(ConfigurationError, match="regoin"):
+        Settings.load(regoin="x")
+
+
+def test_every_problem_is_named_at_once(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("DOCUMEE_CONCURRENCY", "lots")
+    clean_env.setenv("DOCUMEE_S3_MAX_ATTEMPTS", "0")
+    with pytest.raises(ConfigurationError) as info:
+        Settings.load()
+    assert "DOCUMEE_CONCURRENCY" in str(info.value)
+    assert "DOCUMEE_S3_MAX_ATTEMPTS" in str(info.value)
+
+
 # -- imports --------------------------------------------------------------------------------------
 
 
