@@ -557,6 +557,21 @@ def test_s3_options_given_as_an_object_count_as_explicit(
         assert store.options.region == "eu-west-3"  # type: ignore[attr-defined]
 
 
+@pytest.mark.usefixtures("aws_profiles")
+def test_an_explicit_session_stands_for_the_profile(
+    s3_endpoint: S3Endpoint, clean_env: pytest.MonkeyPatch
+) -> None:
+    import boto3
+
+    clean_env.setenv("DOCUMEE_S3_ENDPOINT_URL", s3_endpoint.endpoint_url)
+    clean_env.setenv("DOCUMEE_S3_PROFILE", "team")
+    session = boto3.Session(region_name=s3_endpoint.region)
+    # boto3 takes a session or a profile, not both: the profile does not fill in.
+    with open_store(s3_endpoint.url("p/"), session=session) as store:
+        assert store.options.profile is None  # type: ignore[attr-defined]
+        store.put("cb/k", b"v")
+
+
 def test_a_bad_combination_names_the_variables(clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("DOCUMEE_S3_SSE_KMS_KEY_ID", "alias/k")
     with pytest.raises(ConfigurationError, match="DOCUMEE_S3_SSE_KMS_KEY_ID"):
