@@ -45,6 +45,7 @@ from .leases import BOOKKEEPING_KEY, FencedError, Lease, recorded_fence
 from .merge import apply_file_changes, new_analysis, refresh_derived
 from .models import CodebaseAnalysis, FileAnalysis
 from .retry import Backoff, RetryPolicy, TransactionStats
+from .sharing import Checkout, Sharing, resolve
 from .stores import ObjectMeta, Store, etag_of, open_store
 
 __all__ = [
@@ -200,6 +201,11 @@ class PersistenceManager:
         When merges fold the journal into ``analysis.json``: ``"eager"``
         (after every merge, the default), ``"deferred"``, or a
         :class:`~documee_remote.journal.CompactionPolicy` with thresholds.
+    checkout:
+        A :class:`~documee_remote.sharing.Checkout` (or a
+        :class:`~documee_remote.sharing.Sharing` of several) mapping local
+        checkouts to shared codebases; default: the environment's
+        (``DOCUMEE_SHARE_CONFIG``, ``DOCUMEE_CHECKOUT_ROOT``...).
     **options:
         Store options when a URL is given (see :func:`~documee_remote.open_store`).
 
@@ -216,9 +222,12 @@ class PersistenceManager:
         *,
         retry: RetryPolicy | None = None,
         compaction: CompactionPolicy | str | None = None,
+        checkout: Checkout | Sharing | None = None,
         **options: Any,
     ):
         self.retry = retry or RetryPolicy()
+        #: Local checkouts mapped to shared codebases (default: the environment's).
+        self.sharing = resolve(checkout)
         self.compaction = CompactionPolicy.of(compaction)
         self._side: ThreadPoolExecutor | None = None
         # Per codebase, a watermark this manager has seen: journal listings start
@@ -254,6 +263,7 @@ class PersistenceManager:
         (including merges still pending in the journal); use
         :meth:`merge_file_analyses` when several analysers write at once.
         """
+        codebase_id, analysis = self.sharing.analysis_out(codebase_id, analysis)
         cb_key = layout.analysis_key(codebase_id)
         prefix = layout.codebase_prefix(codebase_id)
         metas = list(self.store.list_meta(prefix))
@@ -322,7 +332,8 @@ class PersistenceManager:
             ``analysis.json`` (or a pending journal delta) exists but does not
             parse (upstream ships empty ones).
         """
-        return self._read_view(codebase_id).analysis
+        stored = self._read_view(self.sharing.stored_id(codebase_id)).analysis
+        return self.sharing.analysis_in(codebase_id, stored)
 
     def get_file_hashes(self, codebase_id: str) -> dict[str, str]:
         """The ``{file path: sha256}`` map, or ``{}`` when there is none.
@@ -332,6 +343,8 @@ class PersistenceManager:
         over it, so a path re-analysed since the last compaction is claimed
         with its new hash, never its old one.
         """
+        local_id = codebase_id
+        codebase_id = self.sharing.stored_id(codebase_id)
         key = layout.file_hashes_key(codebase_id)
 
         def stored() -> dict[str, str]:
@@ -344,16 +357,17 @@ class PersistenceManager:
         hashes, listing = self._with_listing(codebase_id, stored)
         seqs = listing.above(listing.folded_hint)
         if not seqs:
-            return hashes
+            return self.sharing.hashes_in(local_id, hashes)
         deltas = self._get_deltas(codebase_id, seqs, tolerate_missing=True)
         claims, unclaimed = journal.fold_hashes(deltas)
         for path in unclaimed:
             hashes.pop(path, None)
         hashes.update(claims)
-        return hashes
+        return self.sharing.hashes_in(local_id, hashes)
 
     def save_file_hashes(self, codebase_id: str, hashes: Mapping[str, str]) -> None:
         """Store the ``{file path: sha256}`` map."""
+        codebase_id, hashes = self.sharing.hashes_out(codebase_id, hashes)
         for path in hashes:
             layout.validate_file_path(path)
         _check_hashes(hashes, codebase_id)
@@ -369,6 +383,7 @@ class PersistenceManager:
         objects are then deleted only if unchanged since the listing, so
         per-file objects a new merge has just written survive.
         """
+        codebase_id = self.sharing.stored_id(codebase_id)
         self._floors.pop(codebase_id, None)
         listing = {m.key: m for m in self.store.list_meta(layout.codebase_prefix(codebase_id))}
         if not listing:
@@ -412,18 +427,23 @@ class PersistenceManager:
 
     def load_file_analysis(self, codebase_id: str, file_path: str) -> FileAnalysis | None:
         """Read one file's analysis from its per-file object, or ``None`` when absent."""
+        local_id = codebase_id
+        codebase_id, file_path = self.sharing.path_out(codebase_id, file_path)
         key = layout.file_analysis_key(codebase_id, file_path)
         try:
             obj = self.store.get(key)
         except NotFoundError:
             return None
-        return codec.load_file_analysis(obj.data, key=key, codebase_id=codebase_id)
+        fa = codec.load_file_analysis(obj.data, key=key, codebase_id=codebase_id)
+        return self.sharing.file_in(local_id, fa)
 
     def load_file_analyses(
         self, codebase_id: str, file_paths: Iterable[str]
     ) -> dict[str, FileAnalysis | None]:
         """Read many per-file objects at once (concurrently); absent ones map to ``None``."""
-        keys = {path: layout.file_analysis_key(codebase_id, path) for path in file_paths}
+        local_id = codebase_id
+        codebase_id, local = self.sharing.paths_out(codebase_id, file_paths)
+        keys = {path: layout.file_analysis_key(codebase_id, path) for path in local}
         found = self.store.get_many(keys.values())
         result: dict[str, FileAnalysis | None] = {}
         for path, key in keys.items():
@@ -433,7 +453,7 @@ class PersistenceManager:
                 if obj is None
                 else codec.load_file_analysis(obj.data, key=key, codebase_id=codebase_id)
             )
-        return result
+        return self.sharing.files_in(local_id, result, local)
 
     # -- optimistic transactions ---------------------------------------------------------
 
@@ -466,10 +486,12 @@ class PersistenceManager:
         UnsupportedOperationError
             The store cannot write conditionally, so this would race.
         """
+        local_id = codebase_id
+        codebase_id, fn = self.sharing.update_fn(codebase_id, fn)
         txn = self._update(codebase_id, fn, retry, fencing_token)
         if stats is not None:
             stats.add(txn.stats)
-        return txn.analysis
+        return self.sharing.analysis_in(local_id, txn.analysis)
 
     def _update(
         self,
@@ -496,8 +518,10 @@ class PersistenceManager:
         The block's changes (made through the :class:`Transaction` methods)
         are committed with compare-and-swap when it ends, and replayed onto a
         fresh read when another writer committed first. Nothing is written if
-        the block raises.
+        the block raises. A shared checkout's id opens the shared codebase,
+        whose paths the block sees as stored (under the shared root).
         """
+        codebase_id = self.sharing.stored_id(codebase_id)
         self._require_atomic_writes(codebase_id)
         view = self._read_view(codebase_id)
         txn = Transaction(
@@ -805,6 +829,7 @@ class PersistenceManager:
 
     def load_analysis_etag(self, codebase_id: str) -> str | None:
         """The ETag of ``analysis.json`` (``None`` when absent), without reading it."""
+        codebase_id = self.sharing.stored_id(codebase_id)
         try:
             return self.store.head(layout.analysis_key(codebase_id)).etag
         except NotFoundError:
@@ -895,6 +920,10 @@ class PersistenceManager:
         this library see it, which costs a read of ``analysis.json``; use
         :meth:`append_file_analyses` to skip that).
         """
+        local_id = codebase_id
+        codebase_id, analyses, file_hashes, removed, graph = self.sharing.merge_out(
+            codebase_id, analyses, file_hashes, removed, graph
+        )
         removed = frozenset(removed)
         self._check_merge(codebase_id, analyses, file_hashes, removed)
         self._require_atomic_writes(codebase_id)
@@ -916,7 +945,7 @@ class PersistenceManager:
                 # Deferred and not yet due: the journal holds the merge, and
                 # the analysis returned is the one readers see.
                 committed = self.load_analysis(codebase_id) or new_analysis(codebase_id)
-            return committed
+            return self.sharing.analysis_in(local_id, committed)
         # A caller's graph merge cannot be stored in a delta, and a fencing
         # token must be checked against the commit point itself: both commit
         # analysis.json directly (folding whatever the journal holds first).
@@ -953,7 +982,7 @@ class PersistenceManager:
             codebase_id,
             txn_stats.attempts,
         )
-        return committed
+        return self.sharing.analysis_in(local_id, committed)
 
     @staticmethod
     def _check_merge(
@@ -1003,6 +1032,9 @@ class PersistenceManager:
         rewrites ``analysis.json`` (waiting at most the policy's
         ``group_wait_seconds`` for it).
         """
+        codebase_id, analyses, file_hashes, removed, graph = self.sharing.merge_out(
+            codebase_id, analyses, file_hashes, removed, graph
+        )
         self._check_merge(codebase_id, analyses, file_hashes, removed)
         self._require_atomic_writes(codebase_id)
         return self._append(
@@ -1206,6 +1238,7 @@ class PersistenceManager:
         policy's grace period. Safe to run at any time, from anywhere, as
         often as wanted: with nothing pending it writes nothing.
         """
+        codebase_id = self.sharing.stored_id(codebase_id)
         self._require_atomic_writes(codebase_id)
         txn = self._compact(codebase_id, retry or self.retry)
         report = self._compact_report(txn, codebase_id)
@@ -1495,6 +1528,7 @@ class PersistenceManager:
         ``fencing_token=lease.token`` to merges so that they are refused if
         the lease is taken over. See :mod:`documee_remote.leases`.
         """
+        codebase_id = self.sharing.stored_id(codebase_id)
         self._require_atomic_writes(codebase_id)
         return Lease(
             self,
@@ -1519,6 +1553,7 @@ class PersistenceManager:
 
         See :func:`documee_remote.integrity.verify`.
         """
+        codebase_id = self.sharing.stored_id(codebase_id)
         return integrity.verify(self, codebase_id, repair=repair, grace_seconds=grace_seconds)
 
     def gc(
@@ -1532,6 +1567,7 @@ class PersistenceManager:
 
         See :func:`documee_remote.integrity.gc`.
         """
+        codebase_id = self.sharing.stored_id(codebase_id)
         return integrity.gc(self, codebase_id, grace_seconds=grace_seconds, dry_run=dry_run)
 
     # -- lifecycle ---------------------------------------------------------------------------
