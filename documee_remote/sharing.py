@@ -29,7 +29,8 @@ checkout (relative ones, ``<codebase>``, other directories), free text that
 mentions a path (docstrings, evidence, explanations, linter messages), module
 names (``external_imports``, ``external_dependencies``), and unknown fields a
 newer Documee may add, which are kept untouched (a path in one of them is
-stored as it is).
+stored as it is). A merge's ``merge=`` function and a ``transaction()`` work on the
+stored form (shared id and root).
 
 Paths are compared as text, exactly as Documee writes them (it does not resolve
 symlinks or case either). A Windows root (``C:\\...`` or ``\\\\server\\share``)

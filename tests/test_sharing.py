@@ -214,6 +214,11 @@ def test_out_then_in_is_the_identity_and_stores_no_local_root(
     assert json.dumps(text).count(checkout.local_root.replace("\\", "\\\\")) == 0
     for p in outside:  # paths outside the checkout are stored as they are
         assert p in text["file_analyses"]
+    inside = [p for p in local.file_analyses if p not in outside]
+    assert [k for k in text["file_analyses"] if k not in outside] == [
+        checkout.shared_root + "/" + p[len(checkout.local_root) + 1 :].replace("\\", "/")
+        for p in inside
+    ]
     hashes = {p: content_hash(p) for p in local.file_analyses}
     out_hashes = move_hashes(hashes, checkout.path_out)
     assert checkout.local_root.encode() not in codec.dump_file_hashes(out_hashes)
@@ -528,3 +533,22 @@ def test_a_file_analysis_round_trips_alone() -> None:
     back = sharing.file_in(c.local_id, fa.model_copy(update={"file_path": stored}))
     assert back is not None
     assert back.file_path == ALICE + "/x.py"
+
+
+def test_id_only_methods_reach_the_shared_codebase() -> None:
+    _, alice, bob = two_machines()
+    bob_id = documee_codebase_id(BOB)
+    alice.save_analysis(documee_codebase_id(ALICE), analysis_at(ALICE, ["a.py"]))
+    etag = bob.load_analysis_etag(bob_id)
+    assert etag is not None
+    assert etag == alice.load_analysis_etag(documee_codebase_id(ALICE))
+    report = bob.verify(bob_id)
+    assert report.codebase_id == "repo"
+    assert report.ok
+    assert bob.gc(bob_id, dry_run=True).codebase_id == "repo"
+    assert bob.compact(bob_id).codebase_id == "repo"
+    with bob.lease(bob_id, ttl=5, auto_renew=False) as lease:
+        assert lease.codebase_id == "repo"
+    with bob.transaction(bob_id) as txn:  # the stored form, as documented
+        assert txn.codebase_id == "repo"
+        assert list(txn.analysis.file_analyses) == [SHARED + "/a.py"]
