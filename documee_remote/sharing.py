@@ -386,14 +386,23 @@ class Sharing:
                     )
             by_id[checkout.local_id] = checkout
             roots[checkout.local_root] = checkout
-        for checkout in list(by_id.values()):
+        shared_roots: dict[str, str] = {}
+        for checkout in by_id.values():
             # The manager's own calls use stored ids (verify, leases): one that is
-            # also another checkout's local id would be moved a second time.
+            # also another checkout's local id must map to itself, paths and id.
             twin = by_id.get(checkout.shared_id)
-            if twin is not None and twin.local_root != twin.shared_root:
+            if twin is not None and (
+                twin.local_root != twin.shared_root or twin.shared_id != twin.local_id
+            ):
                 raise ConfigurationError(
                     f"shared id {checkout.shared_id!r} is also the local id of checkout "
                     f"{twin.local_root!r}"
+                )
+            root = shared_roots.setdefault(checkout.shared_id, checkout.shared_root)
+            if root != checkout.shared_root:
+                raise ConfigurationError(
+                    f"shared id {checkout.shared_id!r} is given two shared roots, "
+                    f"{root!r} and {checkout.shared_root!r}"
                 )
         self._by_local_id = by_id
 

@@ -508,6 +508,21 @@ def test_bad_configuration_names_the_variable(
         PersistenceManager("memory://")
 
 
+def test_inconsistent_checkouts_are_refused() -> None:
+    two_roots = [
+        Checkout(ALICE, SHARED, shared_id="r"),
+        Checkout(BOB, "/srv/code/x", shared_id="r"),
+    ]
+    with pytest.raises(ConfigurationError, match="two shared roots"):
+        Sharing(two_roots)
+    bob_id = documee_codebase_id(BOB)
+    with pytest.raises(ConfigurationError, match="also the local id"):
+        Sharing([Checkout(ALICE, SHARED, shared_id=bob_id), Checkout(BOB, "/srv/code/x")])
+    # Two worktrees of one repository on one machine: both share it.
+    both = Sharing([Checkout(ALICE, SHARED, shared_id="r"), Checkout(BOB, SHARED, shared_id="r")])
+    assert {both.stored_id(c.local_id) for c in both.checkouts} == {"r"}
+
+
 def test_missing_config_file_is_a_configuration_error(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
