@@ -95,7 +95,8 @@ def _original_persistence() -> ModuleType:
         spec = importlib.util.spec_from_file_location(
             name, DOCUMEE_DIR / "src" / "analysis" / "persistence.py"
         )
-        assert spec is not None and spec.loader is not None
+        assert spec is not None
+        assert spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         sys.modules[name] = module
@@ -331,7 +332,8 @@ def test_documee_engine_persists_through_documee_remote(
     assert reader.names() == own.names()
     # The cycle is stored with the severity upstream's own reader cannot read back.
     cycles = json.loads(stored)["dependency_graph"]["circular_dependencies"]
-    assert cycles and all(c.get("severity") == "warning" for c in cycles)
+    assert cycles
+    assert all(c.get("severity") == "warning" for c in cycles)
 
     # -- incremental runs: 2 changed, 1 added, 1 deleted ----------------------------------
     changed, added, deleted = _change_codebase(root)
