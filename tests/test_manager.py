@@ -428,3 +428,21 @@ def test_wrong_kind_of_model_is_refused(store: Store) -> None:
     with pytest.raises(InvalidKeyError, match="mapping of file path"):
         pm.append_file_analyses("cb1", [fa], {})  # type: ignore[arg-type]
     assert list(store.list()) == []
+
+
+def test_documee_entry_point_defers_upstreams_default_to_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from documee_remote.documee import PersistenceManager as ForDocumee
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DOCUMEE_STORE_URL", raising=False)
+    with ForDocumee(".documee/analysis") as pm:  # what Documee's server always passes
+        assert pm.base_path == tmp_path / ".documee" / "analysis"
+    monkeypatch.setenv("DOCUMEE_STORE_URL", "memory://")
+    with ForDocumee(".documee/analysis") as pm:
+        assert isinstance(pm.store, MemoryStore)
+    with ForDocumee() as pm:
+        assert isinstance(pm.store, MemoryStore)
+    with ForDocumee(str(tmp_path / "explicit")) as pm:  # anything else is used as given
+        assert pm.base_path == tmp_path / "explicit"

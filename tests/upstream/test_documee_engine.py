@@ -391,3 +391,39 @@ def test_documee_engine_persists_through_documee_remote(
     record_property("documee_engine_figures", json.dumps(figures))
     print("documee engine figures:", json.dumps(figures))
     assert os.environ.get("DOCUMEE_STORE_URL") is None
+
+
+def test_documee_server_default_config_reaches_s3_through_the_environment(
+    tmp_path: Path,
+    s3_endpoint: S3Endpoint,
+    capture_logs: _Records,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As Documee's server builds it: ``AnalysisConfig()``, so the default path.
+
+    Documee's server never reads ``persistence_path`` from config.yaml, so a user
+    points it at a bucket with ``DOCUMEE_STORE_URL``, through
+    ``from documee_remote.documee import PersistenceManager``.
+    """
+    from documee_remote.documee import PersistenceManager as ForDocumee
+
+    root = tmp_path / "codebase"
+    for name, text in FILES.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DOCUMEE_STORE_URL", s3_endpoint.url("team/"))
+    monkeypatch.setenv("DOCUMEE_S3_ENDPOINT_URL", s3_endpoint.endpoint_url)
+    assert AnalysisConfig().persistence_path == ".documee/analysis"
+    run = _run_engine(
+        root,
+        AnalysisConfig().persistence_path,
+        incremental=False,
+        cache_dir=tmp_path,
+        logs=capture_logs,
+        persistence_class=ForDocumee,
+    )
+    _no_persistence_failures(run)
+    stored = _Reader(endpoint=s3_endpoint).read("analysis.json")
+    assert stored == _documee_bytes(run.saved)
+    assert not (tmp_path / ".documee").exists()  # nothing went to local disk
