@@ -427,3 +427,76 @@ def test_documee_server_default_config_reaches_s3_through_the_environment(
     stored = _Reader(endpoint=s3_endpoint).read("analysis.json")
     assert stored == _documee_bytes(run.saved)
     assert not (tmp_path / ".documee").exists()  # nothing went to local disk
+
+
+def test_loaded_analysis_works_in_documee_components_as_its_own_objects(
+    tmp_path: Path, capture_logs: _Records
+) -> None:
+    """Each engine component gives the same result on what load_analysis returns as on
+    Documee's own ``from_dict`` objects of the same bytes."""
+    from src.analysis.dependency_analyzer import DependencyAnalyzer
+    from src.analysis.pattern_detector import PatternDetector
+    from src.analysis.teaching_value_scorer import TeachingValueScorer
+    from src.models.analysis_models import CodebaseAnalysis as DocumeeCodebase
+    from src.models.analysis_models import FileAnalysis as DocumeeFile
+
+    root = tmp_path / "codebase"
+    for name, text in FILES.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    store = tmp_path / "store"
+    run = _run_engine(root, str(store), incremental=False, cache_dir=tmp_path, logs=capture_logs)
+    _no_persistence_failures(run)
+    with PersistenceManager(str(store)) as pm:
+        loaded = pm.load_analysis(CODEBASE_ID)
+    assert loaded is not None
+    raw = json.loads((store / CODEBASE_ID / "analysis.json").read_bytes())
+    # Documee's own reader: per file (its CodebaseAnalysis.from_dict cannot read the
+    # severity its dependency graph writes).
+    theirs = {k: DocumeeFile.from_dict(v) for k, v in raw["file_analyses"].items()}
+    ours = loaded.file_analyses
+    assert list(ours) == list(theirs)
+    for path in ours:
+        assert ours[path].to_dict() == theirs[path].to_dict()
+    # Every model has upstream's to_dict(), and Documee's own from_dict reads it.
+    assert DocumeeFile.from_dict(ours[str(root / "pkg/a.py")].to_dict()).to_dict() == (
+        theirs[str(root / "pkg/a.py")].to_dict()
+    )
+    with pytest.raises(TypeError, match="severity"):
+        DocumeeCodebase.from_dict(raw)
+
+    analyser = DependencyAnalyzer()
+    graph_ours = analyser.analyze_dependencies(CODEBASE_ID, dict(ours))
+    graph_theirs = analyser.analyze_dependencies(CODEBASE_ID, theirs)
+    assert graph_ours.to_dict() == graph_theirs.to_dict()
+    assert graph_ours.circular_dependencies
+    assert graph_ours.to_dict() == loaded.dependency_graph.to_dict()
+
+    detector = PatternDetector()
+    assert [p.to_dict() for p in detector.detect_global_patterns(dict(ours))] == [
+        p.to_dict() for p in detector.detect_global_patterns(theirs)
+    ]
+
+    engine = documee_engine.AnalysisEngine.__new__(documee_engine.AnalysisEngine)
+    engine.metrics = {"total_cache_hits": 0, "total_cache_misses": 0, "errors": []}
+    started = documee_engine.datetime.now()
+    metrics_ours = engine._calculate_codebase_metrics(dict(ours), started).to_dict()
+    metrics_theirs = engine._calculate_codebase_metrics(theirs, started).to_dict()
+    for m in (metrics_ours, metrics_theirs):
+        m.pop("analysis_time_ms")
+    assert metrics_ours == metrics_theirs
+
+    scorer = TeachingValueScorer(AnalysisConfig())
+    for path in ours:
+        assert scorer._score_patterns(ours[path].patterns) == scorer._score_patterns(
+            theirs[path].patterns
+        )
+        assert scorer._score_structure(ours[path].symbol_info) == scorer._score_structure(
+            theirs[path].symbol_info
+        )
+    ranking = sorted(
+        [(fp, fa.teaching_value.total_score) for fp, fa in ours.items()],
+        key=lambda x: x[1],
+        reverse=True,
+    )[:20]
+    assert [list(pair) for pair in ranking] == raw["top_teaching_files"]
