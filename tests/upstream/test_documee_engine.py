@@ -500,3 +500,35 @@ def test_loaded_analysis_works_in_documee_components_as_its_own_objects(
         reverse=True,
     )[:20]
     assert [list(pair) for pair in ranking] == raw["top_teaching_files"]
+
+
+def test_every_model_has_documee_attribute_names_in_documee_order() -> None:
+    """Same class names, same attributes, same order (the order is the key order on disk)."""
+    import dataclasses
+
+    import src.analysis.dependency_analyzer as documee_graph
+    import src.models.analysis_models as documee_models
+
+    from documee_remote import models
+
+    checked = 0
+    for name in models.__all__:
+        ours = getattr(models, name)
+        theirs = getattr(documee_models, name, None)
+        if theirs is None or not dataclasses.is_dataclass(theirs):
+            continue
+        names = [f.name for f in dataclasses.fields(theirs)]
+        assert list(ours.model_fields) == names, name
+        assert callable(ours.to_dict)
+        assert callable(ours.from_dict)
+        checked += 1
+    assert checked == 15
+    # The dependency analyser's own graph classes: the same, plus severity, which is
+    # kept as an unknown field (upstream's reader cannot read it back).
+    for name in ("FileNode", "DependencyEdge", "DependencyGraph"):
+        fields = [f.name for f in dataclasses.fields(getattr(documee_graph, name))]
+        assert list(getattr(models, name).model_fields) == fields, name
+    assert [f.name for f in dataclasses.fields(documee_graph.CircularDependency)] == [
+        *models.CircularDependency.model_fields,
+        "severity",
+    ]
