@@ -25,11 +25,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from . import codec, integrity, journal, layout
+from . import codec, integrity, interop, journal, layout
 from .errors import (
+    ConfigurationError,
     ConflictError,
     CorruptObjectError,
     InvalidKeyError,
@@ -40,6 +42,7 @@ from .errors import (
     TransientError,
     UnsupportedOperationError,
 )
+from .interop import AnalysisInput, FileAnalysisInput
 from .journal import CompactionPolicy, CompactReport, Delta, GraphUpdate, JournalListing
 from .leases import BOOKKEEPING_KEY, FencedError, Lease, recorded_fence
 from .merge import apply_file_changes, new_analysis, refresh_derived
@@ -47,6 +50,7 @@ from .models import CodebaseAnalysis, FileAnalysis
 from .retry import Backoff, RetryPolicy, TransactionStats
 from .sharing import Checkout, Sharing, resolve
 from .stores import ObjectMeta, Store, etag_of, open_store
+from .stores.local import LocalStore
 
 __all__ = [
     "DEFAULT_LOCAL_ROOT",
@@ -142,7 +146,7 @@ class Transaction:
     #: A lease's fencing token: the commit is refused if a higher one is recorded.
     fencing_token: int | None = None
     _raw: bytes | None = field(default=None, repr=False)
-    _ops: list[Callable[[CodebaseAnalysis], CodebaseAnalysis | None]] = field(
+    _ops: list[Callable[[CodebaseAnalysis], AnalysisInput | None]] = field(
         default_factory=list, repr=False
     )
     # Journal deltas folded into this attempt's analysis, in seq order.
@@ -165,14 +169,19 @@ class Transaction:
         """Whether ``analysis.json`` existed when this attempt read it."""
         return self.etag is not None
 
-    def apply(self, fn: Callable[[CodebaseAnalysis], CodebaseAnalysis | None]) -> None:
-        """Record a change: ``fn`` mutates the analysis in place or returns a new one."""
-        self._ops.append(fn)
-        self.analysis = fn(self.analysis) or self.analysis
+    def apply(self, fn: Callable[[CodebaseAnalysis], AnalysisInput | None]) -> None:
+        """Record a change: ``fn`` mutates the analysis in place or returns a new one.
 
-    def put_file(self, analysis: FileAnalysis) -> None:
-        """Add or replace one file's analysis."""
-        self.apply(lambda a: apply_file_changes(a, {analysis.file_path: analysis}))
+        The result may be a Documee object or a dict too (see
+        :mod:`documee_remote.interop`); it is converted to this library's model.
+        """
+        self._ops.append(fn)
+        self.analysis = _applied(fn, self.analysis, self.codebase_id)
+
+    def put_file(self, analysis: FileAnalysisInput) -> None:
+        """Add or replace one file's analysis (this library's model, Documee's, or a dict)."""
+        fa = interop.as_file_analysis(analysis, codebase_id=self.codebase_id)
+        self.apply(lambda a: apply_file_changes(a, {fa.file_path: fa}))
 
     def remove_file(self, file_path: str) -> None:
         """Drop one file's analysis."""
@@ -180,20 +189,26 @@ class Transaction:
 
     def _replay(self, fresh: CodebaseAnalysis) -> CodebaseAnalysis:
         for fn in self._ops:
-            fresh = fn(fresh) or fresh
+            fresh = _applied(fn, fresh, self.codebase_id)
         return fresh
 
 
 class PersistenceManager:
     """Keep Documee analyses in a store: upstream's API on local disk, memory or S3.
 
+    A drop-in for Documee's own class: ``PersistenceManager(base_path)``, by
+    position or by keyword as upstream's ``PersistenceManager(base_path=...)``,
+    where ``base_path`` may also be any store URL. Every method that takes
+    analyses accepts Documee's own objects too (see :mod:`documee_remote.interop`).
+
     Parameters
     ----------
-    store_or_url:
+    base_path:
         A :class:`~documee_remote.stores.Store`, a store URL (``s3://bucket/prefix``,
         ``file:///path``, a plain path, ``memory://``), or ``None`` for the
         ``DOCUMEE_STORE_URL`` environment variable and, failing that,
-        ``.documee/analysis`` on local disk as upstream.
+        ``.documee/analysis`` on local disk as upstream. A local directory is
+        created here, as upstream does (unless the store is read-only).
     retry:
         How merges and transactions retry after losing a race (a
         :class:`~documee_remote.RetryPolicy`).
@@ -218,13 +233,14 @@ class PersistenceManager:
 
     def __init__(
         self,
-        store_or_url: Store | str | os.PathLike[str] | None = None,
+        base_path: Store | str | os.PathLike[str] | None = None,
         *,
         retry: RetryPolicy | None = None,
         compaction: CompactionPolicy | str | None = None,
         checkout: Checkout | Sharing | None = None,
         **options: Any,
     ):
+        store_or_url = base_path  # upstream's name for what is here any store or URL
         self.retry = retry or RetryPolicy()
         #: Local checkouts mapped to shared codebases (default: the environment's).
         self.sharing = resolve(checkout)
@@ -241,15 +257,41 @@ class PersistenceManager:
             self.store = _store_from_environment(options)
         else:
             self.store = open_store(os.fspath(store_or_url), **options)
+        _create_local_root(self.store)
         logger.debug("persistence manager on %s", self.store.url)
+
+    @property
+    def base_path(self) -> Path:
+        """The root directory, as upstream's attribute, when the store is on local disk.
+
+        An absolute :class:`pathlib.Path` (upstream's tests and tools join
+        paths onto it). A remote or in-memory store has no such directory, and
+        code that joined paths onto one would silently read and write a local
+        directory nobody else sees; so there this raises ``AttributeError``
+        (``hasattr(pm, "base_path")`` is false) naming the store. Use
+        ``pm.store.url`` to say where analyses live on any store.
+        """
+        if isinstance(self.store, LocalStore):
+            return self.store.root
+        raise AttributeError(
+            f"base_path: {self.store.url} is not a local directory "
+            "(only local stores have one; pm.store.url names any store)",
+            name="base_path",
+            obj=self,
+        )
 
     def __repr__(self) -> str:
         return f"PersistenceManager({self.store!r})"
 
     # -- the upstream API ---------------------------------------------------------------
 
-    def save_analysis(self, codebase_id: str, analysis: CodebaseAnalysis) -> SaveReport:
+    def save_analysis(self, codebase_id: str, analysis: AnalysisInput) -> SaveReport:
         """Save a whole analysis, writing only what changed.
+
+        ``analysis`` is this library's :class:`CodebaseAnalysis`, Documee's own
+        (anything with ``to_dict()``, also holding this library's file
+        analyses) or a dict; what is written is byte for byte what Documee's
+        own class writes for it.
 
         Per-file objects go first and ``analysis.json`` last (the commit
         point), as upstream orders them. One listing gives the stored ETags
@@ -263,6 +305,7 @@ class PersistenceManager:
         (including merges still pending in the journal); use
         :meth:`merge_file_analyses` when several analysers write at once.
         """
+        analysis = interop.as_codebase_analysis(analysis, codebase_id=codebase_id)
         codebase_id, analysis = self.sharing.analysis_out(codebase_id, analysis)
         cb_key = layout.analysis_key(codebase_id)
         prefix = layout.codebase_prefix(codebase_id)
@@ -460,7 +503,7 @@ class PersistenceManager:
     def update_analysis(
         self,
         codebase_id: str,
-        fn: Callable[[CodebaseAnalysis], CodebaseAnalysis | None],
+        fn: Callable[[CodebaseAnalysis], AnalysisInput | None],
         *,
         retry: RetryPolicy | None = None,
         stats: TransactionStats | None = None,
@@ -469,7 +512,8 @@ class PersistenceManager:
         """Read ``analysis.json``, apply ``fn``, and commit with compare-and-swap.
 
         ``fn`` gets the current analysis (a new, empty one when the codebase
-        has none) and mutates it in place or returns a replacement. When
+        has none) and mutates it in place or returns a replacement (this
+        library's model, Documee's own or a dict: it is converted). When
         another writer commits first, the analysis is read again and ``fn``
         applied again, with backoff, within ``retry``; ``fn`` must therefore
         be safe to call more than once.
@@ -496,7 +540,7 @@ class PersistenceManager:
     def _update(
         self,
         codebase_id: str,
-        fn: Callable[[CodebaseAnalysis], CodebaseAnalysis | None],
+        fn: Callable[[CodebaseAnalysis], AnalysisInput | None],
         retry: RetryPolicy | None,
         fencing_token: int | None = None,
     ) -> Transaction:
@@ -879,7 +923,7 @@ class PersistenceManager:
     def merge_file_analyses(
         self,
         codebase_id: str,
-        analyses: Mapping[str, FileAnalysis],
+        analyses: Mapping[str, FileAnalysisInput],
         file_hashes: Mapping[str, str],
         *,
         removed: Iterable[str] = (),
@@ -916,21 +960,24 @@ class PersistenceManager:
         has recorded a higher token) cannot live in a delta: with either, the
         merge commits ``analysis.json`` directly.
 
+        ``analyses`` values may be Documee's own objects or dicts (converted).
+
         Returns the committed analysis (deferred: the analysis as readers of
         this library see it, which costs a read of ``analysis.json``; use
         :meth:`append_file_analyses` to skip that).
         """
+        ours = interop.as_file_analyses(analyses, codebase_id=codebase_id)
         local_id = codebase_id
-        codebase_id, analyses, file_hashes, removed, graph = self.sharing.merge_out(
-            codebase_id, analyses, file_hashes, removed, graph
+        codebase_id, ours, file_hashes, removed, graph = self.sharing.merge_out(
+            codebase_id, ours, file_hashes, removed, graph
         )
         removed = frozenset(removed)
-        self._check_merge(codebase_id, analyses, file_hashes, removed)
+        self._check_merge(codebase_id, ours, file_hashes, removed)
         self._require_atomic_writes(codebase_id)
         if merge is None and fencing_token is None:
             appended = self._append(
                 codebase_id,
-                analyses,
+                ours,
                 file_hashes,
                 removed,
                 analysis_time_ms=analysis_time_ms,
@@ -951,18 +998,18 @@ class PersistenceManager:
         # analysis.json directly (folding whatever the journal holds first).
         per_file = {
             layout.file_analysis_key(codebase_id, path): codec.dump_file_analysis(fa)
-            for path, fa in analyses.items()
+            for path, fa in ours.items()
         }
         self._retrying(lambda: self.store.put_many(per_file), retry)
-        self._withdraw_first(codebase_id, set(removed) - set(analyses), retry or self.retry)
-        merged = frozenset(analyses)
+        self._withdraw_first(codebase_id, set(removed) - set(ours), retry or self.retry)
+        merged = frozenset(ours)
 
         def change(analysis: CodebaseAnalysis) -> None:
-            apply_file_changes(analysis, analyses, removed)
+            apply_file_changes(analysis, ours, removed)
             if graph is not None:
-                journal.apply_graph_update(analysis, graph, analyses, removed)
+                journal.apply_graph_update(analysis, graph, ours, removed)
             if merge is not None:
-                merge(analysis, analyses, removed)
+                merge(analysis, ours, removed)
             refresh_derived(analysis, add_analysis_time_ms=analysis_time_ms)
 
         txn = self._update(codebase_id, change, retry, fencing_token)
@@ -972,7 +1019,7 @@ class PersistenceManager:
         if gone:
             self.store.delete_many([layout.file_analysis_key(codebase_id, p) for p in gone])
         self._merge_hashes(codebase_id, file_hashes, removed, retry=retry, stats=txn_stats)
-        self._withdraw_overtaken_hashes(codebase_id, txn, analyses, file_hashes)
+        self._withdraw_overtaken_hashes(codebase_id, txn, ours, file_hashes)
         if stats is not None:
             stats.add(txn_stats)
         logger.info(
@@ -1012,7 +1059,7 @@ class PersistenceManager:
     def append_file_analyses(
         self,
         codebase_id: str,
-        analyses: Mapping[str, FileAnalysis],
+        analyses: Mapping[str, FileAnalysisInput],
         file_hashes: Mapping[str, str],
         *,
         removed: Iterable[str] = (),
@@ -1030,16 +1077,18 @@ class PersistenceManager:
         when newer deltas exist, their writer's compaction folds this one too,
         so of many writers appending at once only the newest reads, folds and
         rewrites ``analysis.json`` (waiting at most the policy's
-        ``group_wait_seconds`` for it).
+        ``group_wait_seconds`` for it). ``analyses`` values may be Documee's
+        own objects or dicts (converted).
         """
-        codebase_id, analyses, file_hashes, removed, graph = self.sharing.merge_out(
-            codebase_id, analyses, file_hashes, removed, graph
+        ours = interop.as_file_analyses(analyses, codebase_id=codebase_id)
+        codebase_id, ours, file_hashes, removed, graph = self.sharing.merge_out(
+            codebase_id, ours, file_hashes, removed, graph
         )
-        self._check_merge(codebase_id, analyses, file_hashes, removed)
+        self._check_merge(codebase_id, ours, file_hashes, removed)
         self._require_atomic_writes(codebase_id)
         return self._append(
             codebase_id,
-            analyses,
+            ours,
             file_hashes,
             frozenset(removed),
             analysis_time_ms=analysis_time_ms,
@@ -1590,6 +1639,34 @@ class PersistenceManager:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _applied(
+    fn: Callable[[CodebaseAnalysis], AnalysisInput | None],
+    analysis: CodebaseAnalysis,
+    codebase_id: str,
+) -> CodebaseAnalysis:
+    """Run a transaction's change; what it returns or put in place may be Documee's own."""
+    result = fn(analysis)
+    return interop.as_codebase_analysis(
+        analysis if result is None else result, codebase_id=codebase_id
+    )
+
+
+def _create_local_root(store: Store) -> None:
+    """Create a local store's directory now, as upstream's constructor does.
+
+    Upstream's users (and its tests) look at the directory before anything is
+    saved. A read-only store is left alone: creating it would be a write.
+    """
+    if not isinstance(store, LocalStore) or store.read_only:
+        return
+    try:
+        store.root.mkdir(parents=True, exist_ok=True)
+    except PermissionError as exc:
+        raise PermissionDeniedError(f"cannot create {store.url}: {exc.strerror}") from exc
+    except FileExistsError as exc:
+        raise ConfigurationError(f"{store.url} exists and is not a directory") from exc
 
 
 def _utcnow() -> datetime:

@@ -62,8 +62,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
-from . import layout
+from . import interop, layout
 from .errors import ConfigurationError, InvalidKeyError
+from .interop import AnalysisInput
 from .journal import GraphUpdate
 from .models import (
     CircularDependency,
@@ -516,8 +517,8 @@ class Sharing:
     def update_fn(
         self,
         codebase_id: str,
-        fn: Callable[[CodebaseAnalysis], CodebaseAnalysis | None],
-    ) -> tuple[str, Callable[[CodebaseAnalysis], CodebaseAnalysis | None]]:
+        fn: Callable[[CodebaseAnalysis], AnalysisInput | None],
+    ) -> tuple[str, Callable[[CodebaseAnalysis], AnalysisInput | None]]:
         """``(stored id, fn)`` for ``update_analysis``: ``fn`` sees and returns local paths."""
         c = self._by_local_id.get(codebase_id)
         if c is None:
@@ -526,9 +527,11 @@ class Sharing:
         def wrapped(stored: CodebaseAnalysis) -> CodebaseAnalysis:
             local = move_analysis(stored, c.path_in, ids=(c.shared_id, c.local_id))
             result = fn(local)
-            return move_analysis(
-                local if result is None else result, c.path_out, ids=(c.local_id, c.shared_id)
+            # What fn returns or put in place may be Documee's own objects.
+            ours = interop.as_codebase_analysis(
+                local if result is None else result, codebase_id=c.local_id
             )
+            return move_analysis(ours, c.path_out, ids=(c.local_id, c.shared_id))
 
         return c.shared_id, wrapped
 

@@ -9,10 +9,9 @@ gives them different codebase ids and absolute file paths; both reach the same
 shared codebase in one store.
 
 Small harness of its own: Documee's ``src.analysis.persistence`` is replaced by
-the one line a user writes (``from documee_remote import PersistenceManager``)
-before Documee is imported. Until the manager accepts Documee's dataclasses
-itself (the drop-in work of issue 11 item 2), a probe finds out and, only then,
-the engine gets a subclass converting them with their own ``to_dict()``.
+the one line a user writes (``from documee_remote.documee import
+PersistenceManager``, see the README) before Documee is imported; the engine's
+own dataclasses go to the manager unconverted.
 """
 
 from __future__ import annotations
@@ -31,7 +30,6 @@ from typing import Any
 import pytest
 
 from documee_remote import PersistenceManager, codec
-from documee_remote.models import CodebaseAnalysis
 from documee_remote.sharing import (
     ENV_CHECKOUT_ROOT,
     ENV_SHARE_CONFIG,
@@ -57,7 +55,7 @@ def _swap_persistence() -> None:
         return
     module = types.ModuleType(name)
     module.__file__ = str(DOCUMEE_DIR / "src" / "analysis" / "persistence.py")
-    exec("from documee_remote import PersistenceManager\n", module.__dict__)
+    exec("from documee_remote.documee import PersistenceManager\n", module.__dict__)
     sys.modules[name] = module
 
 
@@ -87,35 +85,6 @@ FILES = {
     "pkg/d.py": "import json\n\n\ndef dump(obj):\n    return json.dumps(obj)\n",
     "main.py": "from pkg.a import fa\n\nprint(fa(3))\n",
 }
-
-
-def _needs_conversion() -> bool:
-    """Whether the manager still refuses Documee's own dataclasses (item 2 not merged)."""
-    from src.models.analysis_models import CodebaseAnalysis as DocumeeAnalysis
-    from src.models.analysis_models import CodebaseMetrics as DocumeeMetrics
-
-    from documee_remote.merge import new_analysis
-
-    plain = new_analysis("probe").to_dict()
-    metrics = DocumeeMetrics(**plain.pop("metrics"))
-    from src.analysis.dependency_analyzer import DependencyGraph as DocumeeGraph
-
-    plain.pop("dependency_graph")
-    probe = DocumeeAnalysis(**plain, metrics=metrics, dependency_graph=DocumeeGraph())
-    try:
-        PersistenceManager("memory://").save_analysis("probe", probe)
-    except (AttributeError, TypeError):
-        return True
-    return False
-
-
-class _ToDict(PersistenceManager):
-    """Converts Documee's dataclasses with their ``to_dict()``: a stand-in for item 2."""
-
-    def save_analysis(self, codebase_id: str, analysis: Any) -> Any:
-        if not isinstance(analysis, CodebaseAnalysis):
-            analysis = CodebaseAnalysis.from_dict(analysis.to_dict())
-        return super().save_analysis(codebase_id, analysis)
 
 
 def _write(root: Path, files: dict[str, str]) -> None:
@@ -168,8 +137,6 @@ def test_a_second_checkout_reuses_the_first_ones_analysis(
 ) -> None:
     for name in (ENV_SHARE_CONFIG, ENV_CHECKOUT_ROOT, ENV_SHARED_ROOT, ENV_SHARED_ID):
         monkeypatch.delenv(name, raising=False)
-    if _needs_conversion():
-        monkeypatch.setattr(documee_engine, "PersistenceManager", _ToDict)
     caplog.set_level(logging.INFO, logger="src")
     store, cache_dir = tmp_path / "store", tmp_path / "cache"
     cache_dir.mkdir()
