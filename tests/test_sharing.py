@@ -567,3 +567,19 @@ def test_id_only_methods_reach_the_shared_codebase() -> None:
     with bob.transaction(bob_id) as txn:  # the stored form, as documented
         assert txn.codebase_id == "repo"
         assert list(txn.analysis.file_analyses) == [SHARED + "/a.py"]
+
+
+def test_update_analysis_may_hand_back_documee_shaped_data() -> None:
+    store, alice, bob = two_machines()
+    alice.save_analysis(documee_codebase_id(ALICE), analysis_at(ALICE, ["a.py"]))
+    new = BOB + "/y.py"
+
+    def fn(a: CodebaseAnalysis) -> dict[str, object]:
+        data = a.to_dict()  # plain data, as Documee's objects give it
+        data["file_analyses"][new] = make_file_analysis(new).to_dict()
+        return data
+
+    result = bob.update_analysis(documee_codebase_id(BOB), fn)
+    assert list(result.file_analyses) == [BOB + "/a.py", new]
+    stored = codec.load_codebase_analysis(store.get("repo/analysis.json").data)
+    assert list(stored.file_analyses) == [SHARED + "/a.py", SHARED + "/y.py"]

@@ -6,7 +6,7 @@ Documee's ``AnalysisEngine`` (its unmodified source in ``../shared``) builds its
 Alice with a ``DOCUMEE_SHARE_CONFIG`` file, Bob with ``DOCUMEE_CHECKOUT_ROOT`` /
 ``DOCUMEE_SHARED_ROOT``. Their checkouts live at different paths, so Documee
 gives them different codebase ids and absolute file paths; both reach the same
-shared codebase in one store.
+shared codebase in one store, on local disk and on S3 (the moto server).
 
 Small harness of its own: Documee's ``src.analysis.persistence`` is replaced by
 the one line a user writes (``from documee_remote.documee import
@@ -36,6 +36,7 @@ from documee_remote.sharing import (
     ENV_SHARED_ID,
     ENV_SHARED_ROOT,
 )
+from documee_remote.testing.fixtures import S3Endpoint
 
 DOCUMEE_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "upstream" / "documee-MCP"
 
@@ -71,6 +72,7 @@ pytestmark = [
 ]
 
 SHARED_ROOT = "/srv/code/shared-repo"
+S3_PREFIX = "team/"
 SHARED_ID = "shared-repo"
 
 #: a.py and b.py import each other, so the graph has edges and a cycle.
@@ -93,7 +95,7 @@ def _write(root: Path, files: dict[str, str]) -> None:
         (root / rel).write_text(text)
 
 
-def _run(root: Path, store: Path, cache_dir: Path, *, incremental: bool) -> list[str]:
+def _run(root: Path, store: Path | None, cache_dir: Path, *, incremental: bool) -> list[str]:
     """One Documee run over the checkout at ``root``; returns the files it analysed."""
     codebase_id = generate_codebase_id(str(root))
     analysed: list[str] = []
@@ -104,9 +106,11 @@ def _run(root: Path, store: Path, cache_dir: Path, *, incremental: bool) -> list
         try:
             # What scan_codebase records (the engine needs only the path).
             await cache.set_analysis(f"scan:{codebase_id}", {"path": str(root)})
-            engine = documee_engine.AnalysisEngine(
-                cache, AnalysisConfig(persistence_path=str(store), enable_linters=False)
-            )
+            # On S3, Documee's default persistence_path: DOCUMEE_STORE_URL decides (README).
+            config = AnalysisConfig(enable_linters=False)
+            if store is not None:
+                config.persistence_path = str(store)
+            engine = documee_engine.AnalysisEngine(cache, config)
             analyse = engine.analyze_file
 
             async def counting(path: str, *args: Any, **kwargs: Any) -> Any:
@@ -122,24 +126,53 @@ def _run(root: Path, store: Path, cache_dir: Path, *, incremental: bool) -> list
     return analysed
 
 
-def _store_bytes(store: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(store)): p.read_bytes() for p in sorted(store.rglob("*")) if p.is_file()
-    }
+class _Stored:
+    """Every object stored, name -> bytes: a directory, or a bucket prefix read raw."""
+
+    def __init__(self, directory: Path | None, endpoint: S3Endpoint | None) -> None:
+        self.directory = directory
+        self.endpoint = endpoint
+
+    def __call__(self) -> dict[str, bytes]:
+        if self.directory is not None:
+            return {
+                str(p.relative_to(self.directory)): p.read_bytes()
+                for p in sorted(self.directory.rglob("*"))
+                if p.is_file()
+            }
+        assert self.endpoint is not None
+        backdoor = self.endpoint.backdoor(S3_PREFIX)
+        listed = backdoor.client.list_objects_v2(Bucket=backdoor.bucket, Prefix=S3_PREFIX)
+        names = [obj["Key"][len(S3_PREFIX) :] for obj in listed.get("Contents", [])]
+        return {name: backdoor.read(name) or b"" for name in sorted(names)}
 
 
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.parametrize("where", ["local", "s3"])
 def test_a_second_checkout_reuses_the_first_ones_analysis(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    where: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    request: pytest.FixtureRequest,
 ) -> None:
     for name in (ENV_SHARE_CONFIG, ENV_CHECKOUT_ROOT, ENV_SHARED_ROOT, ENV_SHARED_ID):
         monkeypatch.delenv(name, raising=False)
     caplog.set_level(logging.INFO, logger="src")
-    store, cache_dir = tmp_path / "store", tmp_path / "cache"
+    monkeypatch.chdir(tmp_path)  # Documee's default persistence_path is relative
+    cache_dir = tmp_path / "cache"
     cache_dir.mkdir()
+    if where == "s3":
+        endpoint: S3Endpoint = request.getfixturevalue("s3_endpoint")
+        monkeypatch.setenv("DOCUMEE_STORE_URL", endpoint.url(S3_PREFIX))
+        monkeypatch.setenv("DOCUMEE_S3_ENDPOINT_URL", endpoint.endpoint_url)
+        store, read_store = None, _Stored(None, endpoint)
+    else:
+        store = tmp_path / "store"
+        read_store = _Stored(store, None)
     alice, bob = tmp_path / "home" / "alice" / "repo", tmp_path / "Users" / "bob" / "src" / "repo"
     _write(alice, FILES)
     shutil.copytree(alice, bob)
@@ -159,7 +192,7 @@ def test_a_second_checkout_reuses_the_first_ones_analysis(
     monkeypatch.setenv(ENV_SHARE_CONFIG, str(config))
     first = _run(alice, store, cache_dir, incremental=False)
     assert sorted(first) == sorted(str(alice / rel) for rel in FILES)
-    after_alice = _store_bytes(store)
+    after_alice = read_store()
     assert {name.split("/")[0] for name in after_alice} == {SHARED_ID}
 
     # Bob: environment variables, and Documee's incremental run.
@@ -178,7 +211,7 @@ def test_a_second_checkout_reuses_the_first_ones_analysis(
     assert not [m for m in messages if "Failed to persist" in m or "Failed to load" in m]
 
     # Saved back under the shared id, in the shared root only.
-    stored = _store_bytes(store)
+    stored = read_store()
     assert {name.split("/")[0] for name in stored} == {SHARED_ID}
     for data in stored.values():
         assert str(tmp_path).encode() not in data
@@ -207,7 +240,7 @@ def test_a_second_checkout_reuses_the_first_ones_analysis(
     monkeypatch.setenv(ENV_SHARE_CONFIG, str(config))
     third = _run(alice, store, cache_dir, incremental=True)
     assert sorted(third) == [str(alice / "main.py"), str(alice / "pkg/c.py")]
-    final = codec.load_codebase_analysis(_store_bytes(store)[f"{SHARED_ID}/analysis.json"])
+    final = codec.load_codebase_analysis(read_store()[f"{SHARED_ID}/analysis.json"])
     assert sorted(final.file_analyses) == [f"{SHARED_ROOT}/{rel}" for rel in sorted(FILES)]
 
 
