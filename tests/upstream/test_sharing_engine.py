@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 from documee_remote import PersistenceManager, codec
+from documee_remote.documee import PersistenceManager as DocumeePersistenceManager
 from documee_remote.sharing import (
     ENV_CHECKOUT_ROOT,
     ENV_SHARE_CONFIG,
@@ -162,6 +163,8 @@ def test_a_second_checkout_reuses_the_first_ones_analysis(
     for name in (ENV_SHARE_CONFIG, ENV_CHECKOUT_ROOT, ENV_SHARED_ROOT, ENV_SHARED_ID):
         monkeypatch.delenv(name, raising=False)
     caplog.set_level(logging.INFO, logger="src")
+    # The class of the README's one line, whichever module swapped Documee's first.
+    monkeypatch.setattr(documee_engine, "PersistenceManager", DocumeePersistenceManager)
     monkeypatch.chdir(tmp_path)  # Documee's default persistence_path is relative
     cache_dir = tmp_path / "cache"
     cache_dir.mkdir()
