@@ -38,10 +38,18 @@ Exit codes
 4   permission denied (including writes with ``--read-only``)
 5   conflict: another writer won, or a transfer refused to overwrite
 6   corrupt object: stored bytes that do not parse
-7   transient: the service is unavailable, throttling or timing out
+7   transient: the service is unavailable, throttling or timing out (also
+    S3's 409 ConditionalRequestConflict: worth retrying)
 8   configuration: no or bad store URL, bad environment, missing dependency
 9   any other error
+10  ``analyze``: some files could not be read or analysed (the others merged)
+11  ``analyze``: files failed and nothing was merged
+130 interrupted (Ctrl-C); 143 terminated (SIGTERM)
 ==  =====================================================================
+
+Library errors map to these codes through
+:data:`documee_remote.error_codes.ERROR_CODES`, the table the Lambda handler
+reads its statuses from.
 
 Errors are printed as ``error: <message>`` on stderr (and, with ``--json``,
 as ``{"ok": false, "error": {...}}`` on stdout), without a traceback unless
@@ -55,7 +63,9 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -82,17 +92,27 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from . import __version__, layout
+from .error_codes import (
+    EXIT_CONFIG,
+    EXIT_CONFLICT,
+    EXIT_CORRUPT,
+    EXIT_ERROR,
+    EXIT_FILES_FAILED,
+    EXIT_NOT_FOUND,
+    EXIT_NOTHING_ANALYSED,
+    EXIT_OK,
+    EXIT_PERMISSION,
+    EXIT_PROBLEMS,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    exit_code_for,
+)
 from .errors import (
     ConfigurationError,
-    ConflictError,
     CorruptObjectError,
     DocumeeRemoteError,
     InvalidKeyError,
     NotFoundError,
-    PermissionDeniedError,
-    PreconditionFailedError,
-    ReadOnlyError,
-    TransientError,
     UnsupportedOperationError,
 )
 from .stores import ObjectMeta, Store
@@ -106,6 +126,8 @@ __all__ = [
     "EXIT_CONFLICT",
     "EXIT_CORRUPT",
     "EXIT_ERROR",
+    "EXIT_FILES_FAILED",
+    "EXIT_NOTHING_ANALYSED",
     "EXIT_NOT_FOUND",
     "EXIT_OK",
     "EXIT_PERMISSION",
@@ -116,17 +138,6 @@ __all__ = [
     "exit_code_for",
     "main",
 ]
-
-EXIT_OK = 0
-EXIT_PROBLEMS = 1
-EXIT_USAGE = 2
-EXIT_NOT_FOUND = 3
-EXIT_PERMISSION = 4
-EXIT_CONFLICT = 5
-EXIT_CORRUPT = 6
-EXIT_UNAVAILABLE = 7
-EXIT_CONFIG = 8
-EXIT_ERROR = 9
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -140,33 +151,14 @@ Exit codes:
   7  transient (service unavailable, throttled, timed out)
   8  configuration (no/bad store URL or environment, missing dependency)
   9  any other error
+ 10  analyze: some files failed (the others were merged)
+ 11  analyze: files failed and nothing was merged
+130  interrupted (Ctrl-C); 143: terminated (SIGTERM)
 """
 
 logger = logging.getLogger("documee_remote.cli")
 
 _F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def exit_code_for(exc: BaseException) -> int:
-    """The exit code for an error: the one place that maps the error tree to codes."""
-    # Order matters: S3's 409 is both a ConflictError and a TransientError.
-    table: list[tuple[type[BaseException] | tuple[type[BaseException], ...], int]] = [
-        (InvalidKeyError, EXIT_USAGE),
-        (NotFoundError, EXIT_NOT_FOUND),
-        ((PermissionDeniedError, ReadOnlyError), EXIT_PERMISSION),
-        ((ConflictError, PreconditionFailedError), EXIT_CONFLICT),
-        (CorruptObjectError, EXIT_CORRUPT),
-        (TransientError, EXIT_UNAVAILABLE),
-        (ConfigurationError, EXIT_CONFIG),
-        (DocumeeRemoteError, EXIT_ERROR),
-        (ImportError, EXIT_CONFIG),
-        (FileNotFoundError, EXIT_NOT_FOUND),
-        (PermissionError, EXIT_PERMISSION),
-    ]
-    for types, code in table:
-        if isinstance(exc, types):
-            return code
-    return EXIT_ERROR
 
 
 # -- state shared by the group and its commands -----------------------------------------------
@@ -462,9 +454,14 @@ class _Group(click.Group):
             # Not only the library's errors: a local directory that cannot be read or an
             # analyser module that fails to import is not worth a traceback either.
             _report_error(ctx, exc)
-        except KeyboardInterrupt:
-            click.echo("error: interrupted", err=True)
-            raise click.exceptions.Exit(130) from None
+        except KeyboardInterrupt as exc:
+            # SIGTERM (a container stopping, a CI job cancelled) is told apart from
+            # Ctrl-C, with the shell's convention 128 + signal number either way.
+            terminated = isinstance(exc, _Terminated)
+            click.echo(
+                "error: terminated (SIGTERM)" if terminated else "error: interrupted", err=True
+            )
+            raise click.exceptions.Exit(143 if terminated else 130) from None
         finally:
             _reset_logging()
 
@@ -1323,9 +1320,20 @@ def analyze_command(
     document = report.to_dict()
     if state.json:
         _emit_json(document)
-        return
+    else:
+        _print_analysis(state, report, document, f"analysed {path} into {codebase_id}", started)
+    if report.errors:
+        # Files failed: their hashes were not recorded, so a rerun retries them. Whether
+        # anything was merged at all tells a partial run from one that did nothing.
+        nothing = report.analysed == 0 and report.removed == 0
+        raise click.exceptions.Exit(EXIT_NOTHING_ANALYSED if nothing else EXIT_FILES_FAILED)
+
+
+def _print_analysis(
+    state: CliState, report: Any, document: dict[str, Any], title: str, started: float
+) -> None:
     elapsed = time.monotonic() - started
-    table = _table("what", _right("value"), title=Text(f"analysed {path} into {codebase_id}"))
+    table = _table("what", _right("value"), title=Text(title))
     for name, value in document.items():
         if isinstance(value, dict | list) or name == "elapsed":
             continue
@@ -1335,6 +1343,18 @@ def analyze_command(
     state.out.print(table)
     for file_path, message in report.errors[:20]:
         state.out.print(Text(f"error: {file_path}: {message}", style="red"))
+    if len(report.errors) > 20:
+        state.out.print(Text(f"... and {len(report.errors) - 20} more (use --json)", style="red"))
+    if report.errors:
+        merged = report.analysed + report.removed
+        state.err.print(
+            Text(
+                f"{len(report.errors)} file(s) failed"
+                + (f"; {merged} merged" if merged else "; nothing was merged")
+                + " (a rerun retries the failed ones)",
+                style="red",
+            )
+        )
 
 
 class _AnalyseProgress:
@@ -1388,6 +1408,29 @@ class _AnalyseProgress:
 # -- entry points ----------------------------------------------------------------------------------
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as Ctrl-C raises ``KeyboardInterrupt``.
+
+    A ``KeyboardInterrupt`` so that it unwinds the same way (``except Exception``
+    does not swallow it, ``finally`` blocks and context managers run).
+    """
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
 def main(argv: list[str] | None = None) -> None:
-    """The ``documee-remote`` console script (and ``python -m documee_remote``)."""
-    cli.main(args=argv, prog_name="documee-remote")
+    """The ``documee-remote`` console script (and ``python -m documee_remote``).
+
+    SIGTERM is handled like Ctrl-C: the command unwinds, says so, and exits
+    143 (Ctrl-C: 130). Only here, not on import: a library must not take over
+    its host's signals.
+    """
+    installed = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if installed else None
+    try:
+        cli.main(args=argv, prog_name="documee-remote")
+    finally:
+        if installed:
+            signal.signal(signal.SIGTERM, previous)

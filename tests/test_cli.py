@@ -155,7 +155,8 @@ def test_json_errors_are_one_document_on_stdout(store_url: str) -> None:
         (errors.ReadOnlyError("x"), 4),
         (errors.TooManyConflictsError("x", attempts=3), 5),
         (errors.PreconditionFailedError("x"), 5),
-        (errors.ConditionalRequestConflictError("x"), 5),
+        # S3's 409 is retryable: transient, as the Lambda handler answers it (503).
+        (errors.ConditionalRequestConflictError("x"), 7),
         (errors.CorruptObjectError("x"), 6),
         (errors.ThrottledError("x"), 7),
         (errors.StorageTimeoutError("x"), 7),
@@ -781,3 +782,106 @@ def test_analyze_draws_a_progress_bar_on_a_terminal(
     assert result.exit_code == 0
     assert "analysing" in terminal_stderr.getvalue()
     assert "3/3" in terminal_stderr.getvalue()
+
+
+# -- issue 12: analyze's exit code when files fail, SIGTERM ----------------------------------------
+
+
+def failing_analyser(path: str, data: bytes) -> Any:
+    """An analyser that cannot analyse anything (``--analyser tests.test_cli:...``)."""
+    raise RuntimeError("this analyser always fails")
+
+
+def failing_on_b(path: str, data: bytes) -> Any:
+    """The reference analyser, except that it fails on ``b.py``."""
+    from documee_remote.analyser import reference_analyser
+
+    if path.endswith("/b.py"):
+        raise RuntimeError("b.py defeats this analyser")
+    return reference_analyser(path, data)
+
+
+def test_analyze_exits_11_when_every_file_failed(source_tree: Path, tmp_path: Path) -> None:
+    # issue 12, defect 5: exited 0 although nothing was written.
+    url = (tmp_path / "store").as_uri()
+    spec = "tests.test_cli:failing_analyser"
+    report = run_json(
+        "analyze", str(source_tree), "--codebase-id", "cb", "--analyser", spec, "--store", url,
+        code=11,
+    )  # fmt: skip
+    assert report["analysed"] == 0
+    assert len(report["errors"]) == 3
+    args = ("analyze", str(source_tree), "--codebase-id", "cb", "--analyser", spec, "--store", url)
+    plain = run(*args)
+    assert plain.exit_code == 11
+    assert "3 file(s) failed; nothing was merged" in plain.stderr
+    assert run("show", "cb", "--store", url).exit_code == 3  # indeed nothing was written
+
+
+def test_analyze_exits_10_when_some_files_failed(source_tree: Path, tmp_path: Path) -> None:
+    url = (tmp_path / "store").as_uri()
+    spec = "tests.test_cli:failing_on_b"
+    report = run_json(
+        "analyze", str(source_tree), "--codebase-id", "cb", "--analyser", spec, "--store", url,
+        code=10,
+    )  # fmt: skip
+    assert report["analysed"] == 2
+    assert [e["path"].rsplit("/", 1)[-1] for e in report["errors"]] == ["b.py"]
+    assert run_json("show", "cb", "--store", url)["metrics"]["total_files"] == 2
+
+
+def test_exit_codes_of_analyze_are_in_the_readme_and_the_help() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    line = next(x for x in readme.split("\n\n") if x.startswith("Exit codes:"))
+    assert "10 analyze: some files failed" in " ".join(line.split())
+    assert "11 analyze: no file could be analysed" in " ".join(line.split())
+    help_text = run("analyze", "--help").stdout
+    assert "10  analyze: some files failed" in help_text
+    assert "143" in help_text
+
+
+def slow_analyser(path: str, data: bytes) -> Any:
+    """Signals that it started (a file named by $SLOW_ANALYSER_MARKER), then hangs."""
+    import time
+
+    Path(os.environ["SLOW_ANALYSER_MARKER"]).touch()
+    time.sleep(60)
+    raise RuntimeError("not reached")
+
+
+@pytest.mark.parametrize(
+    ("signal_name", "code", "message"),
+    [("SIGTERM", 143, "error: terminated (SIGTERM)"), ("SIGINT", 130, "error: interrupted")],
+)
+def test_a_signal_mid_command_exits_with_a_message(
+    source_tree: Path, tmp_path: Path, signal_name: str, code: int, message: str
+) -> None:
+    # issue 12: SIGTERM exited 143 without a word, where SIGINT said it was interrupted.
+    import signal
+    import time
+
+    marker = tmp_path / "started"
+    command = [sys.executable, "-m", "documee_remote", "analyze", str(source_tree)]
+    command += ["--codebase-id", "cb", "--workers", "1", "--store", (tmp_path / "store").as_uri()]
+    process = subprocess.Popen(
+        [*command, "--analyser", "tests.test_cli:slow_analyser"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "SLOW_ANALYSER_MARKER": str(marker)},
+        cwd=Path(__file__).parents[1],
+    )
+    try:
+        deadline = time.monotonic() + 60  # a slow interpreter start on a busy machine
+        while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), "the command never reached the analyser"
+        process.send_signal(getattr(signal, signal_name))
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == code, stderr
+    assert message in stderr
+    assert "Traceback" not in stderr
