@@ -91,7 +91,7 @@ from rich.progress import (
 from rich.table import Column, Table
 from rich.text import Text
 
-from . import __version__, layout
+from . import __version__, integrity, layout
 from .error_codes import (
     EXIT_CONFIG,
     EXIT_CONFLICT,
@@ -113,6 +113,7 @@ from .errors import (
     DocumeeRemoteError,
     InvalidKeyError,
     NotFoundError,
+    ObjectTooLargeError,
     UnsupportedOperationError,
 )
 from .stores import ObjectMeta, Store
@@ -477,6 +478,8 @@ def _report_error(ctx: click.Context, exc: BaseException) -> NoReturn:
     hint = None
     if code == EXIT_CONFIG and "store" in message and "--store" not in message:
         hint = "check --store / DOCUMEE_STORE_URL and DOCUMEE_S3_* settings"
+    elif isinstance(exc, ObjectTooLargeError):
+        hint = "raise the limit with DOCUMEE_MAX_OBJECT_SIZE=<bytes>"
     _exit_with_error(state, type(exc).__name__, message, code, hint)
 
 
@@ -602,6 +605,17 @@ def ls_command(deep: bool) -> None:
                 except CorruptObjectError as exc:
                     summary.status = f"corrupt: {exc}"
                     continue
+                except ObjectTooLargeError as exc:
+                    # Say so for this codebase and go on to the others.
+                    size = (
+                        summary.analysis_size
+                        if exc.key and exc.key.endswith("/analysis.json")
+                        else None
+                    )
+                    summary.status = f"too large: {exc.key}: " + integrity.too_large_detail(
+                        pm.store.max_object_size, size
+                    )
+                    continue
                 if analysis is not None:
                     summary.total_files = analysis.metrics.total_files
         url = pm.store.url
@@ -645,7 +659,13 @@ def _spinner(state: CliState, what: str) -> Iterator[None]:
 @_command("show")
 @click.argument("codebase_id", metavar="ID")
 @click.option("--file", "file_path", metavar="PATH", help="Show one file's analysis.")
-@click.option("--top", default=10, show_default=True, help="How many top teaching files.")
+@click.option(
+    "--top",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="How many top teaching files.",
+)
 def show_command(codebase_id: str, file_path: str | None, top: int) -> None:
     """Summarise a codebase: metrics, top teaching files, counts.
 
@@ -665,14 +685,23 @@ def show_command(codebase_id: str, file_path: str | None, top: int) -> None:
         per_file = sum(
             1 for k in pm.store.list(prefix) if layout.is_file_analysis_name(k[len(prefix) :])
         )
-        hashes = pm.get_file_hashes(codebase_id)
+        # Only a count is shown: an unreadable file_hashes.json is a note, not a failure.
+        hashes_error: str | None = None
+        try:
+            hashes_count: int | None = len(pm.get_file_hashes(codebase_id))
+        except CorruptObjectError as exc:
+            hashes_count = None
+            hashes_error = f"{exc}; `documee-remote verify {codebase_id} --repair` removes it"
+        except ObjectTooLargeError as exc:
+            hashes_count = None
+            hashes_error = f"{exc}; raise the limit with DOCUMEE_MAX_OBJECT_SIZE=<bytes>"
     metrics = analysis.metrics.to_dict()
     graph = analysis.dependency_graph
     languages = dict(Counter(fa.language for fa in analysis.file_analyses.values()).most_common())
     counts = {
         "files_in_analysis": len(analysis.file_analyses),
         "per_file_objects": per_file,
-        "file_hashes": len(hashes),
+        "file_hashes": hashes_count,
         "dependency_nodes": len(graph.nodes),
         "dependency_edges": len(graph.edges),
         "circular_dependencies": len(graph.circular_dependencies),
@@ -688,6 +717,7 @@ def show_command(codebase_id: str, file_path: str | None, top: int) -> None:
                 "counts": counts,
                 "languages": languages,
                 "top_teaching_files": [{"file_path": p, "score": s} for p, s in top_files],
+                "file_hashes_error": hashes_error,
             }
         )
         return
@@ -699,7 +729,7 @@ def show_command(codebase_id: str, file_path: str | None, top: int) -> None:
     out.print(table)
     table = _table("what", _right("count"), title="counts")
     for name, value in counts.items():
-        table.add_row(name.replace("_", " "), str(value))
+        table.add_row(name.replace("_", " "), "unreadable" if value is None else str(value))
     for language, n in languages.items():
         table.add_row(Text(f"language: {language}"), str(n))
     out.print(table)
@@ -709,6 +739,13 @@ def show_command(codebase_id: str, file_path: str | None, top: int) -> None:
     for rank, (path, score) in enumerate(top_files, 1):
         table.add_row(str(rank), Text(path), f"{score:.3f}" if math.isfinite(score) else str(score))
     out.print(table)
+    if hashes_error is not None:
+        out.print(
+            Text(
+                f"note: file_hashes.json was not read: {hashes_error}",
+                style="yellow",
+            )
+        )
     if counts["per_file_objects"] != counts["files_in_analysis"]:
         out.print(
             Text(
@@ -1156,7 +1193,7 @@ def _each_codebase_output(
     show_default=True,
     help="Keep unreferenced objects younger than this (a merge may be in flight).",
 )
-@_dry_run_option
+@click.option("--dry-run", is_flag=True, help="Only report what would be removed; delete nothing.")
 def gc_command(codebase_id: str | None, grace_seconds: float, dry_run: bool) -> None:
     """Remove per-file objects no analysis.json entry refers to (every codebase's, without ID).
 
@@ -1191,11 +1228,26 @@ def compact_command(codebase_id: str | None) -> None:
     state = _state()
     reports, failures = _each_codebase(state, codebase_id, "compact", "compacting")
     docs = [r.to_dict() for r in reports]
-    table = _table("codebase", "result", title="compact")
+    table = _table(
+        "codebase",
+        _right("folded"),
+        _right("watermark"),
+        "analysis.json",
+        _right("deltas removed"),
+        _right("kept (too young)"),
+        _right("attempts"),
+        title="compact",
+    )
     for doc in docs:
-        cid = str(doc.get("codebase_id", "?"))
-        rest = {k: v for k, v in doc.items() if k != "codebase_id"}
-        table.add_row(Text(cid), Text(json.dumps(_json_safe(rest), ensure_ascii=False)))
+        table.add_row(
+            Text(str(doc.get("codebase_id", "?"))),
+            str(doc.get("folded", "-")),
+            str(doc.get("watermark", "-")),
+            "written" if doc.get("analysis_written") else "unchanged",
+            str(doc.get("deleted", "-")),
+            str(doc.get("kept_young", "-")),
+            str(doc.get("attempts", "-")),
+        )
     _each_codebase_output(state, {"codebases": docs}, table, failures)
 
 

@@ -17,7 +17,9 @@ from click.testing import CliRunner, Result
 
 from documee_remote import codec, errors
 from documee_remote.cli import cli, exit_code_for
+from documee_remote.journal import CompactionPolicy
 from documee_remote.manager import PersistenceManager
+from documee_remote.merge import new_analysis
 from documee_remote.stores import LocalStore
 from documee_remote.testing.factories import make_file_analysis
 from documee_remote.testing.fixtures import S3Endpoint
@@ -885,3 +887,134 @@ def test_a_signal_mid_command_exits_with_a_message(
     assert process.returncode == code, stderr
     assert message in stderr
     assert "Traceback" not in stderr
+
+
+# -- issue 12, item 10: the smaller ones --------------------------------------------------------
+
+
+def _two_codebases(tmp_path: Path) -> tuple[str, int]:
+    """A store with a small codebase and a big one; returns its URL and a limit between them."""
+    root = tmp_path / "store"
+    with PersistenceManager(LocalStore(root)) as pm:
+        pm.merge_file_analyses("small", {"/a.py": make_file_analysis("/a.py", functions=1)}, {})
+        big = {f"/f{i}.py": make_file_analysis(f"/f{i}.py", functions=20) for i in range(8)}
+        pm.merge_file_analyses("big", big, {})
+        small_size = pm.store.head("small/analysis.json").size
+        big_size = pm.store.head("big/analysis.json").size
+    limit = (small_size + big_size) // 2
+    assert small_size * 4 < big_size, "the per-file objects of big must fit the limit"
+    return root.as_uri(), limit
+
+
+def test_verify_reports_an_object_over_the_limit_and_goes_on(tmp_path: Path) -> None:
+    # issue 12: verify aborted everything at the first object over max_object_size.
+    url, limit = _two_codebases(tmp_path)
+    env = {"DOCUMEE_MAX_OBJECT_SIZE": str(limit)}
+    result = run("verify", "--store", url, "--json", env=env)
+    assert result.exit_code == 1, result.output  # a problem found, per the README
+    reports = {r["codebase_id"]: r for r in json.loads(result.stdout)["codebases"]}
+    assert reports["small"]["ok"] is True
+    assert reports["small"]["files_checked"] == 1
+    (finding,) = reports["big"]["findings"]
+    assert finding["kind"] == "object_too_large"
+    assert finding["key"] == "big/analysis.json"
+    assert f"over this store's max_object_size of {limit} bytes" in finding["detail"]
+    assert "DOCUMEE_MAX_OBJECT_SIZE" in finding["detail"]
+    size = LocalStore(tmp_path / "store").head("big/analysis.json").size
+    assert finding["detail"].startswith(f"{size} bytes")
+    human = run("verify", "--store", url, env=env)
+    assert human.exit_code == 1
+    assert "small: ok" in human.stdout
+    assert "object_too_large" in human.stdout
+
+
+def test_ls_deep_reports_an_object_over_the_limit_and_goes_on(tmp_path: Path) -> None:
+    url, limit = _two_codebases(tmp_path)
+    env = {"DOCUMEE_MAX_OBJECT_SIZE": str(limit)}
+    result = run("ls", "--deep", "--store", url, "--json", env=env)
+    assert result.exit_code == 0, result.output
+    rows = {c["codebase_id"]: c for c in json.loads(result.stdout)["codebases"]}
+    assert rows["small"]["total_files"] == 1
+    assert rows["small"]["status"] == "ok"
+    status = rows["big"]["status"]
+    assert status.startswith("too large: big/analysis.json: ")
+    assert f"max_object_size of {limit} bytes" in status
+    assert "DOCUMEE_MAX_OBJECT_SIZE" in status
+    shown = run("show", "big", "--store", url, env=env)
+    assert shown.exit_code == 9
+    assert "hint: raise the limit with DOCUMEE_MAX_OBJECT_SIZE" in shown.stderr
+
+
+def test_show_survives_a_corrupt_file_hashes_json(tmp_path: Path) -> None:
+    # issue 12: show failed entirely although it needs only a count.
+    root = tmp_path / "store"
+    with PersistenceManager(LocalStore(root)) as pm:
+        pm.merge_file_analyses("cb", {"/a.py": make_file_analysis("/a.py")}, {"/a.py": "0" * 64})
+        pm.store.put("cb/file_hashes.json", b"{not json")
+    data = run_json("show", "cb", "--store", root.as_uri())
+    assert data["counts"]["files_in_analysis"] == 1
+    assert data["counts"]["file_hashes"] is None
+    assert "verify cb --repair" in data["file_hashes_error"]
+    human = run("show", "cb", "--store", root.as_uri())
+    assert human.exit_code == 0, human.output
+    assert "unreadable" in human.stdout
+    assert "note: file_hashes.json was not read" in human.stdout
+
+
+def test_show_refuses_a_negative_top(store_url: str) -> None:
+    result = run("show", FLOATS, "--top", "-1", "--store", store_url)
+    assert result.exit_code == 2
+    assert "--top" in result.stderr
+
+
+def test_gc_dry_run_help_speaks_of_removing() -> None:
+    text = " ".join(run("gc", "--help").stdout.split())
+    assert "--dry-run Only report what would be removed; delete nothing." in text
+    assert "copied" not in text
+
+
+def test_compact_prints_a_table_not_raw_dicts(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    deferred = CompactionPolicy(mode="deferred")
+    with PersistenceManager(LocalStore(root), compaction=deferred) as pm:
+        pm.save_analysis("cb", new_analysis("cb"))
+        pm.append_file_analyses("cb", {"/a.py": make_file_analysis("/a.py")}, {})
+    result = run("compact", "cb", "--store", root.as_uri())
+    assert result.exit_code == 0, result.output
+    assert "{" not in result.stdout
+    assert "'" not in result.stdout
+    header = " ".join(result.stdout.split())
+    assert "folded" in header
+    assert "watermark" in header
+    assert "written" in header
+
+
+def test_verify_reports_a_per_file_object_or_hashes_over_the_limit(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    with PersistenceManager(LocalStore(root)) as pm:
+        pm.merge_file_analyses("cb", {"/a.py": make_file_analysis("/a.py")}, {"/a.py": "0" * 64})
+        limit = pm.store.head("cb/analysis.json").size + 100
+        (per_file,) = [
+            k for k in pm.store.list("cb/") if k.startswith("cb/file_") and "hash" not in k
+        ]
+        pm.store.put(per_file, b" " * (limit + 1))
+        hashes = {f"/gone{i}.py": "0" * 64 for i in range(limit // 40)}
+        pm.store.put("cb/file_hashes.json", json.dumps(hashes).encode())
+    env = {"DOCUMEE_MAX_OBJECT_SIZE": str(limit)}
+    result = run("verify", "cb", "--store", root.as_uri(), "--json", env=env)
+    assert result.exit_code == 1, result.output
+    (report,) = json.loads(result.stdout)["codebases"]
+    found = {(f["kind"], f["file_path"], f["key"]) for f in report["findings"]}
+    assert found == {
+        ("object_too_large", "/a.py", per_file),
+        ("object_too_large", None, "cb/file_hashes.json"),
+    }
+    assert all("DOCUMEE_MAX_OBJECT_SIZE" in f["detail"] for f in report["findings"])
+    repaired = run("verify", "cb", "--repair", "--json", "--store", root.as_uri(), env=env)
+    assert repaired.exit_code == 1  # the hashes: not read, so not judged
+    (report,) = json.loads(repaired.stdout)["codebases"]
+    assert {f["key"]: f["repaired"] for f in report["findings"]} == {
+        per_file: True,  # its ETag says it differs from the entry: rewritten from it
+        "cb/file_hashes.json": False,
+    }
+    assert len(LocalStore(root).get(per_file).data) < limit
