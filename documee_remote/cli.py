@@ -30,22 +30,23 @@ stderr is a terminal and neither ``--json`` nor ``--quiet`` is given.
 
 Exit codes
 ----------
-==  =====================================================================
-0   success
-1   ``verify`` found problems, ``doctor`` found a failing check
-2   usage error: a bad option, argument or codebase id
-3   not found: no such codebase, file or local directory
-4   permission denied (including writes with ``--read-only``)
-5   conflict: another writer won, or a transfer refused to overwrite
-6   corrupt object: stored bytes that do not parse
-7   transient: the service is unavailable, throttling or timing out (also
-    S3's 409 ConditionalRequestConflict: worth retrying)
-8   configuration: no or bad store URL, bad environment, missing dependency
-9   any other error
-10  ``analyze``: some files could not be read or analysed (the others merged)
-11  ``analyze``: files failed and nothing was merged
-130 interrupted (Ctrl-C); 143 terminated (SIGTERM)
-==  =====================================================================
+===  =====================================================================
+0    success
+1    ``verify`` found problems, ``doctor`` found a failing check
+2    usage error: a bad option, argument or codebase id
+3    not found: no such codebase, file or local directory
+4    permission denied (including writes with ``--read-only``)
+5    conflict: another writer won, or a transfer refused to overwrite
+6    corrupt object: stored bytes that do not parse
+7    transient: the service is unavailable, throttling or timing out (also
+     S3's 409 ConditionalRequestConflict: worth retrying)
+8    configuration: no or bad store URL, bad environment, missing dependency
+9    any other error
+10   ``analyze``: some files could not be read or analysed (the others merged)
+11   ``analyze``: files failed and nothing was merged
+130  interrupted (Ctrl-C)
+143  terminated (SIGTERM)
+===  =====================================================================
 
 Library errors map to these codes through
 :data:`documee_remote.error_codes.ERROR_CODES`, the table the Lambda handler
@@ -154,7 +155,7 @@ Exit codes:
   9  any other error
  10  analyze: some files failed (the others were merged)
  11  analyze: files failed and nothing was merged
-130  interrupted (Ctrl-C); 143: terminated (SIGTERM)
+130  interrupted (Ctrl-C); 143 terminated (SIGTERM)
 """
 
 logger = logging.getLogger("documee_remote.cli")
