@@ -257,7 +257,10 @@ class PersistenceManager:
             self.store = _store_from_environment(options)
         else:
             self.store = open_store(os.fspath(store_or_url), **options)
-        _create_local_root(self.store)
+        if self._owns_store:
+            # As upstream, a path given here is a directory to create; a Store
+            # passed in is its opener's (the CLI's dry runs must create nothing).
+            _create_local_root(self.store)
         logger.debug("persistence manager on %s", self.store.url)
 
     @property
