@@ -43,15 +43,19 @@ does not stop the others) and ``"not_reached"`` (codebases left for the next
 run when the function's time ran short).
 
 Failure: ``{"ok": false, "status": N, "error": "...", "error_type": "...",
-"details": [...]}`` with N:
+"details": [...]}``. Library errors take their status from
+:data:`documee_remote.error_codes.ERROR_CODES`, the table the CLI's exit codes
+come from too:
 
 =====  =====================================================================
 400    invalid event (``details`` lists each problem, never file contents),
        bad file path or codebase id (``InvalidKeyError``), analyser not allowed
 403    ``PermissionDeniedError`` / ``ReadOnlyError``
-404    ``NotFoundError``
-409    ``TooManyConflictsError`` (other writers kept winning within the time
-       left), ``ConflictError``
+404    ``NotFoundError``; ``verify``/``compact`` of a codebase that does not
+       exist
+409    ``ConflictError`` (``TooManyConflictsError``: other writers kept
+       winning within the time left; lease and fencing errors),
+       ``PreconditionFailedError``
 413    ``ObjectTooLargeError``
 422    ``CorruptObjectError`` (a stored object does not parse); every file of
        the event failed to analyse
@@ -59,7 +63,8 @@ Failure: ``{"ok": false, "status": N, "error": "...", "error_type": "...",
        unset, bucket missing, ...), other library errors
 501    ``UnsupportedOperationError``; ``compact``/``verify`` on a build
        without them
-503    ``TransientError`` -- only with ``DOCUMEE_LAMBDA_RAISE_TRANSIENT=false``
+503    ``TransientError``, including S3's 409 ``ConditionalRequestConflictError``
+       -- only with ``DOCUMEE_LAMBDA_RAISE_TRANSIENT=false``
 507    ``StorageFullError``
 =====  =====================================================================
 
@@ -120,6 +125,7 @@ from .analyser import (
     reference_analyser,
 )
 from .config import S3Options, Settings
+from .error_codes import http_status_for
 from .errors import (
     ConfigurationError,
     ConflictError,
@@ -127,13 +133,8 @@ from .errors import (
     DocumeeRemoteError,
     InvalidKeyError,
     NotFoundError,
-    ObjectTooLargeError,
     PermissionDeniedError,
-    ReadOnlyError,
-    StorageFullError,
-    TooManyConflictsError,
     TransientError,
-    UnsupportedOperationError,
 )
 from .manager import PersistenceManager
 from .models import FileAnalysis
@@ -678,6 +679,13 @@ def _maintenance(
         )
     if event.codebase_id is None:
         return _compact_all(pm, method, context)
+    if next(iter(pm.store.list(layout.codebase_prefix(event.codebase_id))), None) is None:
+        # Verifying or compacting nothing is not a success: the id is wrong, or the
+        # codebase was deleted (the CLI exits 3 on the same).
+        raise NotFoundError(
+            f"codebase {event.codebase_id!r} not found in {pm.store.url}",
+            codebase_id=event.codebase_id,
+        )
     options: dict[str, Any] = {}
     if isinstance(event, VerifyEvent) and event.repair:
         options["repair"] = True
@@ -729,30 +737,13 @@ def _remaining_ms(context: Any) -> float:
 # The handler
 # =========================================================================================
 
-#: Library errors -> HTTP-style status, first match wins (order matters: S3's 409
-#: ConditionalRequestConflict is both a ConflictError and a TransientError).
-_STATUS: Sequence[tuple[type[DocumeeRemoteError], int]] = (
-    (TooManyConflictsError, 409),
-    (TransientError, 503),
-    (ConflictError, 409),
-    (InvalidKeyError, 400),
-    (CorruptObjectError, 422),
-    (PermissionDeniedError, 403),
-    (ReadOnlyError, 403),
-    (NotFoundError, 404),
-    (ObjectTooLargeError, 413),
-    (StorageFullError, 507),
-    (UnsupportedOperationError, 501),
-    (ConfigurationError, 500),
-)
-
 
 def status_for(exc: BaseException) -> int:
-    """The status a library error is answered with (see the module's table)."""
-    for cls, status in _STATUS:
-        if isinstance(exc, cls):
-            return status
-    return 500
+    """The status a library error is answered with: :data:`documee_remote.error_codes.ERROR_CODES`.
+
+    The same table gives the CLI's exit codes, so both report an error alike.
+    """
+    return http_status_for(exc)
 
 
 def _log(response: dict[str, Any], context: Any) -> None:

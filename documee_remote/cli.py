@@ -30,18 +30,27 @@ stderr is a terminal and neither ``--json`` nor ``--quiet`` is given.
 
 Exit codes
 ----------
-==  =====================================================================
-0   success
-1   ``verify`` found problems, ``doctor`` found a failing check
-2   usage error: a bad option, argument or codebase id
-3   not found: no such codebase, file or local directory
-4   permission denied (including writes with ``--read-only``)
-5   conflict: another writer won, or a transfer refused to overwrite
-6   corrupt object: stored bytes that do not parse
-7   transient: the service is unavailable, throttling or timing out
-8   configuration: no or bad store URL, bad environment, missing dependency
-9   any other error
-==  =====================================================================
+===  =====================================================================
+0    success
+1    ``verify`` found problems, ``doctor`` found a failing check
+2    usage error: a bad option, argument or codebase id
+3    not found: no such codebase, file or local directory
+4    permission denied (including writes with ``--read-only``)
+5    conflict: another writer won, or a transfer refused to overwrite
+6    corrupt object: stored bytes that do not parse
+7    transient: the service is unavailable, throttling or timing out (also
+     S3's 409 ConditionalRequestConflict: worth retrying)
+8    configuration: no or bad store URL, bad environment, missing dependency
+9    any other error
+10   ``analyze``: some files could not be read or analysed (the others merged)
+11   ``analyze``: files failed and nothing was merged
+130  interrupted (Ctrl-C)
+143  terminated (SIGTERM)
+===  =====================================================================
+
+Library errors map to these codes through
+:data:`documee_remote.error_codes.ERROR_CODES`, the table the Lambda handler
+reads its statuses from.
 
 Errors are printed as ``error: <message>`` on stderr (and, with ``--json``,
 as ``{"ok": false, "error": {...}}`` on stdout), without a traceback unless
@@ -55,7 +64,9 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -81,18 +92,29 @@ from rich.progress import (
 from rich.table import Column, Table
 from rich.text import Text
 
-from . import __version__, layout
+from . import __version__, integrity, layout
+from .error_codes import (
+    EXIT_CONFIG,
+    EXIT_CONFLICT,
+    EXIT_CORRUPT,
+    EXIT_ERROR,
+    EXIT_FILES_FAILED,
+    EXIT_NOT_FOUND,
+    EXIT_NOTHING_ANALYSED,
+    EXIT_OK,
+    EXIT_PERMISSION,
+    EXIT_PROBLEMS,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    exit_code_for,
+)
 from .errors import (
     ConfigurationError,
-    ConflictError,
     CorruptObjectError,
     DocumeeRemoteError,
     InvalidKeyError,
     NotFoundError,
-    PermissionDeniedError,
-    PreconditionFailedError,
-    ReadOnlyError,
-    TransientError,
+    ObjectTooLargeError,
     UnsupportedOperationError,
 )
 from .stores import ObjectMeta, Store
@@ -106,6 +128,8 @@ __all__ = [
     "EXIT_CONFLICT",
     "EXIT_CORRUPT",
     "EXIT_ERROR",
+    "EXIT_FILES_FAILED",
+    "EXIT_NOTHING_ANALYSED",
     "EXIT_NOT_FOUND",
     "EXIT_OK",
     "EXIT_PERMISSION",
@@ -116,17 +140,6 @@ __all__ = [
     "exit_code_for",
     "main",
 ]
-
-EXIT_OK = 0
-EXIT_PROBLEMS = 1
-EXIT_USAGE = 2
-EXIT_NOT_FOUND = 3
-EXIT_PERMISSION = 4
-EXIT_CONFLICT = 5
-EXIT_CORRUPT = 6
-EXIT_UNAVAILABLE = 7
-EXIT_CONFIG = 8
-EXIT_ERROR = 9
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -140,33 +153,14 @@ Exit codes:
   7  transient (service unavailable, throttled, timed out)
   8  configuration (no/bad store URL or environment, missing dependency)
   9  any other error
+ 10  analyze: some files failed (the others were merged)
+ 11  analyze: files failed and nothing was merged
+130  interrupted (Ctrl-C); 143 terminated (SIGTERM)
 """
 
 logger = logging.getLogger("documee_remote.cli")
 
 _F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def exit_code_for(exc: BaseException) -> int:
-    """The exit code for an error: the one place that maps the error tree to codes."""
-    # Order matters: S3's 409 is both a ConflictError and a TransientError.
-    table: list[tuple[type[BaseException] | tuple[type[BaseException], ...], int]] = [
-        (InvalidKeyError, EXIT_USAGE),
-        (NotFoundError, EXIT_NOT_FOUND),
-        ((PermissionDeniedError, ReadOnlyError), EXIT_PERMISSION),
-        ((ConflictError, PreconditionFailedError), EXIT_CONFLICT),
-        (CorruptObjectError, EXIT_CORRUPT),
-        (TransientError, EXIT_UNAVAILABLE),
-        (ConfigurationError, EXIT_CONFIG),
-        (DocumeeRemoteError, EXIT_ERROR),
-        (ImportError, EXIT_CONFIG),
-        (FileNotFoundError, EXIT_NOT_FOUND),
-        (PermissionError, EXIT_PERMISSION),
-    ]
-    for types, code in table:
-        if isinstance(exc, types):
-            return code
-    return EXIT_ERROR
 
 
 # -- state shared by the group and its commands -----------------------------------------------
@@ -467,9 +461,14 @@ class _Group(click.Group):
             # Not only the library's errors: a local directory that cannot be read or an
             # analyser module that fails to import is not worth a traceback either.
             _report_error(ctx, exc)
-        except KeyboardInterrupt:
-            click.echo("error: interrupted", err=True)
-            raise click.exceptions.Exit(130) from None
+        except KeyboardInterrupt as exc:
+            # SIGTERM (a container stopping, a CI job cancelled) is told apart from
+            # Ctrl-C, with the shell's convention 128 + signal number either way.
+            terminated = isinstance(exc, _Terminated)
+            click.echo(
+                "error: terminated (SIGTERM)" if terminated else "error: interrupted", err=True
+            )
+            raise click.exceptions.Exit(143 if terminated else 130) from None
         finally:
             _reset_logging()
 
@@ -485,6 +484,8 @@ def _report_error(ctx: click.Context, exc: BaseException) -> NoReturn:
     hint = None
     if code == EXIT_CONFIG and "store" in message and "--store" not in message:
         hint = "check --store / DOCUMEE_STORE_URL and DOCUMEE_S3_* settings"
+    elif isinstance(exc, ObjectTooLargeError):
+        hint = "raise the limit with DOCUMEE_MAX_OBJECT_SIZE=<bytes>"
     _exit_with_error(state, type(exc).__name__, message, code, hint)
 
 
@@ -610,6 +611,17 @@ def ls_command(deep: bool) -> None:
                 except CorruptObjectError as exc:
                     summary.status = f"corrupt: {exc}"
                     continue
+                except ObjectTooLargeError as exc:
+                    # Say so for this codebase and go on to the others.
+                    size = (
+                        summary.analysis_size
+                        if exc.key and exc.key.endswith("/analysis.json")
+                        else None
+                    )
+                    summary.status = f"too large: {exc.key}: " + integrity.too_large_detail(
+                        pm.store.max_object_size, size
+                    )
+                    continue
                 if analysis is not None:
                     summary.total_files = analysis.metrics.total_files
         url = pm.store.url
@@ -653,7 +665,13 @@ def _spinner(state: CliState, what: str) -> Iterator[None]:
 @_command("show")
 @click.argument("codebase_id", metavar="ID")
 @click.option("--file", "file_path", metavar="PATH", help="Show one file's analysis.")
-@click.option("--top", default=10, show_default=True, help="How many top teaching files.")
+@click.option(
+    "--top",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="How many top teaching files.",
+)
 def show_command(codebase_id: str, file_path: str | None, top: int) -> None:
     """Summarise a codebase: metrics, top teaching files, counts.
 
@@ -673,14 +691,23 @@ def show_command(codebase_id: str, file_path: str | None, top: int) -> None:
         per_file = sum(
             1 for k in pm.store.list(prefix) if layout.is_file_analysis_name(k[len(prefix) :])
         )
-        hashes = pm.get_file_hashes(codebase_id)
+        # Only a count is shown: an unreadable file_hashes.json is a note, not a failure.
+        hashes_error: str | None = None
+        try:
+            hashes_count: int | None = len(pm.get_file_hashes(codebase_id))
+        except CorruptObjectError as exc:
+            hashes_count = None
+            hashes_error = f"{exc}; `documee-remote verify {codebase_id} --repair` removes it"
+        except ObjectTooLargeError as exc:
+            hashes_count = None
+            hashes_error = f"{exc}; raise the limit with DOCUMEE_MAX_OBJECT_SIZE=<bytes>"
     metrics = analysis.metrics.to_dict()
     graph = analysis.dependency_graph
     languages = dict(Counter(fa.language for fa in analysis.file_analyses.values()).most_common())
     counts = {
         "files_in_analysis": len(analysis.file_analyses),
         "per_file_objects": per_file,
-        "file_hashes": len(hashes),
+        "file_hashes": hashes_count,
         "dependency_nodes": len(graph.nodes),
         "dependency_edges": len(graph.edges),
         "circular_dependencies": len(graph.circular_dependencies),
@@ -696,6 +723,7 @@ def show_command(codebase_id: str, file_path: str | None, top: int) -> None:
                 "counts": counts,
                 "languages": languages,
                 "top_teaching_files": [{"file_path": p, "score": s} for p, s in top_files],
+                "file_hashes_error": hashes_error,
             }
         )
         return
@@ -707,7 +735,7 @@ def show_command(codebase_id: str, file_path: str | None, top: int) -> None:
     out.print(table)
     table = _table("what", _right("count"), title="counts")
     for name, value in counts.items():
-        table.add_row(name.replace("_", " "), str(value))
+        table.add_row(name.replace("_", " "), "unreadable" if value is None else str(value))
     for language, n in languages.items():
         table.add_row(Text(f"language: {language}"), str(n))
     out.print(table)
@@ -717,6 +745,13 @@ def show_command(codebase_id: str, file_path: str | None, top: int) -> None:
     for rank, (path, score) in enumerate(top_files, 1):
         table.add_row(str(rank), Text(path), f"{score:.3f}" if math.isfinite(score) else str(score))
     out.print(table)
+    if hashes_error is not None:
+        out.print(
+            Text(
+                f"note: file_hashes.json was not read: {hashes_error}",
+                style="yellow",
+            )
+        )
     if counts["per_file_objects"] != counts["files_in_analysis"]:
         out.print(
             Text(
@@ -1164,7 +1199,7 @@ def _each_codebase_output(
     show_default=True,
     help="Keep unreferenced objects younger than this (a merge may be in flight).",
 )
-@_dry_run_option
+@click.option("--dry-run", is_flag=True, help="Only report what would be removed; delete nothing.")
 def gc_command(codebase_id: str | None, grace_seconds: float, dry_run: bool) -> None:
     """Remove per-file objects no analysis.json entry refers to (every codebase's, without ID).
 
@@ -1199,11 +1234,26 @@ def compact_command(codebase_id: str | None) -> None:
     state = _state()
     reports, failures = _each_codebase(state, codebase_id, "compact", "compacting")
     docs = [r.to_dict() for r in reports]
-    table = _table("codebase", "result", title="compact")
+    table = _table(
+        "codebase",
+        _right("folded"),
+        _right("watermark"),
+        "analysis.json",
+        _right("deltas removed"),
+        _right("kept (too young)"),
+        _right("attempts"),
+        title="compact",
+    )
     for doc in docs:
-        cid = str(doc.get("codebase_id", "?"))
-        rest = {k: v for k, v in doc.items() if k != "codebase_id"}
-        table.add_row(Text(cid), Text(json.dumps(_json_safe(rest), ensure_ascii=False)))
+        table.add_row(
+            Text(str(doc.get("codebase_id", "?"))),
+            str(doc.get("folded", "-")),
+            str(doc.get("watermark", "-")),
+            "written" if doc.get("analysis_written") else "unchanged",
+            str(doc.get("deleted", "-")),
+            str(doc.get("kept_young", "-")),
+            str(doc.get("attempts", "-")),
+        )
     _each_codebase_output(state, {"codebases": docs}, table, failures)
 
 
@@ -1328,9 +1378,20 @@ def analyze_command(
     document = report.to_dict()
     if state.json:
         _emit_json(document)
-        return
+    else:
+        _print_analysis(state, report, document, f"analysed {path} into {codebase_id}", started)
+    if report.errors:
+        # Files failed: their hashes were not recorded, so a rerun retries them. Whether
+        # anything was merged at all tells a partial run from one that did nothing.
+        nothing = report.analysed == 0 and report.removed == 0
+        raise click.exceptions.Exit(EXIT_NOTHING_ANALYSED if nothing else EXIT_FILES_FAILED)
+
+
+def _print_analysis(
+    state: CliState, report: Any, document: dict[str, Any], title: str, started: float
+) -> None:
     elapsed = time.monotonic() - started
-    table = _table("what", _right("value"), title=Text(f"analysed {path} into {codebase_id}"))
+    table = _table("what", _right("value"), title=Text(title))
     for name, value in document.items():
         if isinstance(value, dict | list) or name == "elapsed":
             continue
@@ -1340,6 +1401,18 @@ def analyze_command(
     state.out.print(table)
     for file_path, message in report.errors[:20]:
         state.out.print(Text(f"error: {file_path}: {message}", style="red"))
+    if len(report.errors) > 20:
+        state.out.print(Text(f"... and {len(report.errors) - 20} more (use --json)", style="red"))
+    if report.errors:
+        merged = report.analysed + report.removed
+        state.err.print(
+            Text(
+                f"{len(report.errors)} file(s) failed"
+                + (f"; {merged} merged" if merged else "; nothing was merged")
+                + " (a rerun retries the failed ones)",
+                style="red",
+            )
+        )
 
 
 class _AnalyseProgress:
@@ -1393,6 +1466,29 @@ class _AnalyseProgress:
 # -- entry points ----------------------------------------------------------------------------------
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as Ctrl-C raises ``KeyboardInterrupt``.
+
+    A ``KeyboardInterrupt`` so that it unwinds the same way (``except Exception``
+    does not swallow it, ``finally`` blocks and context managers run).
+    """
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
 def main(argv: list[str] | None = None) -> None:
-    """The ``documee-remote`` console script (and ``python -m documee_remote``)."""
-    cli.main(args=argv, prog_name="documee-remote")
+    """The ``documee-remote`` console script (and ``python -m documee_remote``).
+
+    SIGTERM is handled like Ctrl-C: the command unwinds, says so, and exits
+    143 (Ctrl-C: 130). Only here, not on import: a library must not take over
+    its host's signals.
+    """
+    installed = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if installed else None
+    try:
+        cli.main(args=argv, prog_name="documee-remote")
+    finally:
+        if installed:
+            signal.signal(signal.SIGTERM, previous)

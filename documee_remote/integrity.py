@@ -26,14 +26,27 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from . import codec, journal, layout
-from .errors import CorruptObjectError, NotFoundError, PreconditionFailedError
+from .errors import (
+    CorruptObjectError,
+    NotFoundError,
+    ObjectTooLargeError,
+    PreconditionFailedError,
+)
 from .retry import TransactionStats
 from .stores.base import ObjectMeta, etag_of
 
 if TYPE_CHECKING:
     from .manager import PersistenceManager
 
-__all__ = ["Finding", "FindingKind", "GcReport", "VerifyReport", "gc", "verify"]
+__all__ = [
+    "Finding",
+    "FindingKind",
+    "GcReport",
+    "VerifyReport",
+    "gc",
+    "too_large_detail",
+    "verify",
+]
 
 #: Per-file objects younger than this may belong to a merge in flight: a merge
 #: writes them before it commits analysis.json.
@@ -52,6 +65,8 @@ class FindingKind(StrEnum):
     DELTA_UNREADABLE = "delta_unreadable"
     HASHES_UNREADABLE = "hashes_unreadable"
     HASH_WITHOUT_ENTRY = "hash_without_entry"
+    #: Over the store's ``max_object_size``: not read, so not judged (not repairable).
+    OBJECT_TOO_LARGE = "object_too_large"
 
 
 @dataclass(slots=True)
@@ -120,6 +135,24 @@ class GcReport:
         return asdict(self)
 
 
+def too_large_detail(limit: int | None, size: int | None) -> str:
+    """What to say about an object over ``max_object_size``, and how to raise the limit."""
+    what = f"{size} bytes" if size is not None else "larger than the limit"
+    return (
+        f"{what}, over this store's max_object_size of {limit} bytes: not read; "
+        "raise the limit with DOCUMEE_MAX_OBJECT_SIZE=<bytes> (max_object_size= in Python)"
+    )
+
+
+def _too_large(
+    pm: PersistenceManager, exc: ObjectTooLargeError, fallback: str, listing: dict[str, ObjectMeta]
+) -> Finding:
+    key = exc.key or fallback
+    meta = listing.get(key)
+    detail = too_large_detail(pm.store.max_object_size, meta.size if meta else None)
+    return Finding(FindingKind.OBJECT_TOO_LARGE, key, None, detail)
+
+
 def _listing(pm: PersistenceManager, codebase_id: str) -> dict[str, ObjectMeta]:
     prefix = layout.codebase_prefix(codebase_id)
     return {meta.key: meta for meta in pm.store.list_meta(prefix)}
@@ -169,6 +202,10 @@ def verify(
             )
             report.findings.append(Finding(kind, exc.key or cb_key, None, str(exc)))
             return report  # nothing else can be judged without the commit point
+        except ObjectTooLargeError as exc:
+            # Reported, so that verifying every codebase goes on to the others.
+            report.findings.append(_too_large(pm, exc, cb_key, listing))
+            return report
     if cb_key not in listing and analysis is None and listing:
         report.findings.append(
             Finding(
@@ -193,8 +230,14 @@ def verify(
         if meta is None:
             finding = Finding(FindingKind.PER_FILE_MISSING, key, path, "no per-file object")
         else:
-            kind, detail = _classify_per_file(pm, key, codebase_id)
-            finding = Finding(kind, key, path, detail)
+            try:
+                kind, detail = _classify_per_file(pm, key, codebase_id)
+            except ObjectTooLargeError as exc:
+                # Its ETag already says it differs from the entry: repairable alike.
+                finding = _too_large(pm, exc, key, listing)
+                finding.file_path = path
+            else:
+                finding = Finding(kind, key, path, detail)
         if repair:
             finding.repaired = _rewrite(pm, key, body, meta)
         report.findings.append(finding)
@@ -231,6 +274,8 @@ def verify(
                 # Without hashes every file is simply analysed again: safe.
                 finding.repaired = not _delete_unchanged(pm, [hashes_key], listing)
             report.findings.append(finding)
+        except ObjectTooLargeError as exc:
+            report.findings.append(_too_large(pm, exc, hashes_key, listing))
         else:
             stray = [p for p in hashes if p not in entries]
             findings = [

@@ -22,8 +22,9 @@ than any recorded in ``analysis.json``). A merge that carries its lease's
 token is refused once a higher token has been recorded, so a holder that
 stalled past its TTL (a long GC pause, a frozen Lambda) and was taken over
 cannot write stale results. On acquiring, the new holder records its token
-in ``analysis.json`` straight away, closing the window in which the old
-holder could still commit.
+in ``analysis.json`` straight away (creating one without files when the
+codebase has none yet), closing the window in which the old holder could
+still commit.
 """
 
 from __future__ import annotations
@@ -279,9 +280,23 @@ class Lease:
 
     def _acquired(self) -> Self:
         # Record the new token in analysis.json at once, so a taken-over
-        # holder's next commit is refused even before we merge anything.
-        if self._pm.load_analysis_etag(self.codebase_id) is not None:
+        # holder's next commit is refused even before we merge anything. When
+        # the codebase has no analysis.json yet, this creates one (no files,
+        # just the fence): a fence kept anywhere else (in the lease object, say)
+        # could only be checked before the stale holder's write, not atomically
+        # with it, and a holder that stalls between the two is the very case
+        # fencing exists for. Its create-only write then fails and its retry
+        # finds this fence.
+        try:
             self._pm.update_analysis(self.codebase_id, lambda a: None, fencing_token=self.token)
+        except BaseException:
+            # Do not leave a lease that nobody renews blocking others for its TTL.
+            with contextlib.suppress(DocumeeRemoteError):
+                self._pm.store.put(
+                    self.key, self._record(self.token, released=True).encode(), if_match=self._etag
+                )
+            self._etag = None
+            raise
         if self.auto_renew:
             self._renewer = threading.Thread(
                 target=self._renew_loop, name=f"lease-{self.codebase_id}", daemon=True

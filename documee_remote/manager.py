@@ -25,12 +25,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from . import codec, integrity, journal, layout
+from . import codec, integrity, interop, journal, layout
 from .config import DEFAULT_STORE_URL
 from .errors import (
+    ConfigurationError,
     ConflictError,
     CorruptObjectError,
     InvalidKeyError,
@@ -41,12 +43,15 @@ from .errors import (
     TransientError,
     UnsupportedOperationError,
 )
+from .interop import AnalysisInput, FileAnalysisInput
 from .journal import CompactionPolicy, CompactReport, Delta, GraphUpdate, JournalListing
 from .leases import BOOKKEEPING_KEY, FencedError, Lease, recorded_fence
 from .merge import apply_file_changes, new_analysis, refresh_derived
 from .models import CodebaseAnalysis, FileAnalysis
 from .retry import Backoff, RetryPolicy, TransactionStats
+from .sharing import Checkout, Sharing, resolve
 from .stores import ObjectMeta, Store, etag_of, open_store
+from .stores.local import LocalStore
 
 __all__ = [
     "DEFAULT_LOCAL_ROOT",
@@ -142,7 +147,7 @@ class Transaction:
     #: A lease's fencing token: the commit is refused if a higher one is recorded.
     fencing_token: int | None = None
     _raw: bytes | None = field(default=None, repr=False)
-    _ops: list[Callable[[CodebaseAnalysis], CodebaseAnalysis | None]] = field(
+    _ops: list[Callable[[CodebaseAnalysis], AnalysisInput | None]] = field(
         default_factory=list, repr=False
     )
     # Journal deltas folded into this attempt's analysis, in seq order.
@@ -165,14 +170,19 @@ class Transaction:
         """Whether ``analysis.json`` existed when this attempt read it."""
         return self.etag is not None
 
-    def apply(self, fn: Callable[[CodebaseAnalysis], CodebaseAnalysis | None]) -> None:
-        """Record a change: ``fn`` mutates the analysis in place or returns a new one."""
-        self._ops.append(fn)
-        self.analysis = fn(self.analysis) or self.analysis
+    def apply(self, fn: Callable[[CodebaseAnalysis], AnalysisInput | None]) -> None:
+        """Record a change: ``fn`` mutates the analysis in place or returns a new one.
 
-    def put_file(self, analysis: FileAnalysis) -> None:
-        """Add or replace one file's analysis."""
-        self.apply(lambda a: apply_file_changes(a, {analysis.file_path: analysis}))
+        The result may be a Documee object or a dict too (see
+        :mod:`documee_remote.interop`); it is converted to this library's model.
+        """
+        self._ops.append(fn)
+        self.analysis = _applied(fn, self.analysis, self.codebase_id)
+
+    def put_file(self, analysis: FileAnalysisInput) -> None:
+        """Add or replace one file's analysis (this library's model, Documee's, or a dict)."""
+        fa = interop.as_file_analysis(analysis, codebase_id=self.codebase_id)
+        self.apply(lambda a: apply_file_changes(a, {fa.file_path: fa}))
 
     def remove_file(self, file_path: str) -> None:
         """Drop one file's analysis."""
@@ -180,20 +190,26 @@ class Transaction:
 
     def _replay(self, fresh: CodebaseAnalysis) -> CodebaseAnalysis:
         for fn in self._ops:
-            fresh = fn(fresh) or fresh
+            fresh = _applied(fn, fresh, self.codebase_id)
         return fresh
 
 
 class PersistenceManager:
     """Keep Documee analyses in a store: upstream's API on local disk, memory or S3.
 
+    A drop-in for Documee's own class: ``PersistenceManager(base_path)``, by
+    position or by keyword as upstream's ``PersistenceManager(base_path=...)``,
+    where ``base_path`` may also be any store URL. Every method that takes
+    analyses accepts Documee's own objects too (see :mod:`documee_remote.interop`).
+
     Parameters
     ----------
-    store_or_url:
+    base_path:
         A :class:`~documee_remote.stores.Store`, a store URL (``s3://bucket/prefix``,
         ``file:///path``, a plain path, ``memory://``), or ``None`` for the
         ``DOCUMEE_STORE_URL`` environment variable and, failing that,
-        ``.documee/analysis`` on local disk as upstream.
+        ``.documee/analysis`` on local disk as upstream. A local directory is
+        created here, as upstream does (unless the store is read-only).
     retry:
         How merges and transactions retry after losing a race (a
         :class:`~documee_remote.RetryPolicy`).
@@ -201,6 +217,11 @@ class PersistenceManager:
         When merges fold the journal into ``analysis.json``: ``"eager"``
         (after every merge, the default), ``"deferred"``, or a
         :class:`~documee_remote.journal.CompactionPolicy` with thresholds.
+    checkout:
+        A :class:`~documee_remote.sharing.Checkout` (or a
+        :class:`~documee_remote.sharing.Sharing` of several) mapping local
+        checkouts to shared codebases; default: the environment's
+        (``DOCUMEE_SHARE_CONFIG``, ``DOCUMEE_CHECKOUT_ROOT``...).
     **options:
         Store options (see :func:`~documee_remote.open_store`); the ``DOCUMEE_*``
         variables fill in those not given, whether a URL is given or not.
@@ -214,13 +235,17 @@ class PersistenceManager:
 
     def __init__(
         self,
-        store_or_url: Store | str | os.PathLike[str] | None = None,
+        base_path: Store | str | os.PathLike[str] | None = None,
         *,
         retry: RetryPolicy | None = None,
         compaction: CompactionPolicy | str | None = None,
+        checkout: Checkout | Sharing | None = None,
         **options: Any,
     ):
+        store_or_url = base_path  # upstream's name for what is here any store or URL
         self.retry = retry or RetryPolicy()
+        #: Local checkouts mapped to shared codebases (default: the environment's).
+        self.sharing = resolve(checkout)
         self.compaction = CompactionPolicy.of(compaction)
         self._side: ThreadPoolExecutor | None = None
         # Per codebase, a watermark this manager has seen: journal listings start
@@ -230,15 +255,44 @@ class PersistenceManager:
         self._owns_store = not isinstance(store_or_url, Store)
         # The one way to a store: the DOCUMEE_* settings fill in what is not given here.
         self.store = open_store(store_or_url, **options)
+        if self._owns_store:
+            # As upstream, a path given here is a directory to create; a Store
+            # passed in is its opener's (the CLI's dry runs must create nothing).
+            _create_local_root(self.store)
         logger.debug("persistence manager on %s", self.store.url)
+
+    @property
+    def base_path(self) -> Path:
+        """The root directory, as upstream's attribute, when the store is on local disk.
+
+        An absolute :class:`pathlib.Path` (upstream's tests and tools join
+        paths onto it). A remote or in-memory store has no such directory, and
+        code that joined paths onto one would silently read and write a local
+        directory nobody else sees; so there this raises ``AttributeError``
+        (``hasattr(pm, "base_path")`` is false) naming the store. Use
+        ``pm.store.url`` to say where analyses live on any store.
+        """
+        if isinstance(self.store, LocalStore):
+            return self.store.root
+        raise AttributeError(
+            f"base_path: {self.store.url} is not a local directory "
+            "(only local stores have one; pm.store.url names any store)",
+            name="base_path",
+            obj=self,
+        )
 
     def __repr__(self) -> str:
         return f"PersistenceManager({self.store!r})"
 
     # -- the upstream API ---------------------------------------------------------------
 
-    def save_analysis(self, codebase_id: str, analysis: CodebaseAnalysis) -> SaveReport:
+    def save_analysis(self, codebase_id: str, analysis: AnalysisInput) -> SaveReport:
         """Save a whole analysis, writing only what changed.
+
+        ``analysis`` is this library's :class:`CodebaseAnalysis`, Documee's own
+        (anything with ``to_dict()``, also holding this library's file
+        analyses) or a dict; what is written is byte for byte what Documee's
+        own class writes for it.
 
         Per-file objects go first and ``analysis.json`` last (the commit
         point), as upstream orders them. One listing gives the stored ETags
@@ -252,6 +306,8 @@ class PersistenceManager:
         (including merges still pending in the journal); use
         :meth:`merge_file_analyses` when several analysers write at once.
         """
+        analysis = interop.as_codebase_analysis(analysis, codebase_id=codebase_id)
+        codebase_id, analysis = self.sharing.analysis_out(codebase_id, analysis)
         cb_key = layout.analysis_key(codebase_id)
         prefix = layout.codebase_prefix(codebase_id)
         metas = list(self.store.list_meta(prefix))
@@ -320,7 +376,8 @@ class PersistenceManager:
             ``analysis.json`` (or a pending journal delta) exists but does not
             parse (upstream ships empty ones).
         """
-        return self._read_view(codebase_id).analysis
+        stored = self._read_view(self.sharing.stored_id(codebase_id)).analysis
+        return self.sharing.analysis_in(codebase_id, stored)
 
     def get_file_hashes(self, codebase_id: str) -> dict[str, str]:
         """The ``{file path: sha256}`` map, or ``{}`` when there is none.
@@ -330,6 +387,8 @@ class PersistenceManager:
         over it, so a path re-analysed since the last compaction is claimed
         with its new hash, never its old one.
         """
+        local_id = codebase_id
+        codebase_id = self.sharing.stored_id(codebase_id)
         key = layout.file_hashes_key(codebase_id)
 
         def stored() -> dict[str, str]:
@@ -342,16 +401,17 @@ class PersistenceManager:
         hashes, listing = self._with_listing(codebase_id, stored)
         seqs = listing.above(listing.folded_hint)
         if not seqs:
-            return hashes
+            return self.sharing.hashes_in(local_id, hashes)
         deltas = self._get_deltas(codebase_id, seqs, tolerate_missing=True)
         claims, unclaimed = journal.fold_hashes(deltas)
         for path in unclaimed:
             hashes.pop(path, None)
         hashes.update(claims)
-        return hashes
+        return self.sharing.hashes_in(local_id, hashes)
 
     def save_file_hashes(self, codebase_id: str, hashes: Mapping[str, str]) -> None:
         """Store the ``{file path: sha256}`` map."""
+        codebase_id, hashes = self.sharing.hashes_out(codebase_id, hashes)
         for path in hashes:
             layout.validate_file_path(path)
         _check_hashes(hashes, codebase_id)
@@ -367,6 +427,7 @@ class PersistenceManager:
         objects are then deleted only if unchanged since the listing, so
         per-file objects a new merge has just written survive.
         """
+        codebase_id = self.sharing.stored_id(codebase_id)
         self._floors.pop(codebase_id, None)
         listing = {m.key: m for m in self.store.list_meta(layout.codebase_prefix(codebase_id))}
         if not listing:
@@ -410,18 +471,23 @@ class PersistenceManager:
 
     def load_file_analysis(self, codebase_id: str, file_path: str) -> FileAnalysis | None:
         """Read one file's analysis from its per-file object, or ``None`` when absent."""
+        local_id = codebase_id
+        codebase_id, file_path = self.sharing.path_out(codebase_id, file_path)
         key = layout.file_analysis_key(codebase_id, file_path)
         try:
             obj = self.store.get(key)
         except NotFoundError:
             return None
-        return codec.load_file_analysis(obj.data, key=key, codebase_id=codebase_id)
+        fa = codec.load_file_analysis(obj.data, key=key, codebase_id=codebase_id)
+        return self.sharing.file_in(local_id, fa)
 
     def load_file_analyses(
         self, codebase_id: str, file_paths: Iterable[str]
     ) -> dict[str, FileAnalysis | None]:
         """Read many per-file objects at once (concurrently); absent ones map to ``None``."""
-        keys = {path: layout.file_analysis_key(codebase_id, path) for path in file_paths}
+        local_id = codebase_id
+        codebase_id, local = self.sharing.paths_out(codebase_id, file_paths)
+        keys = {path: layout.file_analysis_key(codebase_id, path) for path in local}
         found = self.store.get_many(keys.values())
         result: dict[str, FileAnalysis | None] = {}
         for path, key in keys.items():
@@ -431,14 +497,14 @@ class PersistenceManager:
                 if obj is None
                 else codec.load_file_analysis(obj.data, key=key, codebase_id=codebase_id)
             )
-        return result
+        return self.sharing.files_in(local_id, result, local)
 
     # -- optimistic transactions ---------------------------------------------------------
 
     def update_analysis(
         self,
         codebase_id: str,
-        fn: Callable[[CodebaseAnalysis], CodebaseAnalysis | None],
+        fn: Callable[[CodebaseAnalysis], AnalysisInput | None],
         *,
         retry: RetryPolicy | None = None,
         stats: TransactionStats | None = None,
@@ -447,7 +513,8 @@ class PersistenceManager:
         """Read ``analysis.json``, apply ``fn``, and commit with compare-and-swap.
 
         ``fn`` gets the current analysis (a new, empty one when the codebase
-        has none) and mutates it in place or returns a replacement. When
+        has none) and mutates it in place or returns a replacement (this
+        library's model, Documee's own or a dict: it is converted). When
         another writer commits first, the analysis is read again and ``fn``
         applied again, with backoff, within ``retry``; ``fn`` must therefore
         be safe to call more than once.
@@ -464,15 +531,17 @@ class PersistenceManager:
         UnsupportedOperationError
             The store cannot write conditionally, so this would race.
         """
+        local_id = codebase_id
+        codebase_id, fn = self.sharing.update_fn(codebase_id, fn)
         txn = self._update(codebase_id, fn, retry, fencing_token)
         if stats is not None:
             stats.add(txn.stats)
-        return txn.analysis
+        return self.sharing.analysis_in(local_id, txn.analysis)
 
     def _update(
         self,
         codebase_id: str,
-        fn: Callable[[CodebaseAnalysis], CodebaseAnalysis | None],
+        fn: Callable[[CodebaseAnalysis], AnalysisInput | None],
         retry: RetryPolicy | None,
         fencing_token: int | None = None,
     ) -> Transaction:
@@ -494,8 +563,10 @@ class PersistenceManager:
         The block's changes (made through the :class:`Transaction` methods)
         are committed with compare-and-swap when it ends, and replayed onto a
         fresh read when another writer committed first. Nothing is written if
-        the block raises.
+        the block raises. A shared checkout's id opens the shared codebase,
+        whose paths the block sees as stored (under the shared root).
         """
+        codebase_id = self.sharing.stored_id(codebase_id)
         self._require_atomic_writes(codebase_id)
         view = self._read_view(codebase_id)
         txn = Transaction(
@@ -803,6 +874,7 @@ class PersistenceManager:
 
     def load_analysis_etag(self, codebase_id: str) -> str | None:
         """The ETag of ``analysis.json`` (``None`` when absent), without reading it."""
+        codebase_id = self.sharing.stored_id(codebase_id)
         try:
             return self.store.head(layout.analysis_key(codebase_id)).etag
         except NotFoundError:
@@ -852,7 +924,7 @@ class PersistenceManager:
     def merge_file_analyses(
         self,
         codebase_id: str,
-        analyses: Mapping[str, FileAnalysis],
+        analyses: Mapping[str, FileAnalysisInput],
         file_hashes: Mapping[str, str],
         *,
         removed: Iterable[str] = (),
@@ -889,17 +961,24 @@ class PersistenceManager:
         has recorded a higher token) cannot live in a delta: with either, the
         merge commits ``analysis.json`` directly.
 
+        ``analyses`` values may be Documee's own objects or dicts (converted).
+
         Returns the committed analysis (deferred: the analysis as readers of
         this library see it, which costs a read of ``analysis.json``; use
         :meth:`append_file_analyses` to skip that).
         """
+        ours = interop.as_file_analyses(analyses, codebase_id=codebase_id)
+        local_id = codebase_id
+        codebase_id, ours, file_hashes, removed, graph = self.sharing.merge_out(
+            codebase_id, ours, file_hashes, removed, graph
+        )
         removed = frozenset(removed)
-        self._check_merge(codebase_id, analyses, file_hashes, removed)
+        self._check_merge(codebase_id, ours, file_hashes, removed)
         self._require_atomic_writes(codebase_id)
         if merge is None and fencing_token is None:
             appended = self._append(
                 codebase_id,
-                analyses,
+                ours,
                 file_hashes,
                 removed,
                 analysis_time_ms=analysis_time_ms,
@@ -914,24 +993,24 @@ class PersistenceManager:
                 # Deferred and not yet due: the journal holds the merge, and
                 # the analysis returned is the one readers see.
                 committed = self.load_analysis(codebase_id) or new_analysis(codebase_id)
-            return committed
+            return self.sharing.analysis_in(local_id, committed)
         # A caller's graph merge cannot be stored in a delta, and a fencing
         # token must be checked against the commit point itself: both commit
         # analysis.json directly (folding whatever the journal holds first).
         per_file = {
             layout.file_analysis_key(codebase_id, path): codec.dump_file_analysis(fa)
-            for path, fa in analyses.items()
+            for path, fa in ours.items()
         }
         self._retrying(lambda: self.store.put_many(per_file), retry)
-        self._withdraw_first(codebase_id, set(removed) - set(analyses), retry or self.retry)
-        merged = frozenset(analyses)
+        self._withdraw_first(codebase_id, set(removed) - set(ours), retry or self.retry)
+        merged = frozenset(ours)
 
         def change(analysis: CodebaseAnalysis) -> None:
-            apply_file_changes(analysis, analyses, removed)
+            apply_file_changes(analysis, ours, removed)
             if graph is not None:
-                journal.apply_graph_update(analysis, graph, analyses, removed)
+                journal.apply_graph_update(analysis, graph, ours, removed)
             if merge is not None:
-                merge(analysis, analyses, removed)
+                merge(analysis, ours, removed)
             refresh_derived(analysis, add_analysis_time_ms=analysis_time_ms)
 
         txn = self._update(codebase_id, change, retry, fencing_token)
@@ -941,7 +1020,7 @@ class PersistenceManager:
         if gone:
             self.store.delete_many([layout.file_analysis_key(codebase_id, p) for p in gone])
         self._merge_hashes(codebase_id, file_hashes, removed, retry=retry, stats=txn_stats)
-        self._withdraw_overtaken_hashes(codebase_id, txn, analyses, file_hashes)
+        self._withdraw_overtaken_hashes(codebase_id, txn, ours, file_hashes)
         if stats is not None:
             stats.add(txn_stats)
         logger.info(
@@ -951,7 +1030,7 @@ class PersistenceManager:
             codebase_id,
             txn_stats.attempts,
         )
-        return committed
+        return self.sharing.analysis_in(local_id, committed)
 
     @staticmethod
     def _check_merge(
@@ -981,7 +1060,7 @@ class PersistenceManager:
     def append_file_analyses(
         self,
         codebase_id: str,
-        analyses: Mapping[str, FileAnalysis],
+        analyses: Mapping[str, FileAnalysisInput],
         file_hashes: Mapping[str, str],
         *,
         removed: Iterable[str] = (),
@@ -999,13 +1078,18 @@ class PersistenceManager:
         when newer deltas exist, their writer's compaction folds this one too,
         so of many writers appending at once only the newest reads, folds and
         rewrites ``analysis.json`` (waiting at most the policy's
-        ``group_wait_seconds`` for it).
+        ``group_wait_seconds`` for it). ``analyses`` values may be Documee's
+        own objects or dicts (converted).
         """
-        self._check_merge(codebase_id, analyses, file_hashes, removed)
+        ours = interop.as_file_analyses(analyses, codebase_id=codebase_id)
+        codebase_id, ours, file_hashes, removed, graph = self.sharing.merge_out(
+            codebase_id, ours, file_hashes, removed, graph
+        )
+        self._check_merge(codebase_id, ours, file_hashes, removed)
         self._require_atomic_writes(codebase_id)
         return self._append(
             codebase_id,
-            analyses,
+            ours,
             file_hashes,
             frozenset(removed),
             analysis_time_ms=analysis_time_ms,
@@ -1204,6 +1288,7 @@ class PersistenceManager:
         policy's grace period. Safe to run at any time, from anywhere, as
         often as wanted: with nothing pending it writes nothing.
         """
+        codebase_id = self.sharing.stored_id(codebase_id)
         self._require_atomic_writes(codebase_id)
         txn = self._compact(codebase_id, retry or self.retry)
         report = self._compact_report(txn, codebase_id)
@@ -1493,6 +1578,7 @@ class PersistenceManager:
         ``fencing_token=lease.token`` to merges so that they are refused if
         the lease is taken over. See :mod:`documee_remote.leases`.
         """
+        codebase_id = self.sharing.stored_id(codebase_id)
         self._require_atomic_writes(codebase_id)
         return Lease(
             self,
@@ -1517,6 +1603,7 @@ class PersistenceManager:
 
         See :func:`documee_remote.integrity.verify`.
         """
+        codebase_id = self.sharing.stored_id(codebase_id)
         return integrity.verify(self, codebase_id, repair=repair, grace_seconds=grace_seconds)
 
     def gc(
@@ -1530,6 +1617,7 @@ class PersistenceManager:
 
         See :func:`documee_remote.integrity.gc`.
         """
+        codebase_id = self.sharing.stored_id(codebase_id)
         return integrity.gc(self, codebase_id, grace_seconds=grace_seconds, dry_run=dry_run)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -1552,6 +1640,34 @@ class PersistenceManager:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _applied(
+    fn: Callable[[CodebaseAnalysis], AnalysisInput | None],
+    analysis: CodebaseAnalysis,
+    codebase_id: str,
+) -> CodebaseAnalysis:
+    """Run a transaction's change; what it returns or put in place may be Documee's own."""
+    result = fn(analysis)
+    return interop.as_codebase_analysis(
+        analysis if result is None else result, codebase_id=codebase_id
+    )
+
+
+def _create_local_root(store: Store) -> None:
+    """Create a local store's directory now, as upstream's constructor does.
+
+    Upstream's users (and its tests) look at the directory before anything is
+    saved. A read-only store is left alone: creating it would be a write.
+    """
+    if not isinstance(store, LocalStore) or store.read_only:
+        return
+    try:
+        store.root.mkdir(parents=True, exist_ok=True)
+    except PermissionError as exc:
+        raise PermissionDeniedError(f"cannot create {store.url}: {exc.strerror}") from exc
+    except FileExistsError as exc:
+        raise ConfigurationError(f"{store.url} exists and is not a directory") from exc
 
 
 def _utcnow() -> datetime:

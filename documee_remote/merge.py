@@ -108,10 +108,18 @@ def apply_file_changes(
 
 
 def refresh_derived(analysis: CodebaseAnalysis, *, add_analysis_time_ms: float = 0.0) -> None:
-    """Recompute ``metrics``, ``top_teaching_files`` and ``analyzed_at`` after a change."""
-    analysis.metrics = compute_metrics(
+    """Recompute ``metrics``, ``top_teaching_files`` and ``analyzed_at`` after a change.
+
+    Fields of ``metrics`` this library does not know (a newer Documee's) cannot
+    be recomputed; they are kept as they were, as unknown fields are everywhere.
+    """
+    old = analysis.metrics
+    metrics = compute_metrics(
         analysis.file_analyses,
-        analysis_time_ms=analysis.metrics.analysis_time_ms + add_analysis_time_ms,
+        analysis_time_ms=old.analysis_time_ms + add_analysis_time_ms,
     )
+    for name, value in (old.__pydantic_extra__ or {}).items():
+        setattr(metrics, name, value)
+    analysis.metrics = metrics
     analysis.top_teaching_files = rank_teaching_files(analysis.file_analyses)
     analysis.analyzed_at = now_iso()

@@ -25,6 +25,7 @@ from documee_remote.errors import (
     NotFoundError,
     ObjectTooLargeError,
     PermissionDeniedError,
+    PreconditionFailedError,
     ReadOnlyError,
     ServiceUnavailableError,
     StorageFullError,
@@ -668,3 +669,66 @@ def test_cold_start_imports_nothing_heavy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert json.loads(out.stdout) == []
+
+
+def _error_tree() -> list[type[DocumeeRemoteError]]:
+    """Every subclass of DocumeeRemoteError in the package (every module imported first)."""
+    import importlib
+    import pkgutil
+
+    import documee_remote
+
+    for module in pkgutil.walk_packages(documee_remote.__path__, "documee_remote."):
+        importlib.import_module(module.name)
+    found: list[type[DocumeeRemoteError]] = []
+    todo: list[type[DocumeeRemoteError]] = [DocumeeRemoteError]
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo += cls.__subclasses__()
+    return found
+
+
+def test_one_table_maps_every_error_of_the_tree_for_the_cli_and_the_lambda() -> None:
+    # issue 12, defect 7: the CLI answered S3's 409 with exit 5 (conflict) while
+    # the handler answered 503 (transient); PreconditionFailedError was 5 vs 500.
+    from documee_remote import cli, error_codes
+
+    tree = _error_tree()
+    assert len(tree) >= 24  # the tree of errors.py and the lease errors
+    missing = [cls.__qualname__ for cls in tree if cls not in error_codes.ERROR_CODES]
+    assert missing == []
+    for cls in tree:
+        error = cls.__new__(cls)  # no __init__: some take keyword-only extras
+        codes = error_codes.ERROR_CODES[cls]
+        assert cli.exit_code_for(error) == codes.exit_code, cls
+        assert status_for(error) == codes.http_status, cls
+    # The entries that used to differ between the two.
+    assert error_codes.codes_for(ConditionalRequestConflictError("409")) == (7, 503)
+    assert error_codes.codes_for(PreconditionFailedError("stale")) == (5, 409)
+
+
+def test_the_handler_answers_with_the_tables_status(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCUMEE_LAMBDA_RAISE_TRANSIENT", "false")
+    monkeypatch.setattr(
+        PersistenceManager,
+        "merge_file_analyses",
+        _failing_merge(PreconditionFailedError("stale If-Match", key="c/analysis.json")),
+    )
+    response = invoke(
+        {"action": "analyse", "codebase_id": "c", "files": [{"path": "/a.py", "content": PY_A}]}
+    )
+    assert response["status"] == 409  # was 500: the handler's table lacked it
+    assert response["error_type"] == "PreconditionFailedError"
+
+
+@pytest.mark.parametrize("action", ["verify", "compact"])
+def test_maintenance_of_a_missing_codebase_answers_404(s3: Any, action: str) -> None:
+    # issue 12, defect 6: both answered 200 where the CLI exits 3.
+    response = invoke({"action": action, "codebase_id": "nosuch"})
+    assert response["status"] == 404
+    assert response["ok"] is False
+    assert response["error_type"] == "NotFoundError"
+    assert "nosuch" in response["error"]

@@ -17,7 +17,9 @@ from click.testing import CliRunner, Result
 
 from documee_remote import codec, errors
 from documee_remote.cli import cli, exit_code_for
+from documee_remote.journal import CompactionPolicy
 from documee_remote.manager import PersistenceManager
+from documee_remote.merge import new_analysis
 from documee_remote.stores import LocalStore
 from documee_remote.testing.factories import make_file_analysis
 from documee_remote.testing.fixtures import S3Endpoint
@@ -155,7 +157,8 @@ def test_json_errors_are_one_document_on_stdout(store_url: str) -> None:
         (errors.ReadOnlyError("x"), 4),
         (errors.TooManyConflictsError("x", attempts=3), 5),
         (errors.PreconditionFailedError("x"), 5),
-        (errors.ConditionalRequestConflictError("x"), 5),
+        # S3's 409 is retryable: transient, as the Lambda handler answers it (503).
+        (errors.ConditionalRequestConflictError("x"), 7),
         (errors.CorruptObjectError("x"), 6),
         (errors.ThrottledError("x"), 7),
         (errors.StorageTimeoutError("x"), 7),
@@ -781,3 +784,237 @@ def test_analyze_draws_a_progress_bar_on_a_terminal(
     assert result.exit_code == 0
     assert "analysing" in terminal_stderr.getvalue()
     assert "3/3" in terminal_stderr.getvalue()
+
+
+# -- issue 12: analyze's exit code when files fail, SIGTERM ----------------------------------------
+
+
+def failing_analyser(path: str, data: bytes) -> Any:
+    """An analyser that cannot analyse anything (``--analyser tests.test_cli:...``)."""
+    raise RuntimeError("this analyser always fails")
+
+
+def failing_on_b(path: str, data: bytes) -> Any:
+    """The reference analyser, except that it fails on ``b.py``."""
+    from documee_remote.analyser import reference_analyser
+
+    if path.endswith("/b.py"):
+        raise RuntimeError("b.py defeats this analyser")
+    return reference_analyser(path, data)
+
+
+def test_analyze_exits_11_when_every_file_failed(source_tree: Path, tmp_path: Path) -> None:
+    # issue 12, defect 5: exited 0 although nothing was written.
+    url = (tmp_path / "store").as_uri()
+    spec = "tests.test_cli:failing_analyser"
+    report = run_json(
+        "analyze", str(source_tree), "--codebase-id", "cb", "--analyser", spec, "--store", url,
+        code=11,
+    )  # fmt: skip
+    assert report["analysed"] == 0
+    assert len(report["errors"]) == 3
+    args = ("analyze", str(source_tree), "--codebase-id", "cb", "--analyser", spec, "--store", url)
+    plain = run(*args)
+    assert plain.exit_code == 11
+    assert "3 file(s) failed; nothing was merged" in plain.stderr
+    assert run("show", "cb", "--store", url).exit_code == 3  # indeed nothing was written
+
+
+def test_analyze_exits_10_when_some_files_failed(source_tree: Path, tmp_path: Path) -> None:
+    url = (tmp_path / "store").as_uri()
+    spec = "tests.test_cli:failing_on_b"
+    report = run_json(
+        "analyze", str(source_tree), "--codebase-id", "cb", "--analyser", spec, "--store", url,
+        code=10,
+    )  # fmt: skip
+    assert report["analysed"] == 2
+    assert [e["path"].rsplit("/", 1)[-1] for e in report["errors"]] == ["b.py"]
+    assert run_json("show", "cb", "--store", url)["metrics"]["total_files"] == 2
+
+
+def test_exit_codes_of_analyze_are_in_the_readme_and_the_help() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    line = next(x for x in readme.split("\n\n") if x.startswith("Exit codes:"))
+    assert "10 analyze: some files failed" in " ".join(line.split())
+    assert "11 analyze: no file could be analysed" in " ".join(line.split())
+    help_text = run("analyze", "--help").stdout
+    assert "10  analyze: some files failed" in help_text
+    assert "143" in help_text
+
+
+def slow_analyser(path: str, data: bytes) -> Any:
+    """Signals that it started (a file named by $SLOW_ANALYSER_MARKER), then hangs."""
+    import time
+
+    Path(os.environ["SLOW_ANALYSER_MARKER"]).touch()
+    time.sleep(60)
+    raise RuntimeError("not reached")
+
+
+@pytest.mark.parametrize(
+    ("signal_name", "code", "message"),
+    [("SIGTERM", 143, "error: terminated (SIGTERM)"), ("SIGINT", 130, "error: interrupted")],
+)
+def test_a_signal_mid_command_exits_with_a_message(
+    source_tree: Path, tmp_path: Path, signal_name: str, code: int, message: str
+) -> None:
+    # issue 12: SIGTERM exited 143 without a word, where SIGINT said it was interrupted.
+    import signal
+    import time
+
+    marker = tmp_path / "started"
+    command = [sys.executable, "-m", "documee_remote", "analyze", str(source_tree)]
+    command += ["--codebase-id", "cb", "--workers", "1", "--store", (tmp_path / "store").as_uri()]
+    process = subprocess.Popen(
+        [*command, "--analyser", "tests.test_cli:slow_analyser"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "SLOW_ANALYSER_MARKER": str(marker)},
+        cwd=Path(__file__).parents[1],
+    )
+    try:
+        deadline = time.monotonic() + 60  # a slow interpreter start on a busy machine
+        while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), "the command never reached the analyser"
+        process.send_signal(getattr(signal, signal_name))
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == code, stderr
+    assert message in stderr
+    assert "Traceback" not in stderr
+
+
+# -- issue 12, item 10: the smaller ones --------------------------------------------------------
+
+
+def _two_codebases(tmp_path: Path) -> tuple[str, int]:
+    """A store with a small codebase and a big one; returns its URL and a limit between them."""
+    root = tmp_path / "store"
+    with PersistenceManager(LocalStore(root)) as pm:
+        pm.merge_file_analyses("small", {"/a.py": make_file_analysis("/a.py", functions=1)}, {})
+        big = {f"/f{i}.py": make_file_analysis(f"/f{i}.py", functions=20) for i in range(8)}
+        pm.merge_file_analyses("big", big, {})
+        small_size = pm.store.head("small/analysis.json").size
+        big_size = pm.store.head("big/analysis.json").size
+    limit = (small_size + big_size) // 2
+    assert small_size * 4 < big_size, "the per-file objects of big must fit the limit"
+    return root.as_uri(), limit
+
+
+def test_verify_reports_an_object_over_the_limit_and_goes_on(tmp_path: Path) -> None:
+    # issue 12: verify aborted everything at the first object over max_object_size.
+    url, limit = _two_codebases(tmp_path)
+    env = {"DOCUMEE_MAX_OBJECT_SIZE": str(limit)}
+    result = run("verify", "--store", url, "--json", env=env)
+    assert result.exit_code == 1, result.output  # a problem found, per the README
+    reports = {r["codebase_id"]: r for r in json.loads(result.stdout)["codebases"]}
+    assert reports["small"]["ok"] is True
+    assert reports["small"]["files_checked"] == 1
+    (finding,) = reports["big"]["findings"]
+    assert finding["kind"] == "object_too_large"
+    assert finding["key"] == "big/analysis.json"
+    assert f"over this store's max_object_size of {limit} bytes" in finding["detail"]
+    assert "DOCUMEE_MAX_OBJECT_SIZE" in finding["detail"]
+    size = LocalStore(tmp_path / "store").head("big/analysis.json").size
+    assert finding["detail"].startswith(f"{size} bytes")
+    human = run("verify", "--store", url, env=env)
+    assert human.exit_code == 1
+    assert "small: ok" in human.stdout
+    assert "object_too_large" in human.stdout
+
+
+def test_ls_deep_reports_an_object_over_the_limit_and_goes_on(tmp_path: Path) -> None:
+    url, limit = _two_codebases(tmp_path)
+    env = {"DOCUMEE_MAX_OBJECT_SIZE": str(limit)}
+    result = run("ls", "--deep", "--store", url, "--json", env=env)
+    assert result.exit_code == 0, result.output
+    rows = {c["codebase_id"]: c for c in json.loads(result.stdout)["codebases"]}
+    assert rows["small"]["total_files"] == 1
+    assert rows["small"]["status"] == "ok"
+    status = rows["big"]["status"]
+    assert status.startswith("too large: big/analysis.json: ")
+    assert f"max_object_size of {limit} bytes" in status
+    assert "DOCUMEE_MAX_OBJECT_SIZE" in status
+    shown = run("show", "big", "--store", url, env=env)
+    assert shown.exit_code == 9
+    assert "hint: raise the limit with DOCUMEE_MAX_OBJECT_SIZE" in shown.stderr
+
+
+def test_show_survives_a_corrupt_file_hashes_json(tmp_path: Path) -> None:
+    # issue 12: show failed entirely although it needs only a count.
+    root = tmp_path / "store"
+    with PersistenceManager(LocalStore(root)) as pm:
+        pm.merge_file_analyses("cb", {"/a.py": make_file_analysis("/a.py")}, {"/a.py": "0" * 64})
+        pm.store.put("cb/file_hashes.json", b"{not json")
+    data = run_json("show", "cb", "--store", root.as_uri())
+    assert data["counts"]["files_in_analysis"] == 1
+    assert data["counts"]["file_hashes"] is None
+    assert "verify cb --repair" in data["file_hashes_error"]
+    human = run("show", "cb", "--store", root.as_uri())
+    assert human.exit_code == 0, human.output
+    assert "unreadable" in human.stdout
+    assert "note: file_hashes.json was not read" in human.stdout
+
+
+def test_show_refuses_a_negative_top(store_url: str) -> None:
+    result = run("show", FLOATS, "--top", "-1", "--store", store_url)
+    assert result.exit_code == 2
+    assert "--top" in result.stderr
+
+
+def test_gc_dry_run_help_speaks_of_removing() -> None:
+    text = " ".join(run("gc", "--help").stdout.split())
+    assert "--dry-run Only report what would be removed; delete nothing." in text
+    assert "copied" not in text
+
+
+def test_compact_prints_a_table_not_raw_dicts(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    deferred = CompactionPolicy(mode="deferred")
+    with PersistenceManager(LocalStore(root), compaction=deferred) as pm:
+        pm.save_analysis("cb", new_analysis("cb"))
+        pm.append_file_analyses("cb", {"/a.py": make_file_analysis("/a.py")}, {})
+    result = run("compact", "cb", "--store", root.as_uri())
+    assert result.exit_code == 0, result.output
+    assert "{" not in result.stdout
+    assert "'" not in result.stdout
+    header = " ".join(result.stdout.split())
+    assert "folded" in header
+    assert "watermark" in header
+    assert "written" in header
+
+
+def test_verify_reports_a_per_file_object_or_hashes_over_the_limit(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    with PersistenceManager(LocalStore(root)) as pm:
+        pm.merge_file_analyses("cb", {"/a.py": make_file_analysis("/a.py")}, {"/a.py": "0" * 64})
+        limit = pm.store.head("cb/analysis.json").size + 100
+        (per_file,) = [
+            k for k in pm.store.list("cb/") if k.startswith("cb/file_") and "hash" not in k
+        ]
+        pm.store.put(per_file, b" " * (limit + 1))
+        hashes = {f"/gone{i}.py": "0" * 64 for i in range(limit // 40)}
+        pm.store.put("cb/file_hashes.json", json.dumps(hashes).encode())
+    env = {"DOCUMEE_MAX_OBJECT_SIZE": str(limit)}
+    result = run("verify", "cb", "--store", root.as_uri(), "--json", env=env)
+    assert result.exit_code == 1, result.output
+    (report,) = json.loads(result.stdout)["codebases"]
+    found = {(f["kind"], f["file_path"], f["key"]) for f in report["findings"]}
+    assert found == {
+        ("object_too_large", "/a.py", per_file),
+        ("object_too_large", None, "cb/file_hashes.json"),
+    }
+    assert all("DOCUMEE_MAX_OBJECT_SIZE" in f["detail"] for f in report["findings"])
+    repaired = run("verify", "cb", "--repair", "--json", "--store", root.as_uri(), env=env)
+    assert repaired.exit_code == 1  # the hashes: not read, so not judged
+    (report,) = json.loads(repaired.stdout)["codebases"]
+    assert {f["key"]: f["repaired"] for f in report["findings"]} == {
+        per_file: True,  # its ETag says it differs from the entry: rewritten from it
+        "cb/file_hashes.json": False,
+    }
+    assert len(LocalStore(root).get(per_file).data) < limit

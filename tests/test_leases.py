@@ -107,3 +107,39 @@ def test_contending_threads_never_overlap(pm: PersistenceManager) -> None:
     assert overlaps == []
     assert sorted(tokens) == list(range(1, 13))
     assert tokens == sorted(tokens)  # handed out in order of acquisition
+
+
+def test_a_taken_over_holder_is_fenced_before_the_first_analysis_exists(
+    pm: PersistenceManager,
+) -> None:
+    # issue 12, defect 2: with no analysis.json yet (the first full analysis a
+    # lease exists for), the stale holder's merge went through with token 1
+    # and recorded 1 as the fence.
+    assert pm.load_analysis_etag("fresh") is None
+    stale = pm.lease("fresh", ttl=0.3, owner="stale", auto_renew=False).acquire()
+    new = pm.lease("fresh", ttl=5, owner="new", wait=3, auto_renew=False).acquire()
+    assert new.token == stale.token + 1
+    with pytest.raises(FencedError, match="taken over"):
+        pm.merge_file_analyses(
+            "fresh", {"/late.py": make_file_analysis("/late.py")}, {}, fencing_token=stale.token
+        )
+    stored = pm.load_analysis("fresh")
+    assert stored is not None
+    assert "/late.py" not in stored.file_analyses
+    assert getattr(stored, BOOKKEEPING_KEY)["fence"] == new.token
+    committed = pm.merge_file_analyses(
+        "fresh", {"/a.py": make_file_analysis("/a.py")}, {}, fencing_token=new.token
+    )
+    assert set(committed.file_analyses) == {"/a.py"}
+    assert getattr(committed, BOOKKEEPING_KEY)["fence"] == new.token
+    new.release()
+
+
+def test_the_first_holders_fence_is_recorded_at_acquisition(pm: PersistenceManager) -> None:
+    # A stale holder that commits after being taken over must find a fence
+    # that is at least its successor's token, whatever it read before.
+    with pm.lease("fresh", ttl=5) as lease:
+        stored = pm.load_analysis("fresh")
+        assert stored is not None
+        assert stored.file_analyses == {}
+        assert getattr(stored, BOOKKEEPING_KEY)["fence"] == lease.token

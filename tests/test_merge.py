@@ -6,10 +6,14 @@ import functools
 import json
 import multiprocessing
 import re
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from documee_remote import (
     PersistenceManager,
@@ -26,6 +30,7 @@ from documee_remote.merge import compute_metrics, rank_teaching_files
 from documee_remote.models import CodebaseAnalysis
 from documee_remote.stores import Capabilities, LocalStore, MemoryStore, Store, StoredObject
 from documee_remote.testing.factories import content_hash, make_file_analysis
+from documee_remote.transfer import pull, push
 
 from .conftest import SHARED_FIXTURES
 
@@ -371,3 +376,184 @@ def test_a_rival_compaction_that_folds_our_delta_counts_as_our_commit() -> None:
     loaded = pm.load_analysis("cb1")
     assert loaded is not None
     assert set(loaded.file_analyses) == {"/mine.py", "/rival0.py"}
+
+
+# -- issue 12, defect 3: unknown fields survive everything, everywhere ---------------------------
+
+#: Where unknown fields are planted: every model of an analysis, by a path of keys.
+EXTRA_SITES: dict[str, tuple[str | int, ...]] = {
+    "analysis": (),
+    "metrics": ("metrics",),
+    "graph": ("dependency_graph",),
+    "graph node": ("dependency_graph", "nodes", "/a.py"),
+    "graph edge": ("dependency_graph", "edges", 0),
+    "cycle": ("dependency_graph", "circular_dependencies", 0),
+    "global pattern": ("global_patterns", 0),
+    "file": ("file_analyses", "/a.py"),
+    "symbols": ("file_analyses", "/a.py", "symbol_info"),
+    "function": ("file_analyses", "/a.py", "symbol_info", "functions", 0),
+    "class": ("file_analyses", "/a.py", "symbol_info", "classes", 0),
+    "method": ("file_analyses", "/a.py", "symbol_info", "classes", 0, "methods", 0),
+    "import": ("file_analyses", "/a.py", "symbol_info", "imports", 0),
+    "pattern": ("file_analyses", "/a.py", "patterns", 0),
+    "teaching value": ("file_analyses", "/a.py", "teaching_value"),
+    "complexity": ("file_analyses", "/a.py", "complexity_metrics"),
+    "linter issue": ("file_analyses", "/a.py", "linter_issues", 0),
+}
+
+_json_leaf = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=10)
+)
+_json_value = st.recursive(
+    _json_leaf,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+#: Names no model declares (declared ones are snake_case words without a digit).
+_extra_names = st.from_regex(r"x[0-9][a-z0-9_]{0,8}", fullmatch=True)
+_extras = st.dictionaries(_extra_names, _json_value, min_size=1, max_size=3)
+
+
+def _site(doc: Any, path: tuple[str | int, ...]) -> Any:
+    for step in path:
+        doc = doc[step]
+    return doc
+
+
+def _planted_analysis(extras: dict[str, dict[str, Any]]) -> bytes:
+    """analysis.json bytes of a codebase with /a.py, with ``extras`` at every site."""
+    fa = make_file_analysis("/a.py").to_dict()
+    method = fa["symbol_info"]["functions"][0]
+    fa["symbol_info"]["classes"] = [
+        {
+            "name": "A",
+            "methods": [dict(method)],
+            "base_classes": [],
+            "docstring": None,
+            "start_line": 1,
+            "end_line": 9,
+            "decorators": [],
+        }
+    ]
+    fa["linter_issues"] = [
+        {"tool": "ruff", "severity": "w", "message": "m", "line": 1, "column": 1, "rule": "E1"}
+    ]
+    files = {"/a.py": fa}
+    doc = {
+        "codebase_id": "cb",
+        "file_analyses": files,
+        "dependency_graph": {
+            "nodes": {
+                "/a.py": {
+                    "file_path": "/a.py",
+                    "imports": [],
+                    "imported_by": [],
+                    "external_imports": ["os"],
+                }
+            },
+            "edges": [{"from_file": "/a.py", "to_file": "/a.py", "import_count": 1}],
+            "circular_dependencies": [{"cycle": ["/a.py", "/a.py"]}],
+            "external_dependencies": {"os": 1},
+        },
+        "global_patterns": [fa["patterns"][0]],
+        "top_teaching_files": [],
+        "metrics": compute_metrics({}).to_dict(),
+        "analyzed_at": "2024-01-01T00:00:00",
+    }
+    for name, path in EXTRA_SITES.items():
+        _site(doc, path).update(extras[name])
+    return json.dumps(doc).encode()
+
+
+def _assert_extras_kept(raw: bytes, extras: dict[str, dict[str, Any]], what: str) -> None:
+    doc = json.loads(raw)
+    for name, path in EXTRA_SITES.items():
+        site = _site(doc, path)
+        for field, value in extras[name].items():
+            assert field in site, f"{what}: unknown field {field!r} of {name} was dropped"
+            assert site[field] == value, f"{what}: unknown field {field!r} of {name} changed"
+
+
+def _with_extras(path: str, extras: dict[str, Any]) -> Any:
+    return type(make_file_analysis(path)).model_validate(
+        {**make_file_analysis(path).to_dict(), **extras}
+    )
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    extras=st.fixed_dictionaries(dict.fromkeys(EXTRA_SITES, _extras)),
+    file_extras=_extras,
+)
+def test_unknown_fields_survive_every_write_path(
+    extras: dict[str, dict[str, Any]], file_extras: dict[str, Any]
+) -> None:
+    raw = _planted_analysis(extras)
+    analysis = load_codebase_analysis(raw, key="cb/analysis.json", codebase_id="cb")
+    new_file = _with_extras("/b.py", file_extras)
+
+    def stored(pm: PersistenceManager) -> bytes:
+        return pm.store.get("cb/analysis.json").data
+
+    def check_new_file(pm: PersistenceManager, what: str) -> None:
+        entry = json.loads(stored(pm))["file_analyses"]["/b.py"]
+        per_file = json.loads(pm.store.get(file_analysis_key("cb", "/b.py")).data)
+        for field, value in file_extras.items():
+            assert entry[field] == value, f"{what}: /b.py's {field!r} in analysis.json"
+            assert per_file[field] == value, f"{what}: /b.py's {field!r} in its object"
+
+    # save
+    pm = PersistenceManager(MemoryStore())
+    pm.save_analysis("cb", analysis)
+    _assert_extras_kept(stored(pm), extras, "save")
+    per_file = pm.store.get(file_analysis_key("cb", "/a.py")).data
+    _assert_extras_kept(
+        json.dumps({**json.loads(raw), "file_analyses": {"/a.py": json.loads(per_file)}}).encode(),
+        extras,
+        "save (per-file object)",
+    )
+    # merge (eager: commits analysis.json directly after its delta)
+    pm.merge_file_analyses("cb", {"/b.py": new_file}, {"/b.py": "h" * 64})
+    _assert_extras_kept(stored(pm), extras, "merge")
+    check_new_file(pm, "merge")
+    # append to the journal, then compact
+    deferred = PersistenceManager(MemoryStore(), compaction=CompactionPolicy(mode="deferred"))
+    deferred.save_analysis("cb", analysis)
+    deferred.append_file_analyses("cb", {"/b.py": new_file}, {"/b.py": "h" * 64})
+    deferred.compact("cb")
+    _assert_extras_kept(stored(deferred), extras, "append + compact")
+    check_new_file(deferred, "append + compact")
+    # a merge with a caller's graph merge and a fencing token (commits directly)
+    pm = PersistenceManager(MemoryStore())
+    pm.save_analysis("cb", analysis)
+    pm.merge_file_analyses(
+        "cb", {"/b.py": new_file}, {}, merge=lambda a, fas, removed: None, fencing_token=1
+    )
+    _assert_extras_kept(stored(pm), extras, "merge with a graph merge and a fence")
+    # a transaction
+    pm = PersistenceManager(MemoryStore())
+    pm.save_analysis("cb", analysis)
+    with pm.transaction("cb") as txn:
+        txn.put_file(new_file)
+    _assert_extras_kept(stored(pm), extras, "transaction")
+    # a transfer: pull to a directory, push to another store, read it back and save it
+    with tempfile.TemporaryDirectory() as tmp:
+        pulled = pull(pm.store, Path(tmp) / "local")
+        assert pulled.ok
+        target = PersistenceManager(LocalStore(Path(tmp) / "store"))
+        assert push(Path(tmp) / "local", target.store).ok
+        _assert_extras_kept(stored(target), extras, "pull + push")
+        loaded = target.load_analysis("cb")
+        assert loaded is not None
+        target.save_analysis("again", loaded)
+        _assert_extras_kept(
+            json.dumps({**json.loads(stored(target)), "codebase_id": "cb"}).encode(),
+            extras,
+            "load + save",
+        )

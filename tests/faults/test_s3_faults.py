@@ -52,6 +52,8 @@ from .conftest import FaultLedger
 
 FAST = RetryPolicy(max_attempts=60, base_delay=0.005, max_delay=0.05, deadline=60)
 EXPIRED_TOKEN = Fault.error(400, "ExpiredToken", "The provided token has expired.")
+#: The client's read timeout in the read-timeout case (botocore's default is 60 s).
+READ_TIMEOUT = 1.0
 
 
 @pytest.fixture
@@ -90,9 +92,13 @@ def plan(kind: str, endpoint: S3Endpoint, http: HttpFaults) -> dict[str, Any]:
     elif kind == "read-timeout":
         # Stalls past the client's read timeout: before a GET is served, and after a
         # PUT was applied (the write landed; the client timed out and sends it again).
-        http.add("delay_before", method="GET", value=0.4, probability=0.3, times=4)
-        http.add("delay_after", method="PUT", value=0.4, probability=0.3, times=4)
-        return {"read_timeout": 0.2}
+        # The timeout is long enough that an unstalled request on a busy machine does
+        # not time out too (0.2 s did, once: timeouts the test did not inject), and a
+        # stall is a wide margin longer, so that each injected one does time out.
+        stall = READ_TIMEOUT * 2.5
+        http.add("delay_before", method="GET", value=stall, probability=0.3, times=4)
+        http.add("delay_after", method="PUT", value=stall, probability=0.3, times=4)
+        return {"read_timeout": READ_TIMEOUT}
     elif kind == "truncated-body":
         http.add("truncate", method="GET", value=0.5, probability=0.35, times=None)
     elif kind == "permission-denied-mid-save":
