@@ -246,6 +246,8 @@ class SeaweedServer:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                # Its log files (weed.INFO, ...) go to Go's os.TempDir: ours, not /tmp.
+                env={**os.environ, "TMPDIR": str(workdir)},
             )
         except OSError as exc:
             raise SeaweedUnavailableError(f"{binary} cannot run on this platform: {exc}") from exc
