@@ -26,8 +26,11 @@ conditional writes          :meth:`Store.probe`: ``If-None-Match``, ``If-Match``
 ==========================  ===========================================================
 
 A bucket setting the caller may not read (AccessDenied on ``GetBucket*``) is
-reported as skipped, not failed: least-privilege roles often cannot. Nothing
-printed contains a secret: credentials are described by where they came from.
+reported as skipped, not failed: least-privilege roles often cannot. So is a
+setting the server does not implement (``NotImplemented``/501: SeaweedFS has no
+public access block), as "not supported by this server", which is no failure
+of the bucket's configuration. Nothing printed contains a secret: credentials
+are described by where they came from.
 """
 
 from __future__ import annotations
@@ -148,12 +151,17 @@ def _probe_check(store: Store, *, enabled: bool) -> CheckResult:
         return CheckResult(
             name, True, "If-None-Match, If-Match and conditional DELETE are honoured"
         )
-    return CheckResult(
-        name,
-        False,
-        (result.detail or "a conditional operation was ignored")
-        + ": concurrent merges would lose updates on this endpoint",
-    )
+    if not (result.if_none_match and result.if_match):
+        consequence = "concurrent merges would lose updates on this endpoint"
+    elif not result.if_match_current:
+        consequence = "merges would fail on this endpoint (every compare-and-swap refused)"
+    else:
+        consequence = (
+            "deletes that must not remove another writer's new objects (save's cleanup, "
+            "deleting a codebase) are not safe on this endpoint"
+        )
+    detail = result.detail or "a conditional operation was not honoured"
+    return CheckResult(name, False, f"{detail}: {consequence}")
 
 
 # -- local disk -----------------------------------------------------------------------------------
@@ -233,6 +241,11 @@ def _s3_checks(store: Any) -> list[CheckResult]:
     results.append(CheckResult("bucket reachable", True, f"s3://{bucket} (HeadBucket)"))
 
     denied = ("AccessDenied", "403", "Forbidden")
+    # A server without the API at all (S3-compatible servers implement subsets of S3).
+    unsupported = ("NotImplemented", "501")
+
+    def not_supported(name: str, code: str) -> CheckResult:
+        return CheckResult(name, None, f"not supported by this server ({code})")
 
     response, code, message = call(client.get_bucket_versioning)
     if code is None:
@@ -250,6 +263,8 @@ def _s3_checks(store: Any) -> list[CheckResult]:
             )
     elif code in denied:
         results.append(CheckResult("versioning", None, "no permission (s3:GetBucketVersioning)"))
+    elif code in unsupported:
+        results.append(not_supported("versioning", code))
     else:
         results.append(CheckResult("versioning", False, f"{code}: {message}"))
 
@@ -284,6 +299,8 @@ def _s3_checks(store: Any) -> list[CheckResult]:
         results.append(
             CheckResult("default encryption", None, "no permission (s3:GetEncryptionConfiguration)")
         )
+    elif code in unsupported:
+        results.append(not_supported("default encryption", code))
     else:
         results.append(CheckResult("default encryption", False, f"{code}: {message}"))
 
@@ -310,6 +327,8 @@ def _s3_checks(store: Any) -> list[CheckResult]:
                 "public access block", None, "no permission (s3:GetBucketPublicAccessBlock)"
             )
         )
+    elif code in unsupported:
+        results.append(not_supported("public access block", code))
     else:
         results.append(CheckResult("public access block", False, f"{code}: {message}"))
     return results

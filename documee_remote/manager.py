@@ -48,7 +48,7 @@ from .journal import CompactionPolicy, CompactReport, Delta, GraphUpdate, Journa
 from .leases import BOOKKEEPING_KEY, FencedError, Lease, recorded_fence
 from .merge import apply_file_changes, new_analysis, refresh_derived
 from .models import CodebaseAnalysis, FileAnalysis
-from .retry import Backoff, RetryPolicy, TransactionStats
+from .retry import Backoff, RefusalWatch, RetryPolicy, TransactionStats
 from .sharing import Checkout, Sharing, resolve
 from .stores import ObjectMeta, Store, etag_of, open_store
 from .stores.local import LocalStore
@@ -596,6 +596,7 @@ class PersistenceManager:
         last_error: Exception | None = None
         sent: bytes | None = None  # a body whose PUT failed transiently: it may have landed
         sent_folded: list[tuple[int, Delta]] = []  # the deltas that body folded
+        watch = RefusalWatch(self.store.url, key)
         while backoff.next_attempt():
             if not first:
                 try:
@@ -615,6 +616,7 @@ class PersistenceManager:
                     txn._listing = None  # only the first read may use a caller's listing
                 txn.etag, txn._raw, txn._folded = view.etag, view.raw, view.folded
                 txn._listing_seen = view.listing
+                watch.reread(view.etag)  # raises when the endpoint refuses true conditions
                 if sent is not None and txn._raw == sent:
                     # Our write landed; only its response was lost. txn.analysis is
                     # what that body was made from.
@@ -662,6 +664,8 @@ class PersistenceManager:
             except (PreconditionFailedError, ConflictError) as exc:
                 txn.stats.conflicts += 1
                 last_error = exc
+                if isinstance(exc, PreconditionFailedError):
+                    watch.refused(txn.etag)
             except TransientError as exc:
                 # The store already retried; a transaction re-reads anyway, so
                 # a write that did land is seen on the next attempt.
@@ -1482,14 +1486,17 @@ class PersistenceManager:
         key = layout.file_hashes_key(codebase_id)
         backoff = Backoff(retry or self.retry, stats=TransactionStats())
         last_error: Exception | None = None
+        watch = RefusalWatch(self.store.url, key)
         while backoff.next_attempt():
+            etag: str | None = None
             try:
                 try:
                     obj = self.store.get(key)
                     current = codec.load_file_hashes(obj.data, key=key, codebase_id=codebase_id)
-                    etag: str | None = obj.etag
+                    etag = obj.etag
                 except NotFoundError:
                     current, etag = {}, None
+                watch.reread(etag)  # raises when the endpoint refuses true conditions
                 updated = change(dict(current))
                 if updated == current:
                     break
@@ -1502,6 +1509,8 @@ class PersistenceManager:
             except (PreconditionFailedError, ConflictError) as exc:
                 backoff.stats.conflicts += 1
                 last_error = exc
+                if isinstance(exc, PreconditionFailedError):
+                    watch.refused(etag)
             except TransientError as exc:
                 last_error = exc
         else:

@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .errors import UnsupportedOperationError
+
 __all__ = ["RetryPolicy", "TransactionStats"]
 
 
@@ -119,3 +121,52 @@ class Backoff:
         self.stats.attempts += 1
         self.stats.retries += 1
         return True
+
+
+_UNSET = object()
+
+
+@dataclass(slots=True)
+class RefusalWatch:
+    """Tells an endpoint that refuses correct conditions from writers that won races.
+
+    A compare-and-swap that comes back 412 (``PreconditionFailedError``) lost
+    to another writer, unless the object still has the very ETag the write
+    was conditioned on when it is read again: then nobody wrote, and the
+    endpoint refused a condition that held (Ceph RGW 16.2 refuses a quoted
+    ``If-Match``). Retrying cannot help there, and blaming other writers
+    would mislead; after ``limit`` such refusals in a row, :meth:`reread`
+    raises :class:`UnsupportedOperationError` instead.
+    """
+
+    url: str
+    key: str
+    limit: int = 3
+    refusals: int = 0
+    _sent: object = _UNSET
+
+    def refused(self, etag: str | None) -> None:
+        """A write conditioned on ``etag`` (None: create-only) got 412."""
+        self._sent = etag
+
+    def reread(self, etag: str | None) -> None:
+        """The object was read again and has ``etag`` (None: absent).
+
+        Raises
+        ------
+        UnsupportedOperationError
+            The last ``limit`` writes were refused with their condition true.
+        """
+        sent, self._sent = self._sent, _UNSET
+        if sent is _UNSET:
+            return
+        self.refusals = self.refusals + 1 if etag == sent else 0
+        if self.refusals >= self.limit:
+            header = "If-None-Match: *" if sent is None else f"If-Match: {sent}"
+            raise UnsupportedOperationError(
+                f"{self.url} refused {self.key!r} {self.refusals} times in a row with "
+                f"{header} although the object was unchanged (no other writer in sight): "
+                "this endpoint does not honour correct conditional writes, so merges "
+                "cannot be made safe on it; run `documee-remote doctor` to check it",
+                key=self.key,
+            )

@@ -11,7 +11,7 @@ import pytest
 from documee_remote.doctor import CheckResult, all_passed, check_store, run_checks
 from documee_remote.stores import LocalStore, MemoryStore
 from documee_remote.testing.fixtures import S3Endpoint
-from documee_remote.testing.moto_server import ACCESS_DENIED, RequestInfo
+from documee_remote.testing.moto_server import ACCESS_DENIED, Fault, RequestInfo
 
 
 def by_name(results: list[CheckResult]) -> dict[str, CheckResult]:
@@ -158,6 +158,23 @@ def test_s3_settings_the_caller_may_not_read_are_skipped(s3_endpoint: S3Endpoint
     results = s3_checks(s3_endpoint)
     assert results["versioning"].ok is None
     assert "permission" in results["versioning"].detail
+
+
+def test_s3_settings_the_server_does_not_implement_are_not_failures(
+    s3_endpoint: S3Endpoint,
+) -> None:
+    """SeaweedFS answers NotImplemented (501) to GetPublicAccessBlock: not supported, not failed."""
+
+    def public_access_block(info: RequestInfo) -> bool:
+        return "publicAccessBlock" in info.query
+
+    not_implemented = Fault.error(501, "NotImplemented", "not implemented")
+    s3_endpoint.server.faults.add(not_implemented, key=public_access_block, times=None)
+    results = s3_checks(s3_endpoint)
+    assert results["public access block"].ok is None
+    assert results["public access block"].detail == "not supported by this server (NotImplemented)"
+    assert results["versioning"].ok is False  # what the server has is still judged
+    assert results["conditional writes"].ok is True
 
 
 def test_s3_without_credentials_fails_the_credentials_check(

@@ -32,6 +32,7 @@ from ..errors import (
     PreconditionFailedError,
     ReadOnlyError,
     StoreClosedError,
+    UnsupportedOperationError,
 )
 from ..layout import validate_key, validate_prefix
 
@@ -120,17 +121,40 @@ class Capabilities:
 
 @dataclass(frozen=True, slots=True)
 class ProbeResult:
-    """Outcome of :meth:`Store.probe`: which conditional headers the endpoint honours."""
+    """Outcome of :meth:`Store.probe`: which conditional headers the endpoint honours.
+
+    Attributes
+    ----------
+    if_none_match:
+        ``If-None-Match: *`` refuses to overwrite an existing object.
+    if_match:
+        ``If-Match`` with a stale ETag refuses a PUT and leaves the object as it was.
+    conditional_delete:
+        ``If-Match`` with a stale ETag refuses a DELETE, and with the current
+        one deletes (False too when the endpoint does not implement it).
+    if_match_current:
+        ``If-Match`` with the object's *current* ETag lets a PUT through. An
+        endpoint that refuses it (Ceph RGW 16.2 refuses the quoted form) makes
+        every compare-and-swap fail as if another writer had won.
+    detail:
+        What was not honoured, in words.
+    """
 
     if_none_match: bool
     if_match: bool
     conditional_delete: bool
     detail: str = ""
+    if_match_current: bool = True
 
     @property
     def ok(self) -> bool:
         """True when every conditional operation was honoured."""
-        return self.if_none_match and self.if_match and self.conditional_delete
+        return (
+            self.if_none_match
+            and self.if_match
+            and self.if_match_current
+            and self.conditional_delete
+        )
 
 
 class Store(ABC):
@@ -295,11 +319,18 @@ class Store(ABC):
             return self._list_meta(prefix)
         if not isinstance(start_after, str):
             raise TypeError(f"start_after must be a string, not {type(start_after).__name__}")
-        return self._list_meta_after(prefix, start_after)
+        # The server's StartAfter only saves transfer; it is not trusted to be exact.
+        # SeaweedFS answers keys before a StartAfter that ends in "/" (the form the
+        # journal's listings use), and obstore turns the offset into a path, dropping
+        # that "/". Every backend's answer is filtered here, once.
+        return (m for m in self._list_meta_after(prefix, start_after) if m.key > start_after)
 
     def _list_meta_after(self, prefix: str, start_after: str) -> Iterator[ObjectMeta]:
-        """Backends with a native ``StartAfter`` override this; the rest filter."""
-        return (meta for meta in self._list_meta(prefix) if meta.key > start_after)
+        """Backends with a native ``StartAfter`` override this; the rest list it all.
+
+        What this yields at or before ``start_after`` is dropped by :meth:`list_meta`.
+        """
+        return self._list_meta(prefix)
 
     def _list_meta(self, prefix: str) -> Iterator[ObjectMeta]:
         for key in self._list(prefix):
@@ -406,45 +437,112 @@ class Store(ABC):
         """Check that this store really honours conditional writes and deletes.
 
         Some S3-compatible services accept ``If-None-Match`` and ``If-Match``
-        and silently ignore them; running concurrent merges on such a service
-        would lose updates. This writes a scratch key, checks that a create-only
-        write over it and a stale ``If-Match`` write and delete are refused,
-        and removes the key again.
+        and silently ignore them, refuse a correct one, or do not implement
+        them on DELETE; running concurrent merges on such a service would lose
+        updates or fail. This writes a scratch key and checks, in turn, that a
+        create-only write over it is refused, that a stale ``If-Match`` write
+        is refused and changes nothing, that an ``If-Match`` write with the
+        current ETag succeeds, and that a stale conditional delete is refused
+        while a current one deletes; then removes the key. A deviation is
+        reported in the result, never raised.
         """
         key = validate_key(f"{scratch_prefix}{uuid.uuid4().hex}.probe")
         self._check_open()
         self._check_writable(key)
         notes: list[str] = []
-        self._put(key, b"probe-1", if_match=None, create_only=True)
         try:
-            try:
-                self._put(key, b"probe-2", if_match=None, create_only=True)
-                inm = False
-                notes.append("If-None-Match: * was ignored (the object was overwritten)")
-            except AlreadyExistsError:
-                inm = True
-            current = self._head(key).etag
-            stale = etag_of(b"not-the-current-version")
-            try:
-                self._put(key, b"probe-3", if_match=stale, create_only=False)
-                im = False
-                notes.append("If-Match was ignored on PUT")
-            except PreconditionFailedError:
-                im = True
-            try:
-                self._delete(key, if_match=stale)
-                cd = False
-                notes.append("If-Match was ignored on DELETE")
-            except PreconditionFailedError:
-                cd = True
-            if im and self._head(key).etag != current:
-                im = False
-                notes.append("a refused If-Match PUT still changed the object")
+            self._put(key, b"probe-1", if_match=None, create_only=True)
+        except UnsupportedOperationError:
+            notes.append("If-None-Match: * is not implemented")
+            self._put(key, b"probe-1", if_match=None, create_only=False)
+        try:
+            inm = self._probe_create_only(key, notes)
+            im, current = self._probe_stale_put(key, notes)
+            im_current, current = self._probe_current_put(key, current, notes)
+            cd = self._probe_delete(key, current, notes)
         finally:
-            self._delete(key, if_match=None)
+            self._delete(key, if_match=None)  # a no-op when the probe deleted it
         return ProbeResult(
-            if_none_match=inm, if_match=im, conditional_delete=cd, detail="; ".join(notes)
+            if_none_match=inm,
+            if_match=im,
+            conditional_delete=cd,
+            if_match_current=im_current,
+            detail="; ".join(dict.fromkeys(notes)),
         )
+
+    def _probe_create_only(self, key: str, notes: builtins.list[str]) -> bool:
+        try:
+            self._put(key, b"probe-2", if_match=None, create_only=True)
+        except AlreadyExistsError:
+            return True
+        except PreconditionFailedError:
+            return True  # refused, if not with S3's code
+        except UnsupportedOperationError:
+            notes.append("If-None-Match: * is not implemented")
+            return False
+        notes.append("If-None-Match: * was ignored (the object was overwritten)")
+        return False
+
+    def _probe_stale_put(self, key: str, notes: builtins.list[str]) -> tuple[bool, str]:
+        """A PUT with a stale ETag: (refused and nothing changed, the ETag now stored)."""
+        before = self._head(key).etag
+        try:
+            self._put(
+                key, b"probe-3", if_match=etag_of(b"not-the-current-version"), create_only=False
+            )
+        except PreconditionFailedError:
+            after = self._head(key).etag
+            if after != before:
+                notes.append("a refused If-Match PUT still changed the object")
+                return False, after
+            return True, after
+        except UnsupportedOperationError:
+            notes.append("If-Match is not implemented on PUT")
+            return False, self._head(key).etag
+        notes.append("If-Match was ignored on PUT")
+        return False, self._head(key).etag
+
+    def _probe_current_put(
+        self, key: str, current: str, notes: builtins.list[str]
+    ) -> tuple[bool, str]:
+        """A PUT with the ETag just read: (it went through, the ETag now stored)."""
+        try:
+            return True, self._put(key, b"probe-4", if_match=current, create_only=False)
+        except PreconditionFailedError:
+            notes.append(
+                f"If-Match with the current ETag {current} was refused on PUT: every "
+                "compare-and-swap would fail as if another writer had won"
+            )
+        except UnsupportedOperationError:
+            notes.append("If-Match is not implemented on PUT")
+        return False, self._head(key).etag
+
+    def _probe_delete(self, key: str, current: str, notes: builtins.list[str]) -> bool:
+        """A stale conditional DELETE must be refused, then a current one must delete."""
+        try:
+            self._delete(key, if_match=etag_of(b"not-the-current-version"))
+        except PreconditionFailedError:
+            pass
+        except UnsupportedOperationError:
+            notes.append("conditional DELETE (If-Match) is not implemented")
+            return False
+        else:
+            notes.append("If-Match was ignored on DELETE")
+            return False
+        try:
+            self._delete(key, if_match=current)
+        except PreconditionFailedError:
+            notes.append("If-Match with the current ETag was refused on DELETE")
+            return False
+        except UnsupportedOperationError:  # pragma: no cover - refused the stale one fine
+            notes.append("conditional DELETE (If-Match) is not implemented")
+            return False
+        try:
+            self._head(key)
+        except NotFoundError:
+            return True
+        notes.append("a conditional DELETE with the current ETag left the object in place")
+        return False
 
     # -- lifecycle ------------------------------------------------------------------
 

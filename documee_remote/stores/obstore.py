@@ -734,10 +734,8 @@ class ObstoreStore(s3c.S3Location, Store):
             if meta is None:
                 return
             key = meta["path"][strip:]
-            if start_after and key <= start_after:
-                # obstore normalises the offset as a path (a trailing "/" goes),
-                # so it can start a little early; S3's StartAfter is exact.
-                continue
+            # obstore normalises the offset as a path (a trailing "/" goes), so this
+            # can start a little early: Store.list_meta drops what precedes start_after.
             try:
                 validate_key(key)
             except InvalidKeyError:

@@ -27,7 +27,10 @@ that does three things:
    lands but its response is lost, and botocore retries it). The injector can
    also strip ``If-Match``/``If-None-Match`` headers, to imitate a service that
    silently ignores conditional writes, and add latency to every request.
-3. **Counters** of requests by method and of faults by name.
+3. **Emulated servers** (:meth:`FaultInjector.emulate`): the ways real
+   S3-compatible servers were seen to break S3's rules (see :data:`QUIRKS`),
+   so the library's handling of them is tested without those servers.
+4. **Counters** of requests by method and of faults by name.
 
 Dropping a connection: the wrapper reads the request body, shuts the socket
 down (``shutdown(SHUT_RDWR)`` on werkzeug's ``environ["werkzeug.socket"]``)
@@ -72,6 +75,7 @@ __all__ = [
     "CONDITIONAL_CONFLICT",
     "DROP",
     "INTERNAL_ERROR",
+    "QUIRKS",
     "SLOW_DOWN",
     "Fault",
     "FaultInjector",
@@ -126,6 +130,26 @@ CONDITIONAL_CONFLICT = Fault.error(
 )
 ACCESS_DENIED = Fault.error(403, "AccessDenied", "Access Denied")
 DROP = Fault("drop")
+
+#: The servers :meth:`FaultInjector.emulate` imitates, and how they break S3's rules.
+QUIRKS: dict[str, str] = {
+    "ceph16": (
+        "Ceph RGW 16.2: ignores If-Match on DELETE (the object is deleted whatever the "
+        "ETag), and answers 412 to a PUT whose If-Match is a quoted ETag, the current one too"
+    ),
+    "localstack": "LocalStack: answers 501 NotImplemented to a DELETE with If-Match",
+    "ignore-start-after": (
+        "ListObjectsV2 ignores StartAfter and lists from the prefix's first key (SeaweedFS "
+        "does so for a StartAfter that ends in '/')"
+    ),
+}
+
+_PRECONDITION_FAILED = Fault.error(
+    412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold"
+)
+_NOT_IMPLEMENTED = Fault.error(
+    501, "NotImplemented", "A header you provided implies functionality that is not implemented"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +228,8 @@ class FaultInjector:
         #: Remove ``If-Match``/``If-None-Match`` from every request: an endpoint that
         #: accepts conditional writes and silently ignores them.
         self.strip_conditional_headers = False
+        #: The :data:`QUIRKS` in effect (see :meth:`emulate`).
+        self.quirks: frozenset[str] = frozenset()
         self._random = random.Random()
 
     def add(
@@ -261,18 +287,29 @@ class FaultInjector:
             self._rules.append(rule)
         return rule
 
+    def emulate(self, *quirks: str) -> None:
+        """Behave like the named servers (keys of :data:`QUIRKS`) until :meth:`clear`.
+
+        ``emulate()`` with no name turns every quirk off.
+        """
+        unknown = sorted(set(quirks) - set(QUIRKS))
+        if unknown:
+            raise ValueError(f"unknown quirks {unknown}; known: {sorted(QUIRKS)}")
+        self.quirks = frozenset(quirks)
+
     def remove(self, rule: FaultRule) -> None:
         """Stop applying ``rule``."""
         with self._lock:
             self._rules = [r for r in self._rules if r is not rule]
 
     def clear(self) -> None:
-        """Remove every rule, reset counters, latency and header stripping."""
+        """Remove every rule, reset counters, latency, header stripping and quirks."""
         with self._lock:
             self._rules = []
             self._stats = _Stats()
             self.latency_ms = self._default_latency_ms
             self.strip_conditional_headers = False
+            self.quirks = frozenset()
 
     @property
     def requests(self) -> Counter[str]:
@@ -374,6 +411,9 @@ class HarnessApp:
         rule = self.injector._choose(info)
         if rule is not None and not rule.after:
             return _answer_fault(rule.fault, info, environ, start_response, drain=True)
+        quirk = _apply_quirks(self.injector.quirks, info, environ)
+        if quirk is not None:
+            return _answer_fault(quirk, info, environ, start_response, drain=True)
         with self._locked(info, environ):
             status, headers, body = _run(self.app, environ)
         if rule is not None:
@@ -406,6 +446,32 @@ class HarnessApp:
             for index in sorted({hash(k) % _STRIPES for k in keys}):
                 stack.enter_context(self._stripes[index])
             yield
+
+
+def _apply_quirks(quirks: frozenset[str], info: RequestInfo, environ: WSGIEnviron) -> Fault | None:
+    """Bend ``environ`` as the emulated servers would, or return the error they answer."""
+    if not quirks or info.service != "s3":
+        return None
+    if_match = environ.get("HTTP_IF_MATCH")
+    if info.key is not None and if_match is not None:
+        if info.method == "DELETE" and "localstack" in quirks:
+            return _NOT_IMPLEMENTED
+        if info.method == "DELETE" and "ceph16" in quirks:
+            environ.pop("HTTP_IF_MATCH")
+        elif info.method == "PUT" and "ceph16" in quirks and if_match.strip().startswith('"'):
+            return _PRECONDITION_FAILED
+    if (
+        "ignore-start-after" in quirks
+        and info.method == "GET"
+        and info.key is None
+        and "start-after" in info.query
+    ):
+        environ["QUERY_STRING"] = "&".join(
+            part
+            for part in environ.get("QUERY_STRING", "").split("&")
+            if part.split("=", 1)[0] != "start-after"
+        )
+    return None
 
 
 def _run(app: WSGIApp, environ: WSGIEnviron) -> tuple[str, list[tuple[str, str]], bytes]:
