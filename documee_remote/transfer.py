@@ -78,18 +78,23 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from . import layout
+from . import codec, layout
 from .errors import (
     ConfigurationError,
     ConflictError,
+    CorruptObjectError,
     DocumeeRemoteError,
     InvalidKeyError,
     NotFoundError,
     PreconditionFailedError,
 )
+from .models import FileAnalysis
 from .stores import LocalStore, ObjectMeta, Store, etag_of
+
+if TYPE_CHECKING:
+    from .manager import PersistenceManager
 
 __all__ = [
     "SYNC_STATE_NAME",
@@ -429,6 +434,30 @@ def _differing(
 # -- the executor -----------------------------------------------------------------------
 
 
+def _role(key: str) -> Literal["commit", "hashes", "object"]:
+    """What a key is to the ordering: the commit point, the hash claims, or anything else."""
+    _, _, name = key.partition("/")
+    if name == layout.ANALYSIS_NAME:
+        return "commit"
+    if name == layout.FILE_HASHES_NAME:
+        return "hashes"
+    return "object"
+
+
+def _name_of(key: str) -> str:
+    return key.partition("/")[2] or key
+
+
+@dataclass(frozen=True, slots=True)
+class _Claims:
+    """What the source's ``file_hashes.json`` claims, and the analyses it stands beside."""
+
+    hashes: dict[str, str]
+    analyses: dict[str, FileAnalysis]
+    raw: bytes | None  # the source's file_hashes.json bytes (None: it has none)
+    dst_etag: str | None  # the destination's analysis.json ETag before the copy
+
+
 @dataclass
 class _Outcome:
     """What executing one codebase's actions produced."""
@@ -450,6 +479,7 @@ class _Copier:
         self.direction = direction
         self.progress = progress
         self.conditional = dst.capabilities.atomic_conditional_writes
+        self._pm: PersistenceManager | None = None
 
     def _emit(self, event: TransferEvent) -> None:
         if self.progress is not None:
@@ -467,36 +497,184 @@ class _Copier:
         )
 
     def run_codebase(self, codebase_id: str, actions: Sequence[PlannedAction]) -> _Outcome:
-        """Copy one codebase: objects first, ``analysis.json`` last, then deletions."""
-        out = _Outcome()
-        puts = [a for a in actions if a.op == "put" and not _is_commit_key(a.key)]
-        commit = [a for a in actions if a.op == "put" and _is_commit_key(a.key)]
-        deletes = [a for a in actions if a.op == "delete"]
-        delete_commit = [a for a in deletes if _is_commit_key(a.key)]
-        other_deletes = [a for a in deletes if not _is_commit_key(a.key)]
+        """Copy one codebase in the order merges keep (invariant 3 of the README).
 
-        # A codebase whose analysis.json goes away loses it first, like delete_analysis.
-        for action in delete_commit:
-            if not self._delete(action, out):
-                return out
+        Per-file objects first; then the destination's hash claims the source
+        does not make are withdrawn; then ``analysis.json`` (the commit
+        point); then the source's ``file_hashes.json``, and the claims another
+        writer's later commit overtook are withdrawn again; deletions last.
+        So at no point, interrupted or raced, does ``file_hashes.json`` claim
+        a file that neither the committed ``analysis.json`` nor the source's
+        own ``file_hashes.json`` vouches for (the hashes steps are the
+        manager's own, through :meth:`PersistenceManager.withdraw_hash_claims`
+        and :meth:`PersistenceManager.claim_hashes_after_commit`).
+        """
+        out = _Outcome()
+        puts = [a for a in actions if a.op == "put" and _role(a.key) == "object"]
+        commit = [a for a in actions if a.op == "put" and _role(a.key) == "commit"]
+        hashes_put = [a for a in actions if a.op == "put" and _role(a.key) == "hashes"]
+        deletes = [a for a in actions if a.op == "delete"]
+        delete_commit = [a for a in deletes if _role(a.key) == "commit"]
+        delete_hashes = [a for a in deletes if _role(a.key) == "hashes"]
+        other_deletes = [a for a in deletes if _role(a.key) == "object"]
+        claims = None
+        if commit or hashes_put or delete_commit or delete_hashes:
+            claims = self._source_claims(codebase_id)
+
+        # A codebase whose analysis.json goes away loses its claims, then it, first.
+        if delete_commit:
+            self._withdraw(codebase_id, lambda _p, _h: False)
+            for action in delete_commit:
+                if not self._delete(action, out):
+                    return out
         for batch in _batches(puts, lambda action: action.size):
             self._put_batch(batch, out)
         if out.conflicts:
-            if commit:
+            for action in [*commit, *hashes_put]:
                 self._conflict(
                     out,
                     codebase_id,
-                    commit[0].key,
-                    "analysis.json not written: an object of this codebase conflicted",
+                    action.key,
+                    f"{_name_of(action.key)} not written: an object of this codebase conflicted",
                 )
             return out
+        if claims is not None and not delete_commit:
+            wanted = claims.hashes
+            # Withdraw first: every claim the source does not make goes before the
+            # commit, so no interruption leaves one beside an analysis.json that
+            # lacks its file (a re-analysis at worst, never a skipped file).
+            self._withdraw(codebase_id, lambda path, digest: wanted.get(path) == digest)
         for action in commit:
             self._put_batch([action], out)
         if out.conflicts:
+            for action in hashes_put:
+                self._conflict(
+                    out,
+                    codebase_id,
+                    action.key,
+                    "file_hashes.json not written: analysis.json was not committed",
+                )
             return out
+        if claims is not None and (commit or hashes_put):
+            committed = out.written.get(commit[0].key) if commit else claims.dst_etag
+            self._publish_claims(codebase_id, claims, hashes_put, committed, out)
+        for action in delete_hashes:
+            # Its claims were withdrawn before the commit; a claim added since by
+            # another writer only costs a re-analysis.
+            with contextlib.suppress(NotFoundError):
+                self.dst.delete(action.key)
+            out.deleted.append(action.key)
+            self._emit(TransferEvent("delete", self.direction, key=action.key))
         for action in other_deletes:
             self._delete(action, out)
         return out
+
+    def _hashes(self) -> PersistenceManager:
+        """A manager on the destination, for the hash steps merges take."""
+        if self._pm is None:
+            from .manager import PersistenceManager
+
+            self._pm = PersistenceManager(self.dst)
+        return self._pm
+
+    def _withdraw(self, codebase_id: str, keep: Callable[[str, str], bool]) -> None:
+        """Withdraw the destination's claims ``keep`` rejects; an unreadable
+        ``file_hashes.json`` claims nothing anyone can use, so it goes entirely."""
+        try:
+            self._hashes().withdraw_hash_claims(codebase_id, keep)
+        except CorruptObjectError:
+            key = layout.file_hashes_key(codebase_id)
+            with contextlib.suppress(NotFoundError):
+                self.dst.delete(key)
+
+    def _source_claims(self, codebase_id: str) -> _Claims:
+        """The source's ``file_hashes.json`` and ``analysis.json`` of one codebase."""
+        a_key, h_key = layout.analysis_key(codebase_id), layout.file_hashes_key(codebase_id)
+        found = self.src.get_many([a_key, h_key])
+        hashes_obj, analysis_obj = found[h_key], found[a_key]
+        hashes: dict[str, str] = {}
+        if hashes_obj is not None:
+            try:
+                hashes = codec.load_file_hashes(hashes_obj.data, key=h_key, codebase_id=codebase_id)
+            except CorruptObjectError:
+                hashes = {}  # claims nothing: the destination's claims are all withdrawn
+        analyses: dict[str, FileAnalysis] = {}
+        if analysis_obj is not None:
+            try:
+                parsed = codec.load_codebase_analysis(
+                    analysis_obj.data, key=a_key, codebase_id=codebase_id
+                )
+            except CorruptObjectError:
+                pass  # copied as it is (see _refuse_corrupt_overwrites); it vouches for nothing
+            else:
+                analyses = dict(parsed.file_analyses)
+        stray = [p for p in hashes if p not in analyses]
+        if stray and analyses:
+            logger.warning(
+                "%s: the source's file_hashes.json claims %d file(s) its analysis.json lacks; "
+                "copied as they are (`documee-remote verify --repair` withdraws them)",
+                codebase_id,
+                len(stray),
+            )
+        try:
+            dst_etag: str | None = self.dst.head(a_key).etag
+        except NotFoundError:
+            dst_etag = None
+        return _Claims(
+            hashes=hashes,
+            analyses=analyses,
+            raw=None if hashes_obj is None else hashes_obj.data,
+            dst_etag=dst_etag,
+        )
+
+    def _publish_claims(
+        self,
+        codebase_id: str,
+        claims: _Claims,
+        hashes_put: Sequence[PlannedAction],
+        committed: str | None,
+        out: _Outcome,
+    ) -> None:
+        """After the commit: the source's ``file_hashes.json``, byte for byte when the
+        destination's has not changed since the withdrawal, else merged in."""
+        key = layout.file_hashes_key(codebase_id)
+        wrote = False
+        if hashes_put and claims.raw is not None:
+            try:
+                if not self.conditional:
+                    etag = self.dst.put(key, claims.raw)
+                else:
+                    try:
+                        held = self.dst.get(key)
+                    except NotFoundError:
+                        etag = self.dst.put(key, claims.raw, if_none_match="*")
+                    else:
+                        # Byte for byte only over claims the source makes too (what
+                        # the withdrawal left); anything else is another writer's.
+                        mine = codec.load_file_hashes(held.data, key=key, codebase_id=codebase_id)
+                        if any(claims.hashes.get(p) != h for p, h in mine.items()):
+                            raise PreconditionFailedError(f"{key!r} changed since the withdrawal")
+                        etag = self.dst.put(key, claims.raw, if_match=held.etag)
+            except (PreconditionFailedError, ConflictError, CorruptObjectError):
+                pass  # another writer touched it meanwhile: merge the claims in instead
+            else:
+                wrote = True
+                out.written[key] = etag
+                out.bytes += len(claims.raw)
+                self._emit(TransferEvent("put", self.direction, key=key, size=len(claims.raw)))
+        self._hashes().claim_hashes_after_commit(
+            codebase_id, committed, claims.analyses, claims.hashes, merge=not wrote
+        )
+        if hashes_put and not wrote:
+            # Merged into the destination's claims: record what is there now.
+            with contextlib.suppress(NotFoundError):
+                out.written[key] = self.dst.head(key).etag
+
+    def close(self) -> None:
+        """Close the manager made for the hash steps (not the stores)."""
+        if self._pm is not None:
+            self._pm.close()
+            self._pm = None
 
     def _conflict(self, out: _Outcome, codebase_id: str, key: str | None, reason: str) -> None:
         out.conflicts.append(Conflict(codebase_id, key, reason))
@@ -589,17 +767,20 @@ def _execute(
                 report.deleted.append(action.key)
         return outcomes
     copier.announce(all_actions)
-    for codebase_id, actions in plan.items():
-        if not actions:
-            continue
-        outcome = copier.run_codebase(codebase_id, actions)
-        outcomes[codebase_id] = outcome
-        report.copied.extend(outcome.written)
-        report.deleted.extend(outcome.deleted)
-        report.bytes += outcome.bytes
-        report.conflicts.extend(outcome.conflicts)
-        if outcome.conflicts:
-            report.codebases[codebase_id] = "conflict"
+    try:
+        for codebase_id, actions in plan.items():
+            if not actions:
+                continue
+            outcome = copier.run_codebase(codebase_id, actions)
+            outcomes[codebase_id] = outcome
+            report.copied.extend(outcome.written)
+            report.deleted.extend(outcome.deleted)
+            report.bytes += outcome.bytes
+            report.conflicts.extend(outcome.conflicts)
+            if outcome.conflicts:
+                report.codebases[codebase_id] = "conflict"
+    finally:
+        copier.close()
     return outcomes
 
 

@@ -6,14 +6,26 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from documee_remote.errors import ConfigurationError, InvalidKeyError, NotFoundError
-from documee_remote.stores import MemoryStore, Store
+from documee_remote.errors import (
+    ConfigurationError,
+    InvalidKeyError,
+    NotFoundError,
+    ServiceUnavailableError,
+)
+from documee_remote.integrity import FindingKind
+from documee_remote.manager import PersistenceManager
+from documee_remote.models import FileAnalysis
+from documee_remote.retry import RetryPolicy
+from documee_remote.stores import LocalStore, MemoryStore, Store
 from documee_remote.stores.base import etag_of
+from documee_remote.testing.factories import content_hash, make_file_analysis
+from documee_remote.testing.faulty import FaultPlan, FaultyStore
 from documee_remote.testing.fixtures import S3Endpoint
 from documee_remote.transfer import (
     SYNC_STATE_NAME,
@@ -122,13 +134,19 @@ def test_second_push_copies_nothing_and_a_change_copies_only_itself(tmp_path: Pa
     assert store.get(f"{codebase}/file_hashes.json").data == b"{}"
 
 
-def test_analysis_json_is_written_last_and_conditionally(tmp_path: Path) -> None:
+def test_analysis_json_is_committed_after_objects_and_before_hashes(tmp_path: Path) -> None:
     local = copy_tree(STALE, tmp_path / "local")
     codebase = only_codebase(local)
     store = RecordingStore()
     push(local, store)
     puts = [entry for entry in store.log if entry[0] == "put"]
-    assert puts[-1][1] == f"{codebase}/analysis.json"
+    # Per-file objects, then the commit point, then the hash claims (invariant 3).
+    assert [key for _, key, _ in puts[-2:]] == [
+        f"{codebase}/analysis.json",
+        f"{codebase}/file_hashes.json",
+    ]
+    assert all(key.split("/")[1].startswith("file_") for _, key, _ in puts[:-2])
+    assert len(puts) == COUNT
     assert {condition for _, _, condition in puts} == {"if-none-match"}
     # The next push of a changed analysis.json names the version it replaces.
     store.log.clear()
@@ -459,3 +477,183 @@ def test_s3_etags_are_the_local_md5s(s3_endpoint: S3Endpoint) -> None:
         for meta in store.list_meta():
             local = STALE / meta.key
             assert meta.etag == etag_of(local.read_bytes()), os.fspath(local)
+
+
+# -- invariant 3 under interruption and races (issue 12, defect 1) ------------------------------
+
+CB = "interrupted"
+
+
+def _fa(path: str, version: int) -> tuple[FileAnalysis, str]:
+    return make_file_analysis(path, seed=version), content_hash(f"{path} v{version}")
+
+
+def _two_file_store() -> tuple[MemoryStore, dict[str, tuple[FileAnalysis, str]]]:
+    """A store whose codebase holds ``p00`` (version 1) and ``gone.py``."""
+    store = MemoryStore()
+    old = {"p00": _fa("p00", 1), "gone.py": _fa("gone.py", 1)}
+    pm = PersistenceManager(store)
+    pm.merge_file_analyses(
+        CB, {p: fa for p, (fa, _) in old.items()}, {p: h for p, (_, h) in old.items()}
+    )
+    return store, old
+
+
+def _local_34(root: Path) -> dict[str, tuple[FileAnalysis, str]]:
+    """A consistent local directory: 34 files, ``p00`` re-analysed (version 2), no ``gone.py``."""
+    new = {f"p{i:02d}": _fa(f"p{i:02d}", 2) for i in range(34)}
+    with PersistenceManager(LocalStore(root)) as pm:
+        pm.merge_file_analyses(
+            CB, {p: fa for p, (fa, _) in new.items()}, {p: h for p, (_, h) in new.items()}
+        )
+    return new
+
+
+def _assert_claims_match_analysis(
+    store: Store, *versions: dict[str, tuple[FileAnalysis, str]]
+) -> None:
+    """Invariant 3, strictly: every claimed (path, hash) stands beside that very analysis.
+
+    This is what an analyser relies on: a path whose content hash is claimed is
+    skipped as "unchanged", so its entry in analysis.json must be the one made
+    from that content.
+    """
+    pm = PersistenceManager(store)
+    analysis = pm.load_analysis(CB)
+    entries = analysis.file_analyses if analysis is not None else {}
+    for path, digest in pm.get_file_hashes(CB).items():
+        made_from = [
+            fa
+            for version in versions
+            for p, (fa, h) in version.items()
+            if p == path and h == digest
+        ]
+        assert path in entries, f"{path} claimed, but analysis.json lacks it"
+        assert entries[path] in made_from, f"{path} claimed with a hash its entry was not made from"
+    assert not [f for f in pm.verify(CB).findings if f.kind == FindingKind.HASH_WITHOUT_ENTRY]
+
+
+def _writes_of_a_push(tmp_path: Path) -> int:
+    store, _ = _two_file_store()
+    faulty = FaultyStore(store)
+    _local_34(tmp_path / "count")
+    push(tmp_path / "count", faulty)
+    return faulty.plan.calls["put"] + faulty.plan.calls["delete"]
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["before-the-write", "after-the-write"])
+def test_a_push_interrupted_at_any_write_never_claims_what_analysis_json_lacks(
+    tmp_path: Path, after: bool
+) -> None:
+    local = tmp_path / "local"
+    new = _local_34(local)
+    writes = _writes_of_a_push(tmp_path)
+    assert writes >= 36  # 34 objects, analysis.json, file_hashes.json (and the withdrawal)
+    for n in range(1, writes + 1):
+        store, old = _two_file_store()
+        plan = FaultPlan()
+        plan.add("ctrl-c", op=("put", "delete"), error=KeyboardInterrupt, nth=n, after=after)
+        with pytest.raises(KeyboardInterrupt):
+            push(local, FaultyStore(store, plan))
+        _assert_claims_match_analysis(store, old, new)
+        # What an analyser does next: re-analyse every file whose hash is not claimed.
+        claimed = PersistenceManager(store).get_file_hashes(CB)
+        redo = {p: v for p, v in new.items() if claimed.get(p) != v[1]}
+        PersistenceManager(store).merge_file_analyses(
+            CB, {p: fa for p, (fa, _) in redo.items()}, {p: h for p, (_, h) in redo.items()}
+        )
+        analysis = PersistenceManager(store).load_analysis(CB)
+        assert analysis is not None
+        assert {p: analysis.file_analyses[p] for p in new} == {
+            p: fa for p, (fa, _) in new.items()
+        }, n
+        # And a push run again finishes the job.
+        push(local, store)
+        assert PersistenceManager(store).get_file_hashes(CB) == {p: h for p, (_, h) in new.items()}
+
+
+def _publishing_late(store: Store, seconds: float | None) -> FaultyStore:
+    """``store`` for a merger whose hash publication (after its commit) comes late:
+    ``seconds`` late, or (None) not at all until its next compaction."""
+    plan = FaultPlan()
+    if seconds is None:
+        plan.add(
+            "late", op="put", key=r"file_hashes\.json$", error=ServiceUnavailableError, times=None
+        )
+    else:
+        plan.add("late", op="get", key=r"file_hashes\.json$", delay=seconds, times=None)
+    return FaultyStore(store, plan, close_inner=False)
+
+
+def test_a_push_that_loses_the_race_to_a_merge_claims_nothing_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    local = tmp_path / "local"
+    new = _local_34(local)
+    store, old = _two_file_store()
+    rival = {"rival.py": _fa("rival.py", 1)}
+
+    def concurrent_merge(event: TransferEvent) -> None:
+        # Another analyser commits between the push's plan and its copy; its hashes
+        # are published after the push's writes (here: by its next compaction).
+        if event.kind == "plan":
+            late = _publishing_late(store, None)
+            PersistenceManager(late, retry=RetryPolicy(max_attempts=2)).merge_file_analyses(
+                CB, {p: fa for p, (fa, _) in rival.items()}, {p: h for p, (_, h) in rival.items()}
+            )
+
+    report = push(local, store, progress=concurrent_merge)
+    assert f"{CB}/analysis.json" in {c.key for c in report.conflicts}
+    PersistenceManager(store).compact(CB)  # the rival's hashes, published late
+    _assert_claims_match_analysis(store, old, new, rival)
+    analysis = PersistenceManager(store).load_analysis(CB)
+    assert analysis is not None
+    assert analysis.file_analyses["rival.py"] == rival["rival.py"][0]  # not lost
+    assert PersistenceManager(store).get_file_hashes(CB)["rival.py"] == rival["rival.py"][1]
+    assert "p01" not in analysis.file_analyses
+    assert "p01" not in PersistenceManager(store).get_file_hashes(CB)
+
+
+def test_pushes_racing_merges_in_threads_keep_invariant_3(tmp_path: Path) -> None:
+    local = tmp_path / "local"
+    new = _local_34(local)
+    store, old = _two_file_store()
+    merged: dict[str, tuple[FileAnalysis, str]] = {}
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def merger(worker: int) -> None:
+        pm = PersistenceManager(_publishing_late(store, 0.002))
+        i = 0
+        while not stop.is_set():
+            path = f"w{worker}-{i}.py"
+            version = {path: _fa(path, 1)}
+            merged.update(version)
+            # Each merge also removes p00 or re-analyses it, racing the push's claims.
+            removed = ["p00"] if i % 2 else []
+            try:
+                pm.merge_file_analyses(
+                    CB,
+                    {p: fa for p, (fa, _) in version.items()},
+                    {p: h for p, (_, h) in version.items()},
+                    removed=removed,
+                )
+            except BaseException as exc:  # surfaced below
+                errors.append(exc)
+                return
+            i += 1
+
+    threads = [threading.Thread(target=merger, args=(w,)) for w in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        # (The invariant is checked once the writers stop: a check reads two
+        # objects, which concurrent writers move between the two reads.)
+        for _ in range(15):
+            push(local, store)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors
+    _assert_claims_match_analysis(store, old, new, merged)
