@@ -104,6 +104,7 @@ __all__ = [
     "Prefer",
     "TransferEvent",
     "TransferReport",
+    "check_store_location",
     "migrate",
     "pull",
     "push",
@@ -162,10 +163,18 @@ class Conflict:
     codebase_id: str
     key: str | None
     reason: str
+    #: The source's object is unreadable and the destination's is not: the copy was
+    #: refused (without ``force``) rather than replace good data with bad.
+    corrupt: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {"codebase_id": self.codebase_id, "key": self.key, "reason": self.reason}
+        return {
+            "codebase_id": self.codebase_id,
+            "key": self.key,
+            "reason": self.reason,
+            "corrupt": self.corrupt,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,8 +301,59 @@ def _open_local(local_dir: str | os.PathLike[str], *, must_exist: bool, read_onl
     if path.exists() and not path.is_dir():
         raise InvalidKeyError(f"{os.fspath(path)!r} is not a directory")
     if path.is_dir():
+        _check_not_a_codebase(path, os.fspath(path))
         _check_not_a_parent(path)
     return LocalStore(path, read_only=read_only)
+
+
+def _check_not_a_codebase(path: Path, shown: str) -> None:
+    """Refuse a codebase folder (one that holds ``analysis.json`` itself) given for its parent.
+
+    Its objects would sit at the root, outside any codebase: nothing would be
+    copied, or everything would land one level too deep.
+    """
+    if (path / layout.ANALYSIS_NAME).is_file():
+        raise InvalidKeyError(
+            f"{shown!r} holds analysis.json itself: this looks like a codebase folder; "
+            f"point at its parent DIR ({os.fspath(path.parent)!r}), which holds the "
+            "<codebase_id>/analysis.json folders"
+        )
+
+
+def check_store_location(store: Store, *, must_exist: bool) -> None:
+    """Refuse a local store whose root is a file, a codebase folder, or (``must_exist``) absent.
+
+    Only local stores are checked (an S3 bucket that does not exist fails on
+    its own, naming the bucket). A missing directory is fine where the store
+    is only written to: a push or a migration creates it. Commands that read
+    the store (``ls``, ``verify``, ``pull``) pass ``must_exist``, so a typo in
+    the URL is not reported as an empty store.
+
+    Raises
+    ------
+    ConfigurationError
+        The root is a file.
+    NotFoundError
+        ``must_exist`` and the directory does not exist.
+    InvalidKeyError
+        The root is a codebase folder (it holds ``analysis.json`` itself).
+    """
+    root = getattr(store, "root", None)
+    if not isinstance(store, LocalStore) or not isinstance(root, Path):
+        return
+    if root.exists() and not root.is_dir():
+        raise ConfigurationError(
+            f"store {store.url} is a file, not a directory: give the directory that holds "
+            "the <codebase_id>/analysis.json folders"
+        )
+    if not root.exists():
+        if must_exist:
+            raise NotFoundError(
+                f"store directory {os.fspath(root)!r} does not exist (check --store or "
+                "DOCUMEE_STORE_URL; `documee-remote doctor` diagnoses it)"
+            )
+        return
+    _check_not_a_codebase(root, store.url)
 
 
 def _check_not_a_parent(path: Path) -> None:
@@ -827,6 +887,62 @@ def _plan_one_way(
     return plan, same
 
 
+def _unreadable(key: str, data: bytes) -> str | None:
+    """Why ``data`` is not a readable object for ``key`` (None: it is, or it is not parsed)."""
+    codebase_id, _, name = key.partition("/")
+    try:
+        if name == layout.ANALYSIS_NAME:
+            codec.load_codebase_analysis(data, key=key, codebase_id=codebase_id)
+        elif name == layout.FILE_HASHES_NAME:
+            codec.load_file_hashes(data, key=key, codebase_id=codebase_id)
+        elif layout.is_file_analysis_name(name):
+            codec.load_file_analysis(data, key=key, codebase_id=codebase_id)
+    except CorruptObjectError as exc:
+        return str(exc)
+    return None
+
+
+def _refuse_corrupt_overwrites(
+    src: Store, dst: Store, plan: _Plan, report: TransferReport, *, force: bool
+) -> None:
+    """Take out of ``plan`` every codebase where an unreadable source object would
+    replace a readable one (upstream ships 0-byte ``analysis.json`` files), unless ``force``.
+
+    Only overwrites are looked at, and the destination is read only when the
+    source's object is unreadable; an unreadable object over an absent or
+    equally unreadable one is copied as it is (a migration stays byte for byte).
+    """
+    if force:
+        return
+    overwrites = [a for actions in plan.values() for a in actions if a.op == "put" and a.dst_etag]
+    refused: dict[str, Conflict] = {}
+    for batch in _batches(overwrites, lambda action: action.size):
+        ours = src.get_many([a.key for a in batch])
+        for action in batch:
+            obj = ours[action.key]
+            problem = None if obj is None else _unreadable(action.key, obj.data)
+            if problem is None or action.codebase_id in refused:
+                continue
+            try:
+                theirs = dst.get(action.key)
+            except NotFoundError:
+                continue
+            if _unreadable(action.key, theirs.data) is not None:
+                continue
+            refused[action.codebase_id] = Conflict(
+                action.codebase_id,
+                action.key,
+                f"not replacing the readable {action.key!r} at {dst.url} with an unreadable "
+                f"one ({problem}); nothing of codebase {action.codebase_id!r} was written "
+                "(--force / force=True copies it anyway)",
+                corrupt=True,
+            )
+    for codebase_id, conflict in refused.items():
+        plan[codebase_id] = []
+        report.conflicts.append(conflict)
+        report.codebases[codebase_id] = "conflict"
+
+
 def _plan_copy(
     operation: str,
     src: Store,
@@ -836,6 +952,7 @@ def _plan_copy(
     *,
     dry_run: bool,
     delete: bool,
+    force: bool,
 ) -> tuple[TransferReport, _Plan, dict[str, ObjectMeta], dict[str, ObjectMeta]]:
     """List both sides and plan a one-way copy of ``src``'s codebases.
 
@@ -862,6 +979,7 @@ def _plan_copy(
     )
     for codebase_id, actions in plan.items():
         report.codebases[codebase_id] = direction if actions else "same"
+    _refuse_corrupt_overwrites(src, dst, plan, report, force=force)
     return report, plan, src_meta, dst_meta
 
 
@@ -873,13 +991,22 @@ def _push_or_pull(
     *,
     dry_run: bool,
     delete: bool,
+    force: bool,
     progress: ProgressCallback | None,
 ) -> TransferReport:
     pushing = direction == "push"
+    check_store_location(store, must_exist=not pushing)
     with _open_local(local_dir, must_exist=pushing, read_only=pushing or dry_run) as local:
         src, dst = _src_dst(direction, local, store)
         report, plan, src_meta, dst_meta = _plan_copy(
-            direction, src, dst, direction, codebase_ids, dry_run=dry_run, delete=delete
+            direction,
+            src,
+            dst,
+            direction,
+            codebase_ids,
+            dry_run=dry_run,
+            delete=delete,
+            force=force,
         )
         outcomes = _execute(_Copier(src, dst, direction, progress), plan, report, dry_run=dry_run)
         if not dry_run:
@@ -905,6 +1032,7 @@ def push(
     *,
     dry_run: bool = False,
     delete: bool = False,
+    force: bool = False,
     progress: ProgressCallback | None = None,
 ) -> TransferReport:
     """Copy a local directory's codebases to ``store``: only objects that differ.
@@ -918,6 +1046,9 @@ def push(
     delete:
         Also delete objects of the pushed codebases that ``local_dir`` lacks
         (a codebase ``local_dir`` lacks entirely is never touched).
+    force:
+        Copy an unreadable object over a readable one. Without it such a
+        codebase is left untouched and reported (``Conflict.corrupt``).
 
     Raises
     ------
@@ -925,7 +1056,14 @@ def push(
         ``local_dir`` does not exist, or a selected codebase is not in it.
     """
     return _push_or_pull(
-        "push", local_dir, store, codebase_ids, dry_run=dry_run, delete=delete, progress=progress
+        "push",
+        local_dir,
+        store,
+        codebase_ids,
+        dry_run=dry_run,
+        delete=delete,
+        force=force,
+        progress=progress,
     )
 
 
@@ -936,15 +1074,24 @@ def pull(
     *,
     dry_run: bool = False,
     delete: bool = False,
+    force: bool = False,
     progress: ProgressCallback | None = None,
 ) -> TransferReport:
     """Copy ``store``'s codebases into a local directory (created if missing).
 
     The mirror image of :func:`push`; ``delete`` removes local objects of the
-    pulled codebases that the store lacks.
+    pulled codebases that the store lacks, and an unreadable object in the
+    store never replaces a readable local one without ``force``.
     """
     return _push_or_pull(
-        "pull", local_dir, store, codebase_ids, dry_run=dry_run, delete=delete, progress=progress
+        "pull",
+        local_dir,
+        store,
+        codebase_ids,
+        dry_run=dry_run,
+        delete=delete,
+        force=force,
+        progress=progress,
     )
 
 
@@ -961,14 +1108,23 @@ def migrate(
 
     A push that refuses to overwrite: if any object already in the store
     differs from the local one, nothing at all is written and the report has
-    ``refused=True`` and the conflicts, unless ``force``. After the copy every
+    ``refused=True`` and the conflicts, unless ``force``; an unreadable local
+    object over a readable one is refused as in :func:`push` (``force`` too). After the copy every
     object is looked up again in the store and its ETag compared with the
     local file's (the contents, for non-MD5 ETags); ``verified`` counts them
     and ``mismatched`` lists failures.
     """
+    check_store_location(store, must_exist=False)
     with _open_local(local_dir, must_exist=True, read_only=True) as local:
         report, plan, src_meta, _ = _plan_copy(
-            "migrate", local, store, "push", codebase_ids, dry_run=dry_run, delete=False
+            "migrate",
+            local,
+            store,
+            "push",
+            codebase_ids,
+            dry_run=dry_run,
+            delete=False,
+            force=force,
         )
         overwrites = [a for actions in plan.values() for a in actions if a.dst_etag is not None]
         if overwrites and not force:
@@ -1002,6 +1158,7 @@ def sync(
     dry_run: bool = False,
     delete: bool = False,
     prefer: Prefer | None = None,
+    force: bool = False,
     progress: ProgressCallback | None = None,
 ) -> TransferReport:
     """Two-way sync, codebase by codebase; see the module docstring for the rules.
@@ -1014,9 +1171,12 @@ def sync(
         and reports a conflict.
     delete:
         Propagate deletions made on the winning side since the last sync.
+    force:
+        Copy an unreadable object over a readable one (as :func:`push`).
     """
     if prefer not in (None, "local", "remote", "newer"):
         raise ValueError(f"prefer must be 'local', 'remote' or 'newer', not {prefer!r}")
+    check_store_location(store, must_exist=False)
     with _open_local(local_dir, must_exist=False, read_only=dry_run) as local:
         selected = _select(codebase_ids)
         local_groups = _by_codebase(_listing(local, selected))
@@ -1058,6 +1218,9 @@ def sync(
                 codebases=[codebase_id],
                 delete=False,
             )
+            _refuse_corrupt_overwrites(src, dst, plan, report, force=force)
+            if report.codebases[codebase_id] == "conflict":
+                continue
             # Deletions are propagated only with the base state that proves them.
             if delete and state.has(codebase_id):
                 _, dst_base = _src_dst(

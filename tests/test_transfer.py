@@ -346,30 +346,30 @@ def test_sync_pushes_a_local_change_and_pulls_a_remote_one(
     synced: tuple[Path, Store, str],
 ) -> None:
     local, store, codebase = synced
-    (local / codebase / "file_hashes.json").write_bytes(b'{"local": 1}')
+    (local / codebase / "file_hashes.json").write_bytes(b'{"local": "1"}')
     pushed = sync(local, store)
     assert pushed.codebases == {codebase: "push"}
-    assert store.get(f"{codebase}/file_hashes.json").data == b'{"local": 1}'
-    store.put(f"{codebase}/file_hashes.json", b'{"remote": 2}')
+    assert store.get(f"{codebase}/file_hashes.json").data == b'{"local": "1"}'
+    store.put(f"{codebase}/file_hashes.json", b'{"remote": "2"}')
     pulled = sync(local, store)
     assert pulled.codebases == {codebase: "pull"}
-    assert (local / codebase / "file_hashes.json").read_bytes() == b'{"remote": 2}'
+    assert (local / codebase / "file_hashes.json").read_bytes() == b'{"remote": "2"}'
 
 
 def test_sync_refuses_a_codebase_changed_on_both_sides(synced: tuple[Path, Store, str]) -> None:
     local, store, codebase = synced
     key = f"{codebase}/file_hashes.json"
-    (local / codebase / "file_hashes.json").write_bytes(b'{"local": 1}')
-    store.put(key, b'{"remote": 2}')
+    (local / codebase / "file_hashes.json").write_bytes(b'{"local": "1"}')
+    store.put(key, b'{"remote": "2"}')
     report = sync(local, store)
     assert report.codebases == {codebase: "conflict"}
     assert not report.ok
     assert report.copied == []
-    assert store.get(key).data == b'{"remote": 2}'
-    assert (local / codebase / "file_hashes.json").read_bytes() == b'{"local": 1}'
+    assert store.get(key).data == b'{"remote": "2"}'
+    assert (local / codebase / "file_hashes.json").read_bytes() == b'{"local": "1"}'
     settled = sync(local, store, prefer="remote")
     assert settled.codebases == {codebase: "pull"}
-    assert (local / codebase / "file_hashes.json").read_bytes() == b'{"remote": 2}'
+    assert (local / codebase / "file_hashes.json").read_bytes() == b'{"remote": "2"}'
 
 
 def test_sync_of_never_synced_different_data_is_a_conflict(tmp_path: Path) -> None:
@@ -657,3 +657,88 @@ def test_pushes_racing_merges_in_threads_keep_invariant_3(tmp_path: Path) -> Non
             t.join()
     assert not errors
     _assert_claims_match_analysis(store, old, new, merged)
+
+
+# -- unreadable objects never replace readable ones (issue 12, defect 4) -------------------------
+
+
+def test_an_empty_local_analysis_json_never_replaces_a_readable_remote_one(tmp_path: Path) -> None:
+    local = copy_tree(STALE, tmp_path / "local")
+    codebase = only_codebase(local)
+    key = f"{codebase}/analysis.json"
+    store = MemoryStore()
+    push(local, store)
+    good = store.get(key).data
+    (local / codebase / "analysis.json").write_bytes(b"")  # as upstream ships some
+    (local / codebase / "file_hashes.json").write_bytes(b'{"new.py": "ab"}')
+    attempts = [push(local, store), migrate(local, store), sync(local, store, prefer="local")]
+    for report in attempts:
+        assert not report.ok
+        (conflict,) = report.conflicts
+        assert conflict.corrupt
+        assert conflict.key == key
+        assert codebase in conflict.reason
+        assert store.get(key).data == good
+        assert store.get(f"{codebase}/file_hashes.json").data != b'{"new.py": "ab"}'
+    forced = push(local, store, force=True)
+    assert forced.ok
+    assert store.get(key).data == b""
+
+
+def test_a_corrupt_remote_object_never_replaces_a_readable_local_one(tmp_path: Path) -> None:
+    local = copy_tree(STALE, tmp_path / "local")
+    codebase = only_codebase(local)
+    store = MemoryStore()
+    push(local, store)
+    per_file = next(
+        k
+        for k in store.list(codebase + "/")
+        if k.split("/")[1].startswith("file_") and not k.endswith("hashes.json")
+    )
+    store.put(per_file, b'{"truncated')
+    before = files_of(local)
+    report = pull(store, local)
+    assert [c.key for c in report.conflicts if c.corrupt] == [per_file]
+    assert files_of(local) == before
+    assert pull(store, local, force=True).ok
+    assert (local / per_file).read_bytes() == b'{"truncated'
+
+
+def test_an_empty_analysis_json_over_nothing_is_still_migrated_byte_for_byte(
+    tmp_path: Path,
+) -> None:
+    local = copy_tree(QUIRK_FIXTURES / "empty-analysis", tmp_path / "local")
+    store = MemoryStore()
+    report = migrate(local, store)
+    assert report.ok
+    assert report.verified == len(files_of(local))
+
+
+# -- where the store and the directory are (issue 12, item 10) ------------------------------------
+
+
+def test_a_store_that_is_a_file_or_missing_is_named(tmp_path: Path) -> None:
+    local = copy_tree(STALE, tmp_path / "local")
+    a_file = tmp_path / "store.txt"
+    a_file.write_text("x")
+    with pytest.raises(ConfigurationError, match="is a file"):
+        push(local, LocalStore(a_file))
+    with pytest.raises(NotFoundError, match="does not exist"):
+        pull(LocalStore(tmp_path / "nowhere"), tmp_path / "out")
+    # A destination that does not exist yet is created.
+    assert push(local, LocalStore(tmp_path / "new" / "store")).ok
+    assert (tmp_path / "new" / "store" / only_codebase(local) / "analysis.json").is_file()
+
+
+def test_a_codebase_folder_given_for_its_parent_is_refused(tmp_path: Path) -> None:
+    local = copy_tree(STALE, tmp_path / "local")
+    codebase = local / only_codebase(local)
+    store = MemoryStore()
+    for operation in (push, migrate):
+        with pytest.raises(
+            InvalidKeyError, match="looks like a codebase folder; point at its parent"
+        ):
+            operation(codebase, store)
+    with pytest.raises(InvalidKeyError, match="codebase folder"):
+        push(local, LocalStore(codebase))
+    assert list(store.list()) == []
