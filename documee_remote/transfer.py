@@ -80,7 +80,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from . import codec, layout
+from . import codec, journal, layout
 from .errors import (
     ConfigurationError,
     ConflictError,
@@ -516,6 +516,7 @@ class _Claims:
     analyses: dict[str, FileAnalysis]
     raw: bytes | None  # the source's file_hashes.json bytes (None: it has none)
     dst_etag: str | None  # the destination's analysis.json ETag before the copy
+    watermark: int  # the journal seq the source's analysis.json says it has folded
 
 
 @dataclass
@@ -581,6 +582,13 @@ class _Copier:
         if commit or hashes_put or delete_commit or delete_hashes:
             claims = self._source_claims(codebase_id)
 
+        if commit and claims is not None:
+            coming = max((_delta_seq(a.key) or 0 for a in puts), default=0)
+            hidden = self._hidden_merges(codebase_id, claims, coming=coming)
+            if hidden:
+                for action in [*commit, *hashes_put]:
+                    self._conflict(out, codebase_id, action.key, hidden)
+                return out
         # A codebase whose analysis.json goes away loses its claims, then it, first.
         if delete_commit:
             self._withdraw(codebase_id, lambda _p, _h: False)
@@ -598,6 +606,12 @@ class _Copier:
                     f"{_name_of(action.key)} not written: an object of this codebase conflicted",
                 )
             return out
+        if commit and claims is not None:
+            hidden = self._hidden_merges(codebase_id, claims)
+            if hidden:
+                for action in [*commit, *hashes_put]:
+                    self._conflict(out, codebase_id, action.key, hidden)
+                return out
         if claims is not None and not delete_commit:
             wanted = claims.hashes
             # Withdraw first: every claim the source does not make goes before the
@@ -659,6 +673,7 @@ class _Copier:
             except CorruptObjectError:
                 hashes = {}  # claims nothing: the destination's claims are all withdrawn
         analyses: dict[str, FileAnalysis] = {}
+        mark = 0
         if analysis_obj is not None:
             try:
                 parsed = codec.load_codebase_analysis(
@@ -668,6 +683,7 @@ class _Copier:
                 pass  # copied as it is (see _refuse_corrupt_overwrites); it vouches for nothing
             else:
                 analyses = dict(parsed.file_analyses)
+                mark = journal.watermark(parsed)
         stray = [p for p in hashes if p not in analyses]
         if stray and analyses:
             logger.warning(
@@ -685,6 +701,56 @@ class _Copier:
             analyses=analyses,
             raw=None if hashes_obj is None else hashes_obj.data,
             dst_etag=dst_etag,
+            watermark=mark,
+        )
+
+    def _hidden_merges(self, codebase_id: str, claims: _Claims, *, coming: int = 0) -> str | None:
+        """Why committing the source's ``analysis.json`` would hide merges from readers.
+
+        Readers fold the destination's journal deltas above the watermark of
+        ``analysis.json`` and skip those at or below it. Deltas pending at the
+        destination above the copied watermark stay pending and are folded on
+        top of the copy: nothing is lost. But a copied watermark above a
+        pending delta the source does not hold would hide it, and one above
+        the destination's newest seq would hide the merges appended next.
+        Checked before anything of the codebase is written (``coming``: the
+        highest source delta about to be copied), and again just before the
+        commit, when the source's deltas are there, for merges appended meanwhile.
+        """
+        if claims.watermark == 0:
+            return None
+        prefix = layout.journal_prefix(codebase_id)
+        listing = journal.parse_listing(codebase_id, self.dst.list_meta(prefix))
+        if max(listing.max_seq, coming) < claims.watermark:
+            return (
+                f"analysis.json records journal seq {claims.watermark} as folded, but the "
+                f"journal at {self.dst.url} ends at seq {listing.max_seq}: merges appended "
+                "after this copy would be hidden from readers; copy the codebase's _journal "
+                "too, or run `documee-remote compact` where it came from"
+            )
+        candidates = [s for s in listing.deltas if s <= claims.watermark]
+        if not candidates:
+            return None
+        try:
+            dst_mark = journal.peek_watermark(self.dst.get(layout.analysis_key(codebase_id)).data)
+        except NotFoundError:
+            dst_mark = 0
+        hidden = []
+        for seq in sorted(s for s in candidates if s > dst_mark):
+            key = journal.delta_key(codebase_id, seq)
+            try:
+                same = self.src.head(key).etag == listing.deltas[seq].etag
+            except NotFoundError:
+                same = False
+            if not same:
+                hidden.append(seq)
+        if not hidden:
+            return None
+        return (
+            f"{len(hidden)} merge(s) pending in the journal at {self.dst.url} (seq "
+            f"{hidden[0]}..{hidden[-1]}) are not in this analysis.json, whose watermark "
+            f"{claims.watermark} would hide them: run `documee-remote compact "
+            f"{codebase_id}` there and pull before pushing"
         )
 
     def _publish_claims(
@@ -902,6 +968,54 @@ def _unreadable(key: str, data: bytes) -> str | None:
     return None
 
 
+def _delta_seq(key: str) -> int | None:
+    """The seq of a journal delta's key (None: not a delta)."""
+    parts = key.split("/")
+    if len(parts) != 3 or parts[1] != layout.JOURNAL_DIR or not parts[2].endswith(".json"):
+        return None
+    digits = parts[2].removesuffix(".json")
+    return int(digits) if digits.isdigit() else None
+
+
+def _refuse_diverged_journals(dst: Store, plan: _Plan, report: TransferReport) -> None:
+    """Take out of ``plan`` every codebase where a pending merge would be overwritten.
+
+    A delta is one merge, immutable once created. A destination delta above
+    the destination's watermark is a merge not yet folded into its
+    ``analysis.json``; a different source delta at the same seq (the two
+    journals diverged) must not replace it, or the merge is gone. Deltas at
+    or below the watermark are folded history, which readers skip. Not even
+    ``force`` overwrites a pending merge.
+    """
+    for codebase_id, actions in plan.items():
+        seqs = sorted(
+            seq
+            for a in actions
+            if a.op == "put" and a.dst_etag and (seq := _delta_seq(a.key)) is not None
+        )
+        if not seqs:
+            continue
+        try:
+            mark = journal.peek_watermark(dst.get(layout.analysis_key(codebase_id)).data)
+        except NotFoundError:
+            mark = 0
+        pending = [seq for seq in seqs if seq > mark]
+        if not pending:
+            continue
+        plan[codebase_id] = []
+        report.conflicts.append(
+            Conflict(
+                codebase_id,
+                journal.delta_key(codebase_id, pending[0]),
+                f"the journals diverged: {len(pending)} merge(s) pending at {dst.url} "
+                f"(seq {pending[0]}..{pending[-1]}) differ from the source's deltas at the "
+                f"same seqs; run `documee-remote compact {codebase_id}` there and pull "
+                "before pushing",
+            )
+        )
+        report.codebases[codebase_id] = "conflict"
+
+
 def _refuse_corrupt_overwrites(
     src: Store, dst: Store, plan: _Plan, report: TransferReport, *, force: bool
 ) -> None:
@@ -979,6 +1093,7 @@ def _plan_copy(
     )
     for codebase_id, actions in plan.items():
         report.codebases[codebase_id] = direction if actions else "same"
+    _refuse_diverged_journals(dst, plan, report)
     _refuse_corrupt_overwrites(src, dst, plan, report, force=force)
     return report, plan, src_meta, dst_meta
 
@@ -1145,8 +1260,12 @@ def migrate(
             return report
         # Unlike push, no sync state is recorded: the upstream directory is left
         # exactly as it was.
-        after = _listing(store, sorted(_by_codebase(src_meta))) if src_meta else {}
-        report.mismatched, report.verified = _differing(local, store, src_meta, after, src_meta)
+        # Codebases refused or lost to another writer were not (all) copied.
+        copied = {
+            k: m for k, m in src_meta.items() if report.codebases.get(_codebase_of(k)) != "conflict"
+        }
+        after = _listing(store, sorted(_by_codebase(copied))) if copied else {}
+        report.mismatched, report.verified = _differing(local, store, copied, after, copied)
         return report
 
 
@@ -1218,6 +1337,7 @@ def sync(
                 codebases=[codebase_id],
                 delete=False,
             )
+            _refuse_diverged_journals(dst, plan, report)
             _refuse_corrupt_overwrites(src, dst, plan, report, force=force)
             if report.codebases[codebase_id] == "conflict":
                 continue

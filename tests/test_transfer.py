@@ -742,3 +742,97 @@ def test_a_codebase_folder_given_for_its_parent_is_refused(tmp_path: Path) -> No
     with pytest.raises(InvalidKeyError, match="codebase folder"):
         push(local, LocalStore(codebase))
     assert list(store.list()) == []
+
+
+# -- pushing onto a journal with pending merges ---------------------------------------------
+
+
+def _pending_merges(store: Store, n: int) -> dict[str, tuple[FileAnalysis, str]]:
+    """``n`` merges appended to ``store``'s journal and left pending (deferred compaction)."""
+    pm = PersistenceManager(store, compaction="deferred")
+    merges = {f"pending{i}.py": _fa(f"pending{i}.py", 1) for i in range(n)}
+    for path, (fa, digest) in merges.items():
+        pm.append_file_analyses(CB, {path: fa}, {path: digest})
+    return merges
+
+
+def _local_with_journal(root: Path, n: int) -> dict[str, tuple[FileAnalysis, str]]:
+    """A local directory whose analysis.json folded journal deltas 1..n (watermark n)."""
+    store = LocalStore(root)
+    merges = {f"local{i}.py": _fa(f"local{i}.py", 2) for i in range(n)}
+    with PersistenceManager(store, compaction="deferred") as pm:
+        for path, (fa, digest) in merges.items():
+            pm.append_file_analyses(CB, {path: fa}, {path: digest})
+        assert pm.compact(CB).watermark == n
+    return merges
+
+
+def test_pending_merges_at_the_destination_stay_and_fold_on_top(tmp_path: Path) -> None:
+    local = tmp_path / "local"
+    new = _local_34(local)
+    shutil.rmtree(local / CB / "_journal")  # as an upstream directory: no journal, watermark 0
+    store, old = _two_file_store()
+    pending = _pending_merges(store, 2)
+    assert push(local, store).ok
+    pm = PersistenceManager(store)
+    analysis = pm.load_analysis(CB)
+    assert analysis is not None
+    assert set(analysis.file_analyses) == set(new) | set(pending)
+    _assert_claims_match_analysis(store, old, new, pending)
+    assert {p: h for p, (_, h) in pending.items()}.items() <= pm.get_file_hashes(CB).items()
+
+
+def test_a_pending_merge_is_never_overwritten_by_a_diverged_journal(tmp_path: Path) -> None:
+    local = tmp_path / "local"
+    _local_with_journal(local, 5)
+    store = MemoryStore()
+    pending = _pending_merges(store, 3)
+    before = {k: store.get(k).data for k in store.list(f"{CB}/_journal/")}
+    for report in (
+        push(local, store),
+        push(local, store, force=True),
+        migrate(local, store, force=True),
+    ):
+        assert not report.ok
+        assert "journals diverged" in report.conflicts[0].reason
+    assert {k: store.get(k).data for k in store.list(f"{CB}/_journal/")} == before
+    analysis = PersistenceManager(store).load_analysis(CB)
+    assert analysis is not None
+    assert set(analysis.file_analyses) == set(pending)
+
+
+def test_a_watermark_that_would_hide_pending_merges_is_refused(tmp_path: Path) -> None:
+    local = tmp_path / "local"
+    _local_with_journal(local, 5)
+    for seq in range(1, 5):  # the source kept only the delta at its watermark
+        (local / CB / "_journal" / f"{seq:020d}.json").unlink()
+    store = MemoryStore()
+    pending = _pending_merges(store, 3)
+    before = sorted(store.list())
+    report = push(local, store)
+    assert f"{CB}/analysis.json" in {c.key for c in report.conflicts}
+    assert "would hide them" in report.conflicts[0].reason
+    assert sorted(store.list()) == before  # refused before writing anything
+    analysis = PersistenceManager(store).load_analysis(CB)
+    assert analysis is not None
+    assert set(analysis.file_analyses) == set(pending)
+
+
+def test_a_watermark_above_the_destination_journal_is_refused(tmp_path: Path) -> None:
+    local = tmp_path / "local"
+    _local_with_journal(local, 5)
+    shutil.rmtree(local / CB / "_journal")
+    store = MemoryStore()
+    report = push(local, store)
+    assert not report.ok
+    assert "would be hidden from readers" in report.conflicts[0].reason
+    assert not store.exists(f"{CB}/analysis.json")
+    # With its journal, the same directory goes over, and later merges are seen.
+    _local_with_journal(tmp_path / "whole", 5)
+    assert push(tmp_path / "whole", store).ok
+    PersistenceManager(store, compaction="deferred").append_file_analyses(
+        CB, {"after.py": _fa("after.py", 1)[0]}, {"after.py": _fa("after.py", 1)[1]}
+    )
+    analysis = PersistenceManager(store).load_analysis(CB)
+    assert analysis is not None
+    assert "after.py" in analysis.file_analyses
