@@ -953,10 +953,12 @@ def push_command(
 ) -> None:
     """Copy LOCAL_DIR (a .documee/analysis directory) to the store.
 
-    Only objects whose ETag differs are sent, per-file objects first and
-    analysis.json last, each write conditional on what was seen at the store,
-    so a push racing another writer reports a conflict (exit 5) instead of
-    overwriting its work.
+    Only objects whose ETag differs are sent: per-file objects, then
+    analysis.json, then file_hashes.json, as merges order them, each write
+    conditional on what was seen at the store, so a push racing another writer
+    reports a conflict (exit 5) instead of overwriting its work. An unreadable
+    local object never replaces a readable one in the store (exit 6) unless
+    --force. A store directory that does not exist yet is created.
     """
     from . import transfer
 
@@ -1037,7 +1039,8 @@ def migrate_command(
     """Move an upstream Documee directory into the store, byte for byte, verified.
 
     Refuses (exit 5, nothing written) if the store already holds different
-    data for any object, unless --force. After the upload every object's ETag
+    data for any object, unless --force (exit 6 where an unreadable local object
+    would replace a readable one). After the upload every object's ETag
     is checked against the local file (exit 6 on a mismatch). LOCAL_DIR is
     left untouched.
     """

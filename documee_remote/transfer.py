@@ -27,18 +27,52 @@ included). Hidden names (``.tmp-*`` files of interrupted writes, editors'
 
 Order and races
 ---------------
-Per codebase, per-file objects and ``file_hashes.json`` are written first and
-``analysis.json`` last, because ``analysis.json`` is the commit point: a
-reader never sees an ``analysis.json`` whose per-file objects are not there
-yet. Every write is conditional on what the plan saw at the destination
-(``If-Match`` its ETag, or ``If-None-Match: *`` when it was absent), so a
-transfer racing another writer (an analyser merging into the remote) fails
-clearly for that codebase instead of clobbering the other writer's work: the
-conflict is reported, that codebase's ``analysis.json`` is not written, and
-other codebases proceed. Stores without atomic conditional writes (see
-``Store.capabilities``) get plain writes. Deletions (only with
-``delete=True``) happen after the commit, or first when ``analysis.json``
-itself is deleted.
+Per codebase, a copy keeps the order merges keep (the README's invariant 3:
+``file_hashes.json`` never claims a file ``analysis.json`` lacks), whether it
+is interrupted or races other writers:
+
+1. per-file objects (and journal deltas) first;
+2. the destination's hash claims that the source does not make are withdrawn
+   (compare-and-swap), so no claim outlives the commit that drops its file;
+3. ``analysis.json``, the commit point: a reader never sees an
+   ``analysis.json`` whose per-file objects are not there yet;
+4. the source's ``file_hashes.json``: byte for byte when the destination's
+   has not moved since step 2, else its claims merged in; then claims that
+   another writer's later commit overtook are withdrawn, as a merge does;
+5. deletions (only with ``delete=True``); when ``analysis.json`` itself is
+   deleted, every claim is withdrawn and it goes first.
+
+Steps 2 and 4 are the manager's own (``withdraw_hash_claims``,
+``claim_hashes_after_commit``). Every write of steps 1 and 3 is conditional on
+what the plan saw at the destination (``If-Match`` its ETag, or
+``If-None-Match: *`` when it was absent), so a transfer racing another writer
+(an analyser merging into the remote) fails clearly for that codebase instead
+of clobbering the other writer's work: the conflict is reported, that
+codebase's ``analysis.json`` and hashes are not written, and other codebases
+proceed. Stores without atomic conditional writes (see
+``Store.capabilities``) get plain writes. A source ``file_hashes.json`` that
+itself claims files its ``analysis.json`` lacks (upstream leaves such files)
+is copied as it is, with a warning: ``verify --repair`` withdraws them.
+
+Pending merges at the destination: a journal delta above the destination's
+watermark is a merge not yet folded into its ``analysis.json``. Deltas above
+the copied ``analysis.json``'s watermark stay pending and are folded on top of
+it, so nothing is lost. A codebase is refused (reported as a conflict,
+nothing of it written) when a different source delta would overwrite a
+pending one (the journals diverged), when the copied watermark would hide a
+pending delta the source does not hold, or when it is above the
+destination's newest seq (merges appended next would be hidden): compact and
+pull first.
+
+Unreadable objects: an object of the source that does not parse (upstream
+ships 0-byte ``analysis.json`` files) never replaces a readable one at the
+destination without ``force``: the codebase is left untouched and reported
+(``Conflict.corrupt``; the CLI exits 6). Over nothing, or over an object just
+as unreadable, it is copied as it is, so a migration stays byte for byte.
+
+Where the store is: :func:`check_store_location` refuses a local store that is
+a file or a codebase folder; a missing directory is fine as a destination
+(push, migrate and sync create it) and an error for ``pull``.
 
 Sync
 ----
@@ -629,7 +663,7 @@ class _Copier:
                     "file_hashes.json not written: analysis.json was not committed",
                 )
             return out
-        if claims is not None and (commit or hashes_put):
+        if claims is not None and (commit or hashes_put) and not delete_commit:
             committed = out.written.get(commit[0].key) if commit else claims.dst_etag
             self._publish_claims(codebase_id, claims, hashes_put, committed, out)
         for action in delete_hashes:
