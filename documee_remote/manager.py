@@ -1509,6 +1509,15 @@ class PersistenceManager:
         txn = Transaction(codebase_id, new_analysis(codebase_id), committed_etag)
         self._withdraw_overtaken_hashes(codebase_id, txn, analyses, hashes)
 
+    def mark_hashes_published(self, codebase_id: str, seq: int) -> None:
+        """Write the journal marker "deltas up to ``seq`` folded, hashes published".
+
+        For writers that replace ``analysis.json`` wholesale: the deltas up to
+        its watermark are no longer in it, so no compaction may publish their
+        hashes as unfinished work (a marker early only costs a re-analysis).
+        """
+        self._put_marker(codebase_id, seq)
+
     # -- exclusive work ---------------------------------------------------------------------
 
     def lease(

@@ -55,9 +55,14 @@ itself claims files its ``analysis.json`` lacks (upstream leaves such files)
 is copied as it is, with a warning: ``verify --repair`` withdraws them.
 
 Pending merges at the destination: a journal delta above the destination's
-watermark is a merge not yet folded into its ``analysis.json``. Deltas above
-the copied ``analysis.json``'s watermark stay pending and are folded on top of
-it, so nothing is lost. A codebase is refused (reported as a conflict,
+watermark is a merge not yet folded into its ``analysis.json``. A copy
+replaces the ``analysis.json`` the plan saw, merges folded into it included;
+when the destination's journal watermark (or lease fence) is ahead of the
+copied file's (upstream's files have none), ``analysis.json`` is written with
+the destination's, so readers do not fold those merges again on top of the
+copy (``TransferReport.rebased``; the only case where a copy is not byte for
+byte). Pending deltas stay pending and are folded on top of it, so nothing is
+lost. A codebase is refused (reported as a conflict,
 nothing of it written) when a different source delta would overwrite a
 pending one (the journals diverged), when the copied watermark would hide a
 pending delta the source does not hold, or when it is above the
@@ -123,8 +128,10 @@ from .errors import (
     InvalidKeyError,
     NotFoundError,
     PreconditionFailedError,
+    TransientError,
 )
-from .models import FileAnalysis
+from .leases import BOOKKEEPING_KEY, recorded_fence
+from .models import CodebaseAnalysis, FileAnalysis
 from .stores import LocalStore, ObjectMeta, Store, etag_of
 
 if TYPE_CHECKING:
@@ -259,6 +266,10 @@ class TransferReport:
         (migrate), and ``mismatched`` those that did not match.
     refused:
         Nothing was written because of conflicts (migrate without ``force``).
+    rebased:
+        ``analysis.json`` keys written with the destination's journal watermark
+        and lease fence, which were ahead of the source's (so not byte for
+        byte; see "Pending merges" above).
     """
 
     operation: str
@@ -275,6 +286,7 @@ class TransferReport:
     verified: int = 0
     mismatched: list[str] = field(default_factory=list)
     refused: bool = False
+    rebased: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -299,6 +311,7 @@ class TransferReport:
             "verified": self.verified,
             "mismatched": list(self.mismatched),
             "refused": self.refused,
+            "rebased": list(self.rebased),
         }
 
 
@@ -551,6 +564,8 @@ class _Claims:
     raw: bytes | None  # the source's file_hashes.json bytes (None: it has none)
     dst_etag: str | None  # the destination's analysis.json ETag before the copy
     watermark: int  # the journal seq the source's analysis.json says it has folded
+    parsed: CodebaseAnalysis | None  # the source's analysis.json (None: absent or unreadable)
+    analysis_etag: str | None  # the ETag of the source's analysis.json bytes read
 
 
 @dataclass
@@ -561,6 +576,7 @@ class _Outcome:
     deleted: list[str] = field(default_factory=list)
     conflicts: list[Conflict] = field(default_factory=list)
     bytes: int = 0
+    rebased: list[str] = field(default_factory=list)
 
 
 class _Copier:
@@ -575,6 +591,10 @@ class _Copier:
         self.progress = progress
         self.conditional = dst.capabilities.atomic_conditional_writes
         self._pm: PersistenceManager | None = None
+        #: Bodies written instead of the source's bytes (see _rebase).
+        self._bodies: dict[str, bytes] = {}
+        #: Per codebase, the destination's analysis.json a commit replaces.
+        self._replaced: dict[str, CodebaseAnalysis] = {}
 
     def _emit(self, event: TransferEvent) -> None:
         if self.progress is not None:
@@ -616,7 +636,15 @@ class _Copier:
         if commit or hashes_put or delete_commit or delete_hashes:
             claims = self._source_claims(codebase_id)
 
+        replaced: set[str] | None = set()
         if commit and claims is not None:
+            replaced = self._read_replaced(commit[0])
+            body = self._rebase(claims, commit[0])
+            if body is not None and etag_of(body) == commit[0].dst_etag:
+                commit = []  # the destination already holds exactly this
+            elif body is not None:
+                self._bodies[commit[0].key] = body
+                out.rebased.append(commit[0].key)
             coming = max((_delta_seq(a.key) or 0 for a in puts), default=0)
             hidden = self._hidden_merges(codebase_id, claims, coming=coming)
             if hidden:
@@ -652,6 +680,13 @@ class _Copier:
             # commit, so no interruption leaves one beside an analysis.json that
             # lacks its file (a re-analysis at worst, never a skipped file).
             self._withdraw(codebase_id, lambda path, digest: wanted.get(path) == digest)
+        if commit and claims is not None:
+            replaced_mark = journal.watermark(self._replaced.get(codebase_id))
+            mark = max(claims.watermark, replaced_mark)
+            if mark:
+                # Deltas up to the watermark this commit writes are not (all) in it:
+                # no compaction may publish their hashes as a dead compactor's work.
+                self._hashes().mark_hashes_published(codebase_id, mark)
         for action in commit:
             self._put_batch([action], out)
         if out.conflicts:
@@ -665,7 +700,25 @@ class _Copier:
             return out
         if claims is not None and (commit or hashes_put) and not delete_commit:
             committed = out.written.get(commit[0].key) if commit else claims.dst_etag
-            self._publish_claims(codebase_id, claims, hashes_put, committed, out)
+            try:
+                self._publish_claims(
+                    codebase_id,
+                    claims,
+                    hashes_put=hashes_put,
+                    committed=committed,
+                    replaced=replaced,
+                    out=out,
+                )
+            except (TransientError, ConflictError, CorruptObjectError) as exc:
+                # analysis.json is committed; hashes missing only cost a re-analysis.
+                self._conflict(
+                    out,
+                    codebase_id,
+                    layout.file_hashes_key(codebase_id),
+                    f"analysis.json was copied, but file_hashes.json was not ({exc}); "
+                    "the files it lacks will be analysed again",
+                )
+                return out
         for action in delete_hashes:
             # Its claims were withdrawn before the commit; a claim added since by
             # another writer only costs a re-analysis.
@@ -685,12 +738,17 @@ class _Copier:
             self._pm = PersistenceManager(self.dst)
         return self._pm
 
-    def _withdraw(self, codebase_id: str, keep: Callable[[str, str], bool]) -> None:
-        """Withdraw the destination's claims ``keep`` rejects; an unreadable
-        ``file_hashes.json`` claims nothing anyone can use, so it goes entirely."""
+    def _withdraw(
+        self, codebase_id: str, keep: Callable[[str, str], bool], *, before: bool = True
+    ) -> None:
+        """Withdraw the destination's claims ``keep`` rejects. An unreadable
+        ``file_hashes.json`` claims nothing anyone can use: before the commit it
+        goes entirely; after it, it is the source's own, copied with ``force``."""
         try:
             self._hashes().withdraw_hash_claims(codebase_id, keep)
         except CorruptObjectError:
+            if not before:
+                return
             key = layout.file_hashes_key(codebase_id)
             with contextlib.suppress(NotFoundError):
                 self.dst.delete(key)
@@ -708,6 +766,7 @@ class _Copier:
                 hashes = {}  # claims nothing: the destination's claims are all withdrawn
         analyses: dict[str, FileAnalysis] = {}
         mark = 0
+        parsed_ok: CodebaseAnalysis | None = None
         if analysis_obj is not None:
             try:
                 parsed = codec.load_codebase_analysis(
@@ -718,6 +777,7 @@ class _Copier:
             else:
                 analyses = dict(parsed.file_analyses)
                 mark = journal.watermark(parsed)
+                parsed_ok = parsed
         stray = [p for p in hashes if p not in analyses]
         if stray and analyses:
             logger.warning(
@@ -736,7 +796,63 @@ class _Copier:
             raw=None if hashes_obj is None else hashes_obj.data,
             dst_etag=dst_etag,
             watermark=mark,
+            parsed=parsed_ok,
+            analysis_etag=None if analysis_obj is None else etag_of(analysis_obj.data),
         )
+
+    def _read_replaced(self, action: PlannedAction) -> set[str] | None:
+        """Read the ``analysis.json`` the commit ``action`` replaces (kept for _rebase);
+        its file paths, or None when they are unknown (unreadable, or changed since
+        the plan, in which case the commit fails anyway)."""
+        if action.dst_etag is None:
+            return set()
+        try:
+            theirs = self.dst.get(action.key)
+            if theirs.etag != action.dst_etag:
+                return None
+            current = codec.load_codebase_analysis(
+                theirs.data, key=action.key, codebase_id=action.codebase_id
+            )
+        except (NotFoundError, CorruptObjectError):
+            return None
+        self._replaced[action.codebase_id] = current
+        return set(current.file_analyses)
+
+    def _rebase(self, claims: _Claims, action: PlannedAction) -> bytes | None:
+        """The source's ``analysis.json`` with the destination's journal watermark and
+        fence, when those are ahead of its own; None to copy the bytes as they are.
+
+        The copy replaces the destination's ``analysis.json`` (the version the
+        plan saw, by ``If-Match``), and with it the merges folded into it. Left
+        at a lower watermark (upstream's files have none), readers would fold
+        those merges' deltas again on top of the copy, and their removals would
+        leave ``file_hashes.json`` claiming files the result lacks; a lower
+        fence would let a lease holder that was taken over merge again.
+        Merges still pending above the destination's watermark stay pending.
+        """
+        current = self._replaced.get(action.codebase_id)
+        if claims.parsed is None or current is None or claims.analysis_etag != action.src_etag:
+            return None  # unreadable (copied as it is), or changed since the plan: caught later
+        ours = claims.parsed
+        mark = max(journal.watermark(ours), journal.watermark(current))
+        fence = max(
+            recorded_fence(ours.__pydantic_extra__), recorded_fence(current.__pydantic_extra__)
+        )
+        if mark == journal.watermark(ours) and fence == recorded_fence(ours.__pydantic_extra__):
+            return None
+        rebased = ours.model_copy()
+        journal.set_watermark(rebased, mark)
+        if fence:
+            book = dict((rebased.__pydantic_extra__ or {}).get(BOOKKEEPING_KEY) or {})
+            book["fence"] = fence
+            setattr(rebased, BOOKKEEPING_KEY, book)
+        logger.info(
+            "%s: writing analysis.json with the destination's journal watermark %d and fence %d",
+            action.codebase_id,
+            mark,
+            fence,
+        )
+        return codec.dump_codebase_analysis(rebased)
 
     def _hidden_merges(self, codebase_id: str, claims: _Claims, *, coming: int = 0) -> str | None:
         """Why committing the source's ``analysis.json`` would hide merges from readers.
@@ -791,12 +907,22 @@ class _Copier:
         self,
         codebase_id: str,
         claims: _Claims,
+        *,
         hashes_put: Sequence[PlannedAction],
         committed: str | None,
+        replaced: set[str] | None,
         out: _Outcome,
     ) -> None:
         """After the commit: the source's ``file_hashes.json``, byte for byte when the
-        destination's has not changed since the withdrawal, else merged in."""
+        destination's has not changed since the withdrawal, else merged in.
+
+        Then, as a merge removes its removed paths' claims after its commit as
+        well as before: a writer whose commit this one ``replaced`` may have
+        published its claims after the withdrawal and before the commit. Every
+        claim the source does not make is withdrawn again, except for paths
+        neither the replaced analysis nor this one has (a later writer's, on
+        top of this commit). ``replaced`` None: unknown, so all of them.
+        """
         key = layout.file_hashes_key(codebase_id)
         wrote = False
         if hashes_put and claims.raw is not None:
@@ -825,6 +951,14 @@ class _Copier:
         self._hashes().claim_hashes_after_commit(
             codebase_id, committed, claims.analyses, claims.hashes, merge=not wrote
         )
+        ours = set(claims.analyses)
+
+        def keep(path: str, digest: str) -> bool:
+            if claims.hashes.get(path) == digest:
+                return True
+            return replaced is not None and path not in ours and path not in replaced
+
+        self._withdraw(codebase_id, keep, before=False)
         if hashes_put and not wrote:
             # Merged into the destination's claims: record what is there now.
             with contextlib.suppress(NotFoundError):
@@ -844,6 +978,10 @@ class _Copier:
         found = self.src.get_many([a.key for a in batch])
         ready: list[tuple[PlannedAction, bytes]] = []
         for action in batch:
+            body = self._bodies.get(action.key)
+            if body is not None:
+                ready.append((action, body))
+                continue
             obj = found[action.key]
             if obj is None:
                 self._conflict(out, action.codebase_id, action.key, "the source object disappeared")
@@ -937,6 +1075,7 @@ def _execute(
             report.deleted.extend(outcome.deleted)
             report.bytes += outcome.bytes
             report.conflicts.extend(outcome.conflicts)
+            report.rebased.extend(k for k in outcome.rebased if k in outcome.written)
             if outcome.conflicts:
                 report.codebases[codebase_id] = "conflict"
     finally:
@@ -1296,7 +1435,9 @@ def migrate(
         # exactly as it was.
         # Codebases refused or lost to another writer were not (all) copied.
         copied = {
-            k: m for k, m in src_meta.items() if report.codebases.get(_codebase_of(k)) != "conflict"
+            k: m
+            for k, m in src_meta.items()
+            if report.codebases.get(_codebase_of(k)) != "conflict" and k not in report.rebased
         }
         after = _listing(store, sorted(_by_codebase(copied))) if copied else {}
         report.mismatched, report.verified = _differing(local, store, copied, after, copied)
