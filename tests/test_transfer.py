@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -626,12 +627,15 @@ def test_pushes_racing_merges_in_threads_keep_invariant_3(tmp_path: Path) -> Non
     store, old = _two_file_store()
     merged: dict[str, tuple[FileAnalysis, str]] = {}
     stop = threading.Event()
+    pushes_done = threading.Event()
+    after_pushes: list[str] = []
     errors: list[BaseException] = []
 
     def merger(worker: int) -> None:
         pm = PersistenceManager(_publishing_late(store, 0.03))
         i = 0
         while not stop.is_set():
+            started_after = pushes_done.is_set()
             path = f"w{worker}-{i}.py"
             version = {path: _fa(path, 1)}
             merged.update(version)
@@ -647,6 +651,8 @@ def test_pushes_racing_merges_in_threads_keep_invariant_3(tmp_path: Path) -> Non
             except BaseException as exc:  # surfaced below
                 errors.append(exc)
                 return
+            if started_after:
+                after_pushes.append(path)
             i += 1
 
     threads = [threading.Thread(target=merger, args=(w,)) for w in range(3)]
@@ -658,14 +664,24 @@ def test_pushes_racing_merges_in_threads_keep_invariant_3(tmp_path: Path) -> Non
         # The push's own writes are slowed down, so merges commit in between.
         slow = FaultPlan()
         slow.add("slow", op="put", key=r"analysis\.json$", delay=0.01, times=None)
-        for _ in range(15):
-            push(local, FaultyStore(store, slow, close_inner=False))
+        reports = [push(local, FaultyStore(store, slow, close_inner=False)) for _ in range(15)]
+        pushes_done.set()
+        deadline = time.monotonic() + 30
+        while len(after_pushes) < 6 and time.monotonic() < deadline and not errors:
+            time.sleep(0.01)
     finally:
         stop.set()
         for t in threads:
             t.join()
     assert not errors
+    committed = [r for r in reports if f"{CB}/analysis.json" in r.copied]
+    assert committed  # some pushes won their race (the others lost it: conflicts)
     _assert_claims_match_analysis(store, old, new, merged)
+    # No update lost: the merges made after the pushes all stand on top of them.
+    analysis = PersistenceManager(store).load_analysis(CB)
+    assert analysis is not None
+    assert len(after_pushes) >= 6
+    assert set(after_pushes) <= set(analysis.file_analyses)
 
 
 # -- unreadable objects never replace readable ones (issue 12, defect 4) -------------------------
