@@ -683,9 +683,10 @@ class _Copier:
         if commit and claims is not None:
             replaced_mark = journal.watermark(self._replaced.get(codebase_id))
             mark = max(claims.watermark, replaced_mark)
-            if mark:
+            if mark and self.conditional:
                 # Deltas up to the watermark this commit writes are not (all) in it:
                 # no compaction may publish their hashes as a dead compactor's work.
+                # (A store without conditional writes has no merges, so no journal.)
                 self._hashes().mark_hashes_published(codebase_id, mark)
         for action in commit:
             self._put_batch([action], out)
@@ -745,13 +746,29 @@ class _Copier:
         ``file_hashes.json`` claims nothing anyone can use: before the commit it
         goes entirely; after it, it is the source's own, copied with ``force``."""
         try:
-            self._hashes().withdraw_hash_claims(codebase_id, keep)
+            if self.conditional:
+                self._hashes().withdraw_hash_claims(codebase_id, keep)
+            else:
+                self._withdraw_plainly(codebase_id, keep)
         except CorruptObjectError:
             if not before:
                 return
             key = layout.file_hashes_key(codebase_id)
             with contextlib.suppress(NotFoundError):
                 self.dst.delete(key)
+
+    def _withdraw_plainly(self, codebase_id: str, keep: Callable[[str, str], bool]) -> None:
+        """The withdrawal on a store that cannot write conditionally: same order, plain
+        writes (such a store races any concurrent writer; the manager refuses merges)."""
+        key = layout.file_hashes_key(codebase_id)
+        try:
+            held = self.dst.get(key)
+        except NotFoundError:
+            return
+        current = codec.load_file_hashes(held.data, key=key, codebase_id=codebase_id)
+        kept = {p: h for p, h in current.items() if keep(p, h)}
+        if kept != current:
+            self.dst.put(key, codec.dump_file_hashes(kept))
 
     def _source_claims(self, codebase_id: str) -> _Claims:
         """The source's ``file_hashes.json`` and ``analysis.json`` of one codebase."""
@@ -948,9 +965,10 @@ class _Copier:
                 out.written[key] = etag
                 out.bytes += len(claims.raw)
                 self._emit(TransferEvent("put", self.direction, key=key, size=len(claims.raw)))
-        self._hashes().claim_hashes_after_commit(
-            codebase_id, committed, claims.analyses, claims.hashes, merge=not wrote
-        )
+        if self.conditional:
+            self._hashes().claim_hashes_after_commit(
+                codebase_id, committed, claims.analyses, claims.hashes, merge=not wrote
+            )
         ours = set(claims.analyses)
 
         def keep(path: str, digest: str) -> bool:

@@ -18,13 +18,14 @@ from documee_remote.errors import (
     InvalidKeyError,
     NotFoundError,
     ServiceUnavailableError,
+    UnsupportedOperationError,
 )
 from documee_remote.integrity import FindingKind
 from documee_remote.manager import PersistenceManager
 from documee_remote.models import FileAnalysis
 from documee_remote.retry import RetryPolicy
 from documee_remote.stores import LocalStore, MemoryStore, Store
-from documee_remote.stores.base import etag_of
+from documee_remote.stores.base import Capabilities, etag_of
 from documee_remote.testing.factories import content_hash, make_file_analysis
 from documee_remote.testing.faulty import FaultPlan, FaultyStore
 from documee_remote.testing.fixtures import S3Endpoint
@@ -911,3 +912,32 @@ def test_a_push_below_the_destination_watermark_does_not_replay_folded_merges(
     assert analysis is not None
     assert set(analysis.file_analyses) == set(first) | set(pending)
     _assert_claims_match_analysis(store, first, pending)
+
+
+class PlainStore(RecordingStore):
+    """A store that cannot write conditionally (as fsspec on most filesystems): it refuses."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.capabilities = Capabilities(atomic_conditional_writes=False, conditional_delete=False)
+
+    def _put(self, key: str, data: bytes, *, if_match: str | None, create_only: bool) -> str:
+        if if_match is not None or create_only:
+            raise UnsupportedOperationError(f"cannot write {key!r} conditionally", key=key)
+        return super()._put(key, data, if_match=None, create_only=False)
+
+
+def test_a_store_without_conditional_writes_gets_the_same_order_in_plain_writes(
+    tmp_path: Path,
+) -> None:
+    local = copy_tree(STALE, tmp_path / "local")
+    codebase = only_codebase(local)
+    store = PlainStore()
+    store.put(f"{codebase}/file_hashes.json", b'{"old.py": "00"}')
+    store.log.clear()
+    assert push(local, store).ok
+    puts = [key.split("/")[1] for op, key, _ in store.log if op == "put"]
+    # The old claim is withdrawn, then the commit, then the source's hashes.
+    assert puts[-3:] == ["file_hashes.json", "analysis.json", "file_hashes.json"]
+    assert {condition for _, _, condition in store.log} == {"none"}
+    assert files_of(local) == {k: store.get(k).data for k in store.list()}
