@@ -556,16 +556,104 @@ def _name_of(key: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class _Claims:
-    """What the source's ``file_hashes.json`` claims, and the analyses it stands beside."""
+class _Book:
+    """What a copy needs of an ``analysis.json``, read as plain JSON (fast, unvalidated):
+    its file paths and its bookkeeping (the README's ``"documee_remote"`` key)."""
 
-    hashes: dict[str, str]
-    analyses: dict[str, FileAnalysis]
-    raw: bytes | None  # the source's file_hashes.json bytes (None: it has none)
-    dst_etag: str | None  # the destination's analysis.json ETag before the copy
-    watermark: int  # the journal seq the source's analysis.json says it has folded
-    parsed: CodebaseAnalysis | None  # the source's analysis.json (None: absent or unreadable)
-    analysis_etag: str | None  # the ETag of the source's analysis.json bytes read
+    paths: frozenset[str]
+    watermark: int
+    fence: int
+
+
+def _book_of(data: bytes, key: str) -> _Book | None:
+    """``data``'s :class:`_Book`, or None when it is not a JSON object."""
+    try:
+        doc = codec.loads(data, key=key)
+    except CorruptObjectError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    files = doc.get("file_analyses")
+    paths = frozenset(files) if isinstance(files, dict) else frozenset()
+    book = doc.get(BOOKKEEPING_KEY)
+    mark = book.get("journal", 0) if isinstance(book, dict) else 0
+    if not isinstance(mark, int) or isinstance(mark, bool) or mark < 0:
+        mark = 0
+    return _Book(paths, mark, recorded_fence(doc))
+
+
+class _Claims:
+    """What the source's ``file_hashes.json`` claims, and the analysis it stands beside.
+
+    The source's ``analysis.json`` is validated (parsed into models) only
+    when needed: to rewrite its bookkeeping, or to compare entries after
+    another writer's commit overtook this one.
+    """
+
+    def __init__(
+        self,
+        codebase_id: str,
+        hashes: dict[str, str],
+        raw: bytes | None,
+        analysis_raw: bytes | None,
+        dst_etag: str | None,
+    ) -> None:
+        self.codebase_id = codebase_id
+        self.hashes = hashes
+        self.raw = raw  # the source's file_hashes.json bytes (None: it has none)
+        self.analysis_raw = analysis_raw  # the source's analysis.json bytes (None: absent)
+        self.analysis_etag = None if analysis_raw is None else etag_of(analysis_raw)
+        self.dst_etag = dst_etag  # the destination's analysis.json ETag before the copy
+        key = layout.analysis_key(codebase_id)
+        self.book = None if analysis_raw is None else _book_of(analysis_raw, key)
+        self._model: CodebaseAnalysis | None = None
+        self._modelled = False
+
+    @property
+    def paths(self) -> frozenset[str]:
+        """The files the source's ``analysis.json`` lists."""
+        return self.book.paths if self.book is not None else frozenset()
+
+    @property
+    def watermark(self) -> int:
+        """The journal seq the source's ``analysis.json`` says it has folded."""
+        return self.book.watermark if self.book is not None else 0
+
+    def model(self) -> CodebaseAnalysis | None:
+        """The source's ``analysis.json``, validated (None: absent or unreadable)."""
+        if not self._modelled and self.analysis_raw is not None:
+            key = layout.analysis_key(self.codebase_id)
+            with contextlib.suppress(CorruptObjectError):  # copied as it is, vouches for nothing
+                self._model = codec.load_codebase_analysis(
+                    self.analysis_raw, key=key, codebase_id=self.codebase_id
+                )
+        self._modelled = True
+        return self._model
+
+    @property
+    def analyses(self) -> Mapping[str, FileAnalysis]:
+        """The source's file analyses, validated on first use."""
+        return _LazyFiles(self)
+
+
+class _LazyFiles(Mapping[str, FileAnalysis]):
+    """``claims.model().file_analyses``, parsed only if something looks inside."""
+
+    def __init__(self, claims: _Claims) -> None:
+        self._claims = claims
+
+    def _files(self) -> Mapping[str, FileAnalysis]:
+        model = self._claims.model()
+        return model.file_analyses if model is not None else {}
+
+    def __getitem__(self, path: str) -> FileAnalysis:
+        return self._files()[path]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._files())
+
+    def __len__(self) -> int:
+        return len(self._files())
 
 
 @dataclass
@@ -594,7 +682,7 @@ class _Copier:
         #: Bodies written instead of the source's bytes (see _rebase).
         self._bodies: dict[str, bytes] = {}
         #: Per codebase, the destination's analysis.json a commit replaces.
-        self._replaced: dict[str, CodebaseAnalysis] = {}
+        self._replaced: dict[str, _Book] = {}
 
     def _emit(self, event: TransferEvent) -> None:
         if self.progress is not None:
@@ -645,6 +733,8 @@ class _Copier:
             elif body is not None:
                 self._bodies[commit[0].key] = body
                 out.rebased.append(commit[0].key)
+            elif claims.analysis_raw is not None and claims.analysis_etag == commit[0].src_etag:
+                self._bodies[commit[0].key] = claims.analysis_raw  # read once, not twice
             coming = max((_delta_seq(a.key) or 0 for a in puts), default=0)
             hidden = self._hidden_merges(codebase_id, claims, coming=coming)
             if hidden:
@@ -681,8 +771,8 @@ class _Copier:
             # lacks its file (a re-analysis at worst, never a skipped file).
             self._withdraw(codebase_id, lambda path, digest: wanted.get(path) == digest)
         if commit and claims is not None:
-            replaced_mark = journal.watermark(self._replaced.get(codebase_id))
-            mark = max(claims.watermark, replaced_mark)
+            replaced_book = self._replaced.get(codebase_id)
+            mark = max(claims.watermark, replaced_book.watermark if replaced_book else 0)
             if mark and self.conditional:
                 # Deltas up to the watermark this commit writes are not (all) in it:
                 # no compaction may publish their hashes as a dead compactor's work.
@@ -781,41 +871,26 @@ class _Copier:
                 hashes = codec.load_file_hashes(hashes_obj.data, key=h_key, codebase_id=codebase_id)
             except CorruptObjectError:
                 hashes = {}  # claims nothing: the destination's claims are all withdrawn
-        analyses: dict[str, FileAnalysis] = {}
-        mark = 0
-        parsed_ok: CodebaseAnalysis | None = None
-        if analysis_obj is not None:
-            try:
-                parsed = codec.load_codebase_analysis(
-                    analysis_obj.data, key=a_key, codebase_id=codebase_id
-                )
-            except CorruptObjectError:
-                pass  # copied as it is (see _refuse_corrupt_overwrites); it vouches for nothing
-            else:
-                analyses = dict(parsed.file_analyses)
-                mark = journal.watermark(parsed)
-                parsed_ok = parsed
-        stray = [p for p in hashes if p not in analyses]
-        if stray and analyses:
+        try:
+            dst_etag: str | None = self.dst.head(a_key).etag
+        except NotFoundError:
+            dst_etag = None
+        claims = _Claims(
+            codebase_id,
+            hashes,
+            raw=None if hashes_obj is None else hashes_obj.data,
+            analysis_raw=None if analysis_obj is None else analysis_obj.data,
+            dst_etag=dst_etag,
+        )
+        stray = [p for p in hashes if p not in claims.paths]
+        if stray and claims.paths:
             logger.warning(
                 "%s: the source's file_hashes.json claims %d file(s) its analysis.json lacks; "
                 "copied as they are (`documee-remote verify --repair` withdraws them)",
                 codebase_id,
                 len(stray),
             )
-        try:
-            dst_etag: str | None = self.dst.head(a_key).etag
-        except NotFoundError:
-            dst_etag = None
-        return _Claims(
-            hashes=hashes,
-            analyses=analyses,
-            raw=None if hashes_obj is None else hashes_obj.data,
-            dst_etag=dst_etag,
-            watermark=mark,
-            parsed=parsed_ok,
-            analysis_etag=None if analysis_obj is None else etag_of(analysis_obj.data),
-        )
+        return claims
 
     def _read_replaced(self, action: PlannedAction) -> set[str] | None:
         """Read the ``analysis.json`` the commit ``action`` replaces (kept for _rebase);
@@ -825,15 +900,13 @@ class _Copier:
             return set()
         try:
             theirs = self.dst.get(action.key)
-            if theirs.etag != action.dst_etag:
-                return None
-            current = codec.load_codebase_analysis(
-                theirs.data, key=action.key, codebase_id=action.codebase_id
-            )
-        except (NotFoundError, CorruptObjectError):
+        except NotFoundError:
+            return None
+        current = _book_of(theirs.data, action.key)
+        if theirs.etag != action.dst_etag or current is None:
             return None
         self._replaced[action.codebase_id] = current
-        return set(current.file_analyses)
+        return set(current.paths)
 
     def _rebase(self, claims: _Claims, action: PlannedAction) -> bytes | None:
         """The source's ``analysis.json`` with the destination's journal watermark and
@@ -848,14 +921,14 @@ class _Copier:
         Merges still pending above the destination's watermark stay pending.
         """
         current = self._replaced.get(action.codebase_id)
-        if claims.parsed is None or current is None or claims.analysis_etag != action.src_etag:
+        if claims.book is None or current is None or claims.analysis_etag != action.src_etag:
             return None  # unreadable (copied as it is), or changed since the plan: caught later
-        ours = claims.parsed
-        mark = max(journal.watermark(ours), journal.watermark(current))
-        fence = max(
-            recorded_fence(ours.__pydantic_extra__), recorded_fence(current.__pydantic_extra__)
-        )
-        if mark == journal.watermark(ours) and fence == recorded_fence(ours.__pydantic_extra__):
+        mark = max(claims.book.watermark, current.watermark)
+        fence = max(claims.book.fence, current.fence)
+        if mark == claims.book.watermark and fence == claims.book.fence:
+            return None
+        ours = claims.model()
+        if ours is None:
             return None
         rebased = ours.model_copy()
         journal.set_watermark(rebased, mark)
@@ -969,7 +1042,7 @@ class _Copier:
             self._hashes().claim_hashes_after_commit(
                 codebase_id, committed, claims.analyses, claims.hashes, merge=not wrote
             )
-        ours = set(claims.analyses)
+        ours = claims.paths
 
         def keep(path: str, digest: str) -> bool:
             if claims.hashes.get(path) == digest:
