@@ -84,6 +84,7 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     SpinnerColumn,
+    Task,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
@@ -600,6 +601,7 @@ def ls_command(deep: bool) -> None:
     """
     state = _state()
     with state.manager() as pm:
+        _require_store(pm.store)
         with _spinner(state, "listing the store"):
             summaries = summarise_codebases(pm.store.list_meta(""))
         if deep:
@@ -808,6 +810,16 @@ def _show_file(state: CliState, pm: Any, codebase_id: str, file_path: str) -> No
 # -- transfers ----------------------------------------------------------------------------------
 
 
+class _BinarySpeedColumn(TransferSpeedColumn):
+    """Transfer speed in MiB/s (rich's own column says MB/s)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        if speed is None:
+            return Text("?", style="progress.data.speed")
+        return Text(f"{human_size(speed)}/s", style="progress.data.speed")
+
+
 class _TransferProgress:
     """Rich progress bars (on stderr) fed by transfer events."""
 
@@ -816,8 +828,8 @@ class _TransferProgress:
             SpinnerColumn(),
             TextColumn("{task.description}"),
             BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
+            DownloadColumn(binary_units=True),  # MiB, as the summary line says
+            _BinarySpeedColumn(),
             TextColumn("{task.fields[objects]}"),
             TimeElapsedColumn(),
             console=state.err,
@@ -907,7 +919,7 @@ def _transfer_output(state: CliState, report: TransferReport) -> None:
                     style="yellow",
                 )
             )
-    if report.mismatched:
+    if report.mismatched or any(c.corrupt for c in report.conflicts):
         raise click.exceptions.Exit(EXIT_CORRUPT)
     if report.conflicts or report.refused:
         raise click.exceptions.Exit(EXIT_CONFLICT)
@@ -966,32 +978,51 @@ def _run_transfer(
     _transfer_output(state, report)
 
 
+_force_option = click.option(
+    "--force",
+    is_flag=True,
+    help="Copy an unreadable (corrupt or empty) object over a readable one (else: exit 6).",
+)
+
+
 @_transfer_command("push")
 @_delete_option
+@_force_option
 def push_command(
-    local_dir: Path, codebase_ids: tuple[str, ...], dry_run: bool, delete: bool
+    local_dir: Path, codebase_ids: tuple[str, ...], dry_run: bool, delete: bool, force: bool
 ) -> None:
     """Copy LOCAL_DIR (a .documee/analysis directory) to the store.
 
-    Only objects whose ETag differs are sent, per-file objects first and
-    analysis.json last, each write conditional on what was seen at the store,
-    so a push racing another writer reports a conflict (exit 5) instead of
-    overwriting its work.
+    Only objects whose ETag differs are sent: per-file objects, then
+    analysis.json, then file_hashes.json, as merges order them, each write
+    conditional on what was seen at the store, so a push racing another writer
+    reports a conflict (exit 5) instead of overwriting its work. An unreadable
+    local object never replaces a readable one in the store (exit 6) unless
+    --force. A store directory that does not exist yet is created.
     """
     from . import transfer
 
-    _run_transfer(transfer.push, local_dir, codebase_ids, dry_run=dry_run, delete=delete)
+    _run_transfer(
+        transfer.push, local_dir, codebase_ids, dry_run=dry_run, delete=delete, force=force
+    )
 
 
 @_transfer_command("pull")
 @_delete_option
+@_force_option
 def pull_command(
-    local_dir: Path, codebase_ids: tuple[str, ...], dry_run: bool, delete: bool
+    local_dir: Path, codebase_ids: tuple[str, ...], dry_run: bool, delete: bool, force: bool
 ) -> None:
-    """Copy the store's codebases into LOCAL_DIR (created if missing); only what differs."""
+    """Copy the store's codebases into LOCAL_DIR (created if missing); only what differs.
+
+    The store must exist. A corrupt object in the store never replaces a
+    readable local file (exit 6) unless --force.
+    """
     from . import transfer
 
-    _run_transfer(transfer.pull, local_dir, codebase_ids, dry_run=dry_run, delete=delete)
+    _run_transfer(
+        transfer.pull, local_dir, codebase_ids, dry_run=dry_run, delete=delete, force=force
+    )
 
 
 @_transfer_command("sync")
@@ -1006,12 +1037,15 @@ def pull_command(
     default=None,
     help="Settle codebases changed on both sides this way (default: report a conflict).",
 )
+@_force_option
 def sync_command(
+    *,
     local_dir: Path,
     codebase_ids: tuple[str, ...],
     dry_run: bool,
     delete: bool,
     prefer: str | None,
+    force: bool,
 ) -> None:
     """Two-way sync of LOCAL_DIR with the store, codebase by codebase.
 
@@ -1023,19 +1057,30 @@ def sync_command(
     from . import transfer
 
     _run_transfer(
-        transfer.sync, local_dir, codebase_ids, dry_run=dry_run, delete=delete, prefer=prefer
+        transfer.sync,
+        local_dir,
+        codebase_ids,
+        dry_run=dry_run,
+        delete=delete,
+        prefer=prefer,
+        force=force,
     )
 
 
 @_transfer_command("migrate")
-@click.option("--force", is_flag=True, help="Overwrite objects the store holds differently.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Overwrite objects the store holds differently, even with unreadable ones.",
+)
 def migrate_command(
     local_dir: Path, codebase_ids: tuple[str, ...], dry_run: bool, force: bool
 ) -> None:
     """Move an upstream Documee directory into the store, byte for byte, verified.
 
     Refuses (exit 5, nothing written) if the store already holds different
-    data for any object, unless --force. After the upload every object's ETag
+    data for any object, unless --force (exit 6 where an unreadable local object
+    would replace a readable one). After the upload every object's ETag
     is checked against the local file (exit 6 on a mismatch). LOCAL_DIR is
     left untouched.
     """
@@ -1045,6 +1090,14 @@ def migrate_command(
 
 
 # -- verify, gc, compact ---------------------------------------------------------------------------
+
+
+def _require_store(store: Store) -> None:
+    """Commands that read the store: a file, a codebase folder or a missing directory is
+    an error naming it, not an empty store."""
+    from .transfer import check_store_location
+
+    check_store_location(store, must_exist=True)
 
 
 def _codebases_to_check(pm: Any, codebase_id: str | None) -> list[str]:
@@ -1093,6 +1146,7 @@ def verify_command(
     state = _state()
     reports: list[Any] = []
     with state.manager() as pm:
+        _require_store(pm.store)
         verify = _require(pm, "verify")
         for cid in _codebases_to_check(pm, codebase_id):
             with _spinner(state, f"verifying {cid}"):

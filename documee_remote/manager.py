@@ -1567,6 +1567,49 @@ class PersistenceManager:
             codebase_id,
         )
 
+    # -- hash claims of raw copies (documee_remote.transfer) ---------------------------------
+
+    def withdraw_hash_claims(self, codebase_id: str, keep: Callable[[str, str], bool]) -> None:
+        """Withdraw, with compare-and-swap, every claim ``keep(path, sha256)`` rejects.
+
+        For writers that replace ``analysis.json`` wholesale (transfers): the
+        step a merge takes before its commit (invariant 3).
+        """
+        self._cas_hashes(
+            codebase_id,
+            lambda current: {p: h for p, h in current.items() if keep(p, h)},
+            retry=self.retry,
+            stats=TransactionStats(),
+        )
+
+    def claim_hashes_after_commit(
+        self,
+        codebase_id: str,
+        committed_etag: str | None,
+        analyses: Mapping[str, FileAnalysis],
+        hashes: Mapping[str, str],
+        *,
+        merge: bool = True,
+    ) -> None:
+        """After committing ``analyses``: merge ``hashes`` in (unless the caller already
+        wrote them), then withdraw those another writer's later commit overtook, as a
+        merge does after its commit."""
+        if merge:
+            self._merge_hashes(
+                codebase_id, hashes, frozenset(), retry=self.retry, stats=TransactionStats()
+            )
+        txn = Transaction(codebase_id, new_analysis(codebase_id), committed_etag)
+        self._withdraw_overtaken_hashes(codebase_id, txn, analyses, hashes)
+
+    def mark_hashes_published(self, codebase_id: str, seq: int) -> None:
+        """Write the journal marker "deltas up to ``seq`` folded, hashes published".
+
+        For writers that replace ``analysis.json`` wholesale: the deltas up to
+        its watermark are no longer in it, so no compaction may publish their
+        hashes as unfinished work (a marker early only costs a re-analysis).
+        """
+        self._put_marker(codebase_id, seq)
+
     # -- exclusive work ---------------------------------------------------------------------
 
     def lease(

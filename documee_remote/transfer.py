@@ -27,18 +27,57 @@ included). Hidden names (``.tmp-*`` files of interrupted writes, editors'
 
 Order and races
 ---------------
-Per codebase, per-file objects and ``file_hashes.json`` are written first and
-``analysis.json`` last, because ``analysis.json`` is the commit point: a
-reader never sees an ``analysis.json`` whose per-file objects are not there
-yet. Every write is conditional on what the plan saw at the destination
-(``If-Match`` its ETag, or ``If-None-Match: *`` when it was absent), so a
-transfer racing another writer (an analyser merging into the remote) fails
-clearly for that codebase instead of clobbering the other writer's work: the
-conflict is reported, that codebase's ``analysis.json`` is not written, and
-other codebases proceed. Stores without atomic conditional writes (see
-``Store.capabilities``) get plain writes. Deletions (only with
-``delete=True``) happen after the commit, or first when ``analysis.json``
-itself is deleted.
+Per codebase, a copy keeps the order merges keep (the README's invariant 3:
+``file_hashes.json`` never claims a file ``analysis.json`` lacks), whether it
+is interrupted or races other writers:
+
+1. per-file objects (and journal deltas) first;
+2. the destination's hash claims that the source does not make are withdrawn
+   (compare-and-swap), so no claim outlives the commit that drops its file;
+3. ``analysis.json``, the commit point: a reader never sees an
+   ``analysis.json`` whose per-file objects are not there yet;
+4. the source's ``file_hashes.json``: byte for byte when the destination's
+   has not moved since step 2, else its claims merged in; then claims that
+   another writer's later commit overtook are withdrawn, as a merge does;
+5. deletions (only with ``delete=True``); when ``analysis.json`` itself is
+   deleted, every claim is withdrawn and it goes first.
+
+Steps 2 and 4 are the manager's own (``withdraw_hash_claims``,
+``claim_hashes_after_commit``). Every write of steps 1 and 3 is conditional on
+what the plan saw at the destination (``If-Match`` its ETag, or
+``If-None-Match: *`` when it was absent), so a transfer racing another writer
+(an analyser merging into the remote) fails clearly for that codebase instead
+of clobbering the other writer's work: the conflict is reported, that
+codebase's ``analysis.json`` and hashes are not written, and other codebases
+proceed. Stores without atomic conditional writes (see
+``Store.capabilities``) get plain writes. A source ``file_hashes.json`` that
+itself claims files its ``analysis.json`` lacks (upstream leaves such files)
+is copied as it is, with a warning: ``verify --repair`` withdraws them.
+
+Pending merges at the destination: a journal delta above the destination's
+watermark is a merge not yet folded into its ``analysis.json``. A copy
+replaces the ``analysis.json`` the plan saw, merges folded into it included;
+when the destination's journal watermark (or lease fence) is ahead of the
+copied file's (upstream's files have none), ``analysis.json`` is written with
+the destination's, so readers do not fold those merges again on top of the
+copy (``TransferReport.rebased``; the only case where a copy is not byte for
+byte). Pending deltas stay pending and are folded on top of it, so nothing is
+lost. A codebase is refused (reported as a conflict,
+nothing of it written) when a different source delta would overwrite a
+pending one (the journals diverged), when the copied watermark would hide a
+pending delta the source does not hold, or when it is above the
+destination's newest seq (merges appended next would be hidden): compact and
+pull first.
+
+Unreadable objects: an object of the source that does not parse (upstream
+ships 0-byte ``analysis.json`` files) never replaces a readable one at the
+destination without ``force``: the codebase is left untouched and reported
+(``Conflict.corrupt``; the CLI exits 6). Over nothing, or over an object just
+as unreadable, it is copied as it is, so a migration stays byte for byte.
+
+Where the store is: :func:`check_store_location` refuses a local store that is
+a file or a codebase folder; a missing directory is fine as a destination
+(push, migrate and sync create it) and an error for ``pull``.
 
 Sync
 ----
@@ -78,18 +117,25 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from . import layout
+from . import codec, journal, layout
 from .errors import (
     ConfigurationError,
     ConflictError,
+    CorruptObjectError,
     DocumeeRemoteError,
     InvalidKeyError,
     NotFoundError,
     PreconditionFailedError,
+    TransientError,
 )
+from .leases import BOOKKEEPING_KEY, recorded_fence
+from .models import CodebaseAnalysis, FileAnalysis
 from .stores import LocalStore, ObjectMeta, Store, etag_of
+
+if TYPE_CHECKING:
+    from .manager import PersistenceManager
 
 __all__ = [
     "SYNC_STATE_NAME",
@@ -99,6 +145,7 @@ __all__ = [
     "Prefer",
     "TransferEvent",
     "TransferReport",
+    "check_store_location",
     "migrate",
     "pull",
     "push",
@@ -157,10 +204,18 @@ class Conflict:
     codebase_id: str
     key: str | None
     reason: str
+    #: The source's object is unreadable and the destination's is not: the copy was
+    #: refused (without ``force``) rather than replace good data with bad.
+    corrupt: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {"codebase_id": self.codebase_id, "key": self.key, "reason": self.reason}
+        return {
+            "codebase_id": self.codebase_id,
+            "key": self.key,
+            "reason": self.reason,
+            "corrupt": self.corrupt,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +266,10 @@ class TransferReport:
         (migrate), and ``mismatched`` those that did not match.
     refused:
         Nothing was written because of conflicts (migrate without ``force``).
+    rebased:
+        ``analysis.json`` keys written with the destination's journal watermark
+        and lease fence, which were ahead of the source's (so not byte for
+        byte; see "Pending merges" above).
     """
 
     operation: str
@@ -227,6 +286,7 @@ class TransferReport:
     verified: int = 0
     mismatched: list[str] = field(default_factory=list)
     refused: bool = False
+    rebased: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -251,6 +311,7 @@ class TransferReport:
             "verified": self.verified,
             "mismatched": list(self.mismatched),
             "refused": self.refused,
+            "rebased": list(self.rebased),
         }
 
 
@@ -287,8 +348,59 @@ def _open_local(local_dir: str | os.PathLike[str], *, must_exist: bool, read_onl
     if path.exists() and not path.is_dir():
         raise InvalidKeyError(f"{os.fspath(path)!r} is not a directory")
     if path.is_dir():
+        _check_not_a_codebase(path, os.fspath(path))
         _check_not_a_parent(path)
     return LocalStore(path, read_only=read_only)
+
+
+def _check_not_a_codebase(path: Path, shown: str) -> None:
+    """Refuse a codebase folder (one that holds ``analysis.json`` itself) given for its parent.
+
+    Its objects would sit at the root, outside any codebase: nothing would be
+    copied, or everything would land one level too deep.
+    """
+    if (path / layout.ANALYSIS_NAME).is_file():
+        raise InvalidKeyError(
+            f"{shown!r} holds analysis.json itself: this looks like a codebase folder; "
+            f"point at its parent DIR ({os.fspath(path.parent)!r}), which holds the "
+            "<codebase_id>/analysis.json folders"
+        )
+
+
+def check_store_location(store: Store, *, must_exist: bool) -> None:
+    """Refuse a local store whose root is a file, a codebase folder, or (``must_exist``) absent.
+
+    Only local stores are checked (an S3 bucket that does not exist fails on
+    its own, naming the bucket). A missing directory is fine where the store
+    is only written to: a push or a migration creates it. Commands that read
+    the store (``ls``, ``verify``, ``pull``) pass ``must_exist``, so a typo in
+    the URL is not reported as an empty store.
+
+    Raises
+    ------
+    ConfigurationError
+        The root is a file.
+    NotFoundError
+        ``must_exist`` and the directory does not exist.
+    InvalidKeyError
+        The root is a codebase folder (it holds ``analysis.json`` itself).
+    """
+    root = getattr(store, "root", None)
+    if not isinstance(store, LocalStore) or not isinstance(root, Path):
+        return
+    if root.exists() and not root.is_dir():
+        raise ConfigurationError(
+            f"store {store.url} is a file, not a directory: give the directory that holds "
+            "the <codebase_id>/analysis.json folders"
+        )
+    if not root.exists():
+        if must_exist:
+            raise NotFoundError(
+                f"store directory {os.fspath(root)!r} does not exist (check --store or "
+                "DOCUMEE_STORE_URL; `documee-remote doctor` diagnoses it)"
+            )
+        return
+    _check_not_a_codebase(root, store.url)
 
 
 def _check_not_a_parent(path: Path) -> None:
@@ -429,6 +541,121 @@ def _differing(
 # -- the executor -----------------------------------------------------------------------
 
 
+def _role(key: str) -> Literal["commit", "hashes", "object"]:
+    """What a key is to the ordering: the commit point, the hash claims, or anything else."""
+    _, _, name = key.partition("/")
+    if name == layout.ANALYSIS_NAME:
+        return "commit"
+    if name == layout.FILE_HASHES_NAME:
+        return "hashes"
+    return "object"
+
+
+def _name_of(key: str) -> str:
+    return key.partition("/")[2] or key
+
+
+@dataclass(frozen=True, slots=True)
+class _Book:
+    """What a copy needs of an ``analysis.json``, read as plain JSON (fast, unvalidated):
+    its file paths and its bookkeeping (the README's ``"documee_remote"`` key)."""
+
+    paths: frozenset[str]
+    watermark: int
+    fence: int
+
+
+def _book_of(data: bytes, key: str) -> _Book | None:
+    """``data``'s :class:`_Book`, or None when it is not a JSON object."""
+    try:
+        doc = codec.loads(data, key=key)
+    except CorruptObjectError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    files = doc.get("file_analyses")
+    paths = frozenset(files) if isinstance(files, dict) else frozenset()
+    book = doc.get(BOOKKEEPING_KEY)
+    mark = book.get("journal", 0) if isinstance(book, dict) else 0
+    if not isinstance(mark, int) or isinstance(mark, bool) or mark < 0:
+        mark = 0
+    return _Book(paths, mark, recorded_fence(doc))
+
+
+class _Claims:
+    """What the source's ``file_hashes.json`` claims, and the analysis it stands beside.
+
+    The source's ``analysis.json`` is validated (parsed into models) only
+    when needed: to rewrite its bookkeeping, or to compare entries after
+    another writer's commit overtook this one.
+    """
+
+    def __init__(
+        self,
+        codebase_id: str,
+        hashes: dict[str, str],
+        raw: bytes | None,
+        analysis_raw: bytes | None,
+        dst_etag: str | None,
+    ) -> None:
+        self.codebase_id = codebase_id
+        self.hashes = hashes
+        self.raw = raw  # the source's file_hashes.json bytes (None: it has none)
+        self.analysis_raw = analysis_raw  # the source's analysis.json bytes (None: absent)
+        self.analysis_etag = None if analysis_raw is None else etag_of(analysis_raw)
+        self.dst_etag = dst_etag  # the destination's analysis.json ETag before the copy
+        key = layout.analysis_key(codebase_id)
+        self.book = None if analysis_raw is None else _book_of(analysis_raw, key)
+        self._model: CodebaseAnalysis | None = None
+        self._modelled = False
+
+    @property
+    def paths(self) -> frozenset[str]:
+        """The files the source's ``analysis.json`` lists."""
+        return self.book.paths if self.book is not None else frozenset()
+
+    @property
+    def watermark(self) -> int:
+        """The journal seq the source's ``analysis.json`` says it has folded."""
+        return self.book.watermark if self.book is not None else 0
+
+    def model(self) -> CodebaseAnalysis | None:
+        """The source's ``analysis.json``, validated (None: absent or unreadable)."""
+        if not self._modelled and self.analysis_raw is not None:
+            key = layout.analysis_key(self.codebase_id)
+            with contextlib.suppress(CorruptObjectError):  # copied as it is, vouches for nothing
+                self._model = codec.load_codebase_analysis(
+                    self.analysis_raw, key=key, codebase_id=self.codebase_id
+                )
+        self._modelled = True
+        return self._model
+
+    @property
+    def analyses(self) -> Mapping[str, FileAnalysis]:
+        """The source's file analyses, validated on first use."""
+        return _LazyFiles(self)
+
+
+class _LazyFiles(Mapping[str, FileAnalysis]):
+    """``claims.model().file_analyses``, parsed only if something looks inside."""
+
+    def __init__(self, claims: _Claims) -> None:
+        self._claims = claims
+
+    def _files(self) -> Mapping[str, FileAnalysis]:
+        model = self._claims.model()
+        return model.file_analyses if model is not None else {}
+
+    def __getitem__(self, path: str) -> FileAnalysis:
+        return self._files()[path]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._files())
+
+    def __len__(self) -> int:
+        return len(self._files())
+
+
 @dataclass
 class _Outcome:
     """What executing one codebase's actions produced."""
@@ -437,6 +664,7 @@ class _Outcome:
     deleted: list[str] = field(default_factory=list)
     conflicts: list[Conflict] = field(default_factory=list)
     bytes: int = 0
+    rebased: list[str] = field(default_factory=list)
 
 
 class _Copier:
@@ -450,6 +678,11 @@ class _Copier:
         self.direction = direction
         self.progress = progress
         self.conditional = dst.capabilities.atomic_conditional_writes
+        self._pm: PersistenceManager | None = None
+        #: Bodies written instead of the source's bytes (see _rebase).
+        self._bodies: dict[str, bytes] = {}
+        #: Per codebase, the destination's analysis.json a commit replaces.
+        self._replaced: dict[str, _Book] = {}
 
     def _emit(self, event: TransferEvent) -> None:
         if self.progress is not None:
@@ -467,36 +700,366 @@ class _Copier:
         )
 
     def run_codebase(self, codebase_id: str, actions: Sequence[PlannedAction]) -> _Outcome:
-        """Copy one codebase: objects first, ``analysis.json`` last, then deletions."""
-        out = _Outcome()
-        puts = [a for a in actions if a.op == "put" and not _is_commit_key(a.key)]
-        commit = [a for a in actions if a.op == "put" and _is_commit_key(a.key)]
-        deletes = [a for a in actions if a.op == "delete"]
-        delete_commit = [a for a in deletes if _is_commit_key(a.key)]
-        other_deletes = [a for a in deletes if not _is_commit_key(a.key)]
+        """Copy one codebase in the order merges keep (invariant 3 of the README).
 
-        # A codebase whose analysis.json goes away loses it first, like delete_analysis.
-        for action in delete_commit:
-            if not self._delete(action, out):
+        Per-file objects first; then the destination's hash claims the source
+        does not make are withdrawn; then ``analysis.json`` (the commit
+        point); then the source's ``file_hashes.json``, and the claims another
+        writer's later commit overtook are withdrawn again; deletions last.
+        So at no point, interrupted or raced, does ``file_hashes.json`` claim
+        a file that neither the committed ``analysis.json`` nor the source's
+        own ``file_hashes.json`` vouches for (the hashes steps are the
+        manager's own, through :meth:`PersistenceManager.withdraw_hash_claims`
+        and :meth:`PersistenceManager.claim_hashes_after_commit`).
+        """
+        out = _Outcome()
+        puts = [a for a in actions if a.op == "put" and _role(a.key) == "object"]
+        commit = [a for a in actions if a.op == "put" and _role(a.key) == "commit"]
+        hashes_put = [a for a in actions if a.op == "put" and _role(a.key) == "hashes"]
+        deletes = [a for a in actions if a.op == "delete"]
+        delete_commit = [a for a in deletes if _role(a.key) == "commit"]
+        delete_hashes = [a for a in deletes if _role(a.key) == "hashes"]
+        other_deletes = [a for a in deletes if _role(a.key) == "object"]
+        claims = None
+        if commit or hashes_put or delete_commit or delete_hashes:
+            claims = self._source_claims(codebase_id)
+
+        replaced: set[str] | None = set()
+        if commit and claims is not None:
+            replaced = self._read_replaced(commit[0])
+            body = self._rebase(claims, commit[0])
+            if body is not None and etag_of(body) == commit[0].dst_etag:
+                commit = []  # the destination already holds exactly this
+            elif body is not None:
+                self._bodies[commit[0].key] = body
+                out.rebased.append(commit[0].key)
+            elif claims.analysis_raw is not None and claims.analysis_etag == commit[0].src_etag:
+                self._bodies[commit[0].key] = claims.analysis_raw  # read once, not twice
+            coming = max((_delta_seq(a.key) or 0 for a in puts), default=0)
+            hidden = self._hidden_merges(codebase_id, claims, coming=coming)
+            if hidden:
+                for action in [*commit, *hashes_put]:
+                    self._conflict(out, codebase_id, action.key, hidden)
                 return out
+        # A codebase whose analysis.json goes away loses its claims, then it, first.
+        if delete_commit:
+            self._withdraw(codebase_id, lambda _p, _h: False)
+            for action in delete_commit:
+                if not self._delete(action, out):
+                    return out
         for batch in _batches(puts, lambda action: action.size):
             self._put_batch(batch, out)
         if out.conflicts:
-            if commit:
+            for action in [*commit, *hashes_put]:
                 self._conflict(
                     out,
                     codebase_id,
-                    commit[0].key,
-                    "analysis.json not written: an object of this codebase conflicted",
+                    action.key,
+                    f"{_name_of(action.key)} not written: an object of this codebase conflicted",
                 )
             return out
+        if commit and claims is not None:
+            hidden = self._hidden_merges(codebase_id, claims)
+            if hidden:
+                for action in [*commit, *hashes_put]:
+                    self._conflict(out, codebase_id, action.key, hidden)
+                return out
+        if claims is not None and not delete_commit:
+            wanted = claims.hashes
+            # Withdraw first: every claim the source does not make goes before the
+            # commit, so no interruption leaves one beside an analysis.json that
+            # lacks its file (a re-analysis at worst, never a skipped file).
+            self._withdraw(codebase_id, lambda path, digest: wanted.get(path) == digest)
+        if commit and claims is not None:
+            replaced_book = self._replaced.get(codebase_id)
+            mark = max(claims.watermark, replaced_book.watermark if replaced_book else 0)
+            if mark and self.conditional:
+                # Deltas up to the watermark this commit writes are not (all) in it:
+                # no compaction may publish their hashes as a dead compactor's work.
+                # (A store without conditional writes has no merges, so no journal.)
+                self._hashes().mark_hashes_published(codebase_id, mark)
         for action in commit:
             self._put_batch([action], out)
         if out.conflicts:
+            for action in hashes_put:
+                self._conflict(
+                    out,
+                    codebase_id,
+                    action.key,
+                    "file_hashes.json not written: analysis.json was not committed",
+                )
             return out
+        if claims is not None and (commit or hashes_put) and not delete_commit:
+            committed = out.written.get(commit[0].key) if commit else claims.dst_etag
+            try:
+                self._publish_claims(
+                    codebase_id,
+                    claims,
+                    hashes_put=hashes_put,
+                    committed=committed,
+                    replaced=replaced,
+                    out=out,
+                )
+            except (TransientError, ConflictError, CorruptObjectError) as exc:
+                # analysis.json is committed; hashes missing only cost a re-analysis.
+                self._conflict(
+                    out,
+                    codebase_id,
+                    layout.file_hashes_key(codebase_id),
+                    f"analysis.json was copied, but file_hashes.json was not ({exc}); "
+                    "the files it lacks will be analysed again",
+                )
+                return out
+        for action in delete_hashes:
+            # Its claims were withdrawn before the commit; a claim added since by
+            # another writer only costs a re-analysis.
+            with contextlib.suppress(NotFoundError):
+                self.dst.delete(action.key)
+            out.deleted.append(action.key)
+            self._emit(TransferEvent("delete", self.direction, key=action.key))
         for action in other_deletes:
             self._delete(action, out)
         return out
+
+    def _hashes(self) -> PersistenceManager:
+        """A manager on the destination, for the hash steps merges take."""
+        if self._pm is None:
+            from .manager import PersistenceManager
+
+            self._pm = PersistenceManager(self.dst)
+        return self._pm
+
+    def _withdraw(
+        self, codebase_id: str, keep: Callable[[str, str], bool], *, before: bool = True
+    ) -> None:
+        """Withdraw the destination's claims ``keep`` rejects. An unreadable
+        ``file_hashes.json`` claims nothing anyone can use: before the commit it
+        goes entirely; after it, it is the source's own, copied with ``force``."""
+        try:
+            if self.conditional:
+                self._hashes().withdraw_hash_claims(codebase_id, keep)
+            else:
+                self._withdraw_plainly(codebase_id, keep)
+        except CorruptObjectError:
+            if not before:
+                return
+            key = layout.file_hashes_key(codebase_id)
+            with contextlib.suppress(NotFoundError):
+                self.dst.delete(key)
+
+    def _withdraw_plainly(self, codebase_id: str, keep: Callable[[str, str], bool]) -> None:
+        """The withdrawal on a store that cannot write conditionally: same order, plain
+        writes (such a store races any concurrent writer; the manager refuses merges)."""
+        key = layout.file_hashes_key(codebase_id)
+        try:
+            held = self.dst.get(key)
+        except NotFoundError:
+            return
+        current = codec.load_file_hashes(held.data, key=key, codebase_id=codebase_id)
+        kept = {p: h for p, h in current.items() if keep(p, h)}
+        if kept != current:
+            self.dst.put(key, codec.dump_file_hashes(kept))
+
+    def _source_claims(self, codebase_id: str) -> _Claims:
+        """The source's ``file_hashes.json`` and ``analysis.json`` of one codebase."""
+        a_key, h_key = layout.analysis_key(codebase_id), layout.file_hashes_key(codebase_id)
+        found = self.src.get_many([a_key, h_key])
+        hashes_obj, analysis_obj = found[h_key], found[a_key]
+        hashes: dict[str, str] = {}
+        if hashes_obj is not None:
+            try:
+                hashes = codec.load_file_hashes(hashes_obj.data, key=h_key, codebase_id=codebase_id)
+            except CorruptObjectError:
+                hashes = {}  # claims nothing: the destination's claims are all withdrawn
+        try:
+            dst_etag: str | None = self.dst.head(a_key).etag
+        except NotFoundError:
+            dst_etag = None
+        claims = _Claims(
+            codebase_id,
+            hashes,
+            raw=None if hashes_obj is None else hashes_obj.data,
+            analysis_raw=None if analysis_obj is None else analysis_obj.data,
+            dst_etag=dst_etag,
+        )
+        stray = [p for p in hashes if p not in claims.paths]
+        if stray and claims.paths:
+            logger.warning(
+                "%s: the source's file_hashes.json claims %d file(s) its analysis.json lacks; "
+                "copied as they are (`documee-remote verify --repair` withdraws them)",
+                codebase_id,
+                len(stray),
+            )
+        return claims
+
+    def _read_replaced(self, action: PlannedAction) -> set[str] | None:
+        """Read the ``analysis.json`` the commit ``action`` replaces (kept for _rebase);
+        its file paths, or None when they are unknown (unreadable, or changed since
+        the plan, in which case the commit fails anyway)."""
+        if action.dst_etag is None:
+            return set()
+        try:
+            theirs = self.dst.get(action.key)
+        except NotFoundError:
+            return None
+        current = _book_of(theirs.data, action.key)
+        if theirs.etag != action.dst_etag or current is None:
+            return None
+        self._replaced[action.codebase_id] = current
+        return set(current.paths)
+
+    def _rebase(self, claims: _Claims, action: PlannedAction) -> bytes | None:
+        """The source's ``analysis.json`` with the destination's journal watermark and
+        fence, when those are ahead of its own; None to copy the bytes as they are.
+
+        The copy replaces the destination's ``analysis.json`` (the version the
+        plan saw, by ``If-Match``), and with it the merges folded into it. Left
+        at a lower watermark (upstream's files have none), readers would fold
+        those merges' deltas again on top of the copy, and their removals would
+        leave ``file_hashes.json`` claiming files the result lacks; a lower
+        fence would let a lease holder that was taken over merge again.
+        Merges still pending above the destination's watermark stay pending.
+        """
+        current = self._replaced.get(action.codebase_id)
+        if claims.book is None or current is None or claims.analysis_etag != action.src_etag:
+            return None  # unreadable (copied as it is), or changed since the plan: caught later
+        mark = max(claims.book.watermark, current.watermark)
+        fence = max(claims.book.fence, current.fence)
+        if mark == claims.book.watermark and fence == claims.book.fence:
+            return None
+        ours = claims.model()
+        if ours is None:
+            return None
+        rebased = ours.model_copy()
+        journal.set_watermark(rebased, mark)
+        if fence:
+            book = dict((rebased.__pydantic_extra__ or {}).get(BOOKKEEPING_KEY) or {})
+            book["fence"] = fence
+            setattr(rebased, BOOKKEEPING_KEY, book)
+        logger.info(
+            "%s: writing analysis.json with the destination's journal watermark %d and fence %d",
+            action.codebase_id,
+            mark,
+            fence,
+        )
+        return codec.dump_codebase_analysis(rebased)
+
+    def _hidden_merges(self, codebase_id: str, claims: _Claims, *, coming: int = 0) -> str | None:
+        """Why committing the source's ``analysis.json`` would hide merges from readers.
+
+        Readers fold the destination's journal deltas above the watermark of
+        ``analysis.json`` and skip those at or below it. Deltas pending at the
+        destination above the copied watermark stay pending and are folded on
+        top of the copy: nothing is lost. But a copied watermark above a
+        pending delta the source does not hold would hide it, and one above
+        the destination's newest seq would hide the merges appended next.
+        Checked before anything of the codebase is written (``coming``: the
+        highest source delta about to be copied), and again just before the
+        commit, when the source's deltas are there, for merges appended meanwhile.
+        """
+        if claims.watermark == 0:
+            return None
+        prefix = layout.journal_prefix(codebase_id)
+        listing = journal.parse_listing(codebase_id, self.dst.list_meta(prefix))
+        if max(listing.max_seq, coming) < claims.watermark:
+            return (
+                f"analysis.json records journal seq {claims.watermark} as folded, but the "
+                f"journal at {self.dst.url} ends at seq {listing.max_seq}: merges appended "
+                "after this copy would be hidden from readers; copy the codebase's _journal "
+                "too, or run `documee-remote compact` where it came from"
+            )
+        candidates = [s for s in listing.deltas if s <= claims.watermark]
+        if not candidates:
+            return None
+        try:
+            dst_mark = journal.peek_watermark(self.dst.get(layout.analysis_key(codebase_id)).data)
+        except NotFoundError:
+            dst_mark = 0
+        hidden = []
+        for seq in sorted(s for s in candidates if s > dst_mark):
+            key = journal.delta_key(codebase_id, seq)
+            try:
+                same = self.src.head(key).etag == listing.deltas[seq].etag
+            except NotFoundError:
+                same = False
+            if not same:
+                hidden.append(seq)
+        if not hidden:
+            return None
+        return (
+            f"{len(hidden)} merge(s) pending in the journal at {self.dst.url} (seq "
+            f"{hidden[0]}..{hidden[-1]}) are not in this analysis.json, whose watermark "
+            f"{claims.watermark} would hide them: run `documee-remote compact "
+            f"{codebase_id}` there and pull before pushing"
+        )
+
+    def _publish_claims(
+        self,
+        codebase_id: str,
+        claims: _Claims,
+        *,
+        hashes_put: Sequence[PlannedAction],
+        committed: str | None,
+        replaced: set[str] | None,
+        out: _Outcome,
+    ) -> None:
+        """After the commit: the source's ``file_hashes.json``, byte for byte when the
+        destination's has not changed since the withdrawal, else merged in.
+
+        Then, as a merge removes its removed paths' claims after its commit as
+        well as before: a writer whose commit this one ``replaced`` may have
+        published its claims after the withdrawal and before the commit. Every
+        claim the source does not make is withdrawn again, except for paths
+        neither the replaced analysis nor this one has (a later writer's, on
+        top of this commit). ``replaced`` None: unknown, so all of them.
+        """
+        key = layout.file_hashes_key(codebase_id)
+        wrote = False
+        if hashes_put and claims.raw is not None:
+            try:
+                if not self.conditional:
+                    etag = self.dst.put(key, claims.raw)
+                else:
+                    try:
+                        held = self.dst.get(key)
+                    except NotFoundError:
+                        etag = self.dst.put(key, claims.raw, if_none_match="*")
+                    else:
+                        # Byte for byte only over claims the source makes too (what
+                        # the withdrawal left); anything else is another writer's.
+                        mine = codec.load_file_hashes(held.data, key=key, codebase_id=codebase_id)
+                        if any(claims.hashes.get(p) != h for p, h in mine.items()):
+                            raise PreconditionFailedError(f"{key!r} changed since the withdrawal")
+                        etag = self.dst.put(key, claims.raw, if_match=held.etag)
+            except (PreconditionFailedError, ConflictError, CorruptObjectError):
+                pass  # another writer touched it meanwhile: merge the claims in instead
+            else:
+                wrote = True
+                out.written[key] = etag
+                out.bytes += len(claims.raw)
+                self._emit(TransferEvent("put", self.direction, key=key, size=len(claims.raw)))
+        if self.conditional:
+            self._hashes().claim_hashes_after_commit(
+                codebase_id, committed, claims.analyses, claims.hashes, merge=not wrote
+            )
+        ours = claims.paths
+
+        def keep(path: str, digest: str) -> bool:
+            if claims.hashes.get(path) == digest:
+                return True
+            return replaced is not None and path not in ours and path not in replaced
+
+        self._withdraw(codebase_id, keep, before=False)
+        if hashes_put and not wrote:
+            # Merged into the destination's claims: record what is there now.
+            with contextlib.suppress(NotFoundError):
+                out.written[key] = self.dst.head(key).etag
+
+    def close(self) -> None:
+        """Close the manager made for the hash steps (not the stores)."""
+        if self._pm is not None:
+            self._pm.close()
+            self._pm = None
 
     def _conflict(self, out: _Outcome, codebase_id: str, key: str | None, reason: str) -> None:
         out.conflicts.append(Conflict(codebase_id, key, reason))
@@ -506,6 +1069,10 @@ class _Copier:
         found = self.src.get_many([a.key for a in batch])
         ready: list[tuple[PlannedAction, bytes]] = []
         for action in batch:
+            body = self._bodies.get(action.key)
+            if body is not None:
+                ready.append((action, body))
+                continue
             obj = found[action.key]
             if obj is None:
                 self._conflict(out, action.codebase_id, action.key, "the source object disappeared")
@@ -589,17 +1156,21 @@ def _execute(
                 report.deleted.append(action.key)
         return outcomes
     copier.announce(all_actions)
-    for codebase_id, actions in plan.items():
-        if not actions:
-            continue
-        outcome = copier.run_codebase(codebase_id, actions)
-        outcomes[codebase_id] = outcome
-        report.copied.extend(outcome.written)
-        report.deleted.extend(outcome.deleted)
-        report.bytes += outcome.bytes
-        report.conflicts.extend(outcome.conflicts)
-        if outcome.conflicts:
-            report.codebases[codebase_id] = "conflict"
+    try:
+        for codebase_id, actions in plan.items():
+            if not actions:
+                continue
+            outcome = copier.run_codebase(codebase_id, actions)
+            outcomes[codebase_id] = outcome
+            report.copied.extend(outcome.written)
+            report.deleted.extend(outcome.deleted)
+            report.bytes += outcome.bytes
+            report.conflicts.extend(outcome.conflicts)
+            report.rebased.extend(k for k in outcome.rebased if k in outcome.written)
+            if outcome.conflicts:
+                report.codebases[codebase_id] = "conflict"
+    finally:
+        copier.close()
     return outcomes
 
 
@@ -646,6 +1217,110 @@ def _plan_one_way(
     return plan, same
 
 
+def _unreadable(key: str, data: bytes) -> str | None:
+    """Why ``data`` is not a readable object for ``key`` (None: it is, or it is not parsed)."""
+    codebase_id, _, name = key.partition("/")
+    try:
+        if name == layout.ANALYSIS_NAME:
+            codec.load_codebase_analysis(data, key=key, codebase_id=codebase_id)
+        elif name == layout.FILE_HASHES_NAME:
+            codec.load_file_hashes(data, key=key, codebase_id=codebase_id)
+        elif layout.is_file_analysis_name(name):
+            codec.load_file_analysis(data, key=key, codebase_id=codebase_id)
+    except CorruptObjectError as exc:
+        return str(exc)
+    return None
+
+
+def _delta_seq(key: str) -> int | None:
+    """The seq of a journal delta's key (None: not a delta)."""
+    parts = key.split("/")
+    if len(parts) != 3 or parts[1] != layout.JOURNAL_DIR or not parts[2].endswith(".json"):
+        return None
+    digits = parts[2].removesuffix(".json")
+    return int(digits) if digits.isdigit() else None
+
+
+def _refuse_diverged_journals(dst: Store, plan: _Plan, report: TransferReport) -> None:
+    """Take out of ``plan`` every codebase where a pending merge would be overwritten.
+
+    A delta is one merge, immutable once created. A destination delta above
+    the destination's watermark is a merge not yet folded into its
+    ``analysis.json``; a different source delta at the same seq (the two
+    journals diverged) must not replace it, or the merge is gone. Deltas at
+    or below the watermark are folded history, which readers skip. Not even
+    ``force`` overwrites a pending merge.
+    """
+    for codebase_id, actions in plan.items():
+        seqs = sorted(
+            seq
+            for a in actions
+            if a.op == "put" and a.dst_etag and (seq := _delta_seq(a.key)) is not None
+        )
+        if not seqs:
+            continue
+        try:
+            mark = journal.peek_watermark(dst.get(layout.analysis_key(codebase_id)).data)
+        except NotFoundError:
+            mark = 0
+        pending = [seq for seq in seqs if seq > mark]
+        if not pending:
+            continue
+        plan[codebase_id] = []
+        report.conflicts.append(
+            Conflict(
+                codebase_id,
+                journal.delta_key(codebase_id, pending[0]),
+                f"the journals diverged: {len(pending)} merge(s) pending at {dst.url} "
+                f"(seq {pending[0]}..{pending[-1]}) differ from the source's deltas at the "
+                f"same seqs; run `documee-remote compact {codebase_id}` there and pull "
+                "before pushing",
+            )
+        )
+        report.codebases[codebase_id] = "conflict"
+
+
+def _refuse_corrupt_overwrites(
+    src: Store, dst: Store, plan: _Plan, report: TransferReport, *, force: bool
+) -> None:
+    """Take out of ``plan`` every codebase where an unreadable source object would
+    replace a readable one (upstream ships 0-byte ``analysis.json`` files), unless ``force``.
+
+    Only overwrites are looked at, and the destination is read only when the
+    source's object is unreadable; an unreadable object over an absent or
+    equally unreadable one is copied as it is (a migration stays byte for byte).
+    """
+    if force:
+        return
+    overwrites = [a for actions in plan.values() for a in actions if a.op == "put" and a.dst_etag]
+    refused: dict[str, Conflict] = {}
+    for batch in _batches(overwrites, lambda action: action.size):
+        ours = src.get_many([a.key for a in batch])
+        for action in batch:
+            obj = ours[action.key]
+            problem = None if obj is None else _unreadable(action.key, obj.data)
+            if problem is None or action.codebase_id in refused:
+                continue
+            try:
+                theirs = dst.get(action.key)
+            except NotFoundError:
+                continue
+            if _unreadable(action.key, theirs.data) is not None:
+                continue
+            refused[action.codebase_id] = Conflict(
+                action.codebase_id,
+                action.key,
+                f"not replacing the readable {action.key!r} at {dst.url} with an unreadable "
+                f"one ({problem}); nothing of codebase {action.codebase_id!r} was written "
+                "(--force / force=True copies it anyway)",
+                corrupt=True,
+            )
+    for codebase_id, conflict in refused.items():
+        plan[codebase_id] = []
+        report.conflicts.append(conflict)
+        report.codebases[codebase_id] = "conflict"
+
+
 def _plan_copy(
     operation: str,
     src: Store,
@@ -655,6 +1330,7 @@ def _plan_copy(
     *,
     dry_run: bool,
     delete: bool,
+    force: bool,
 ) -> tuple[TransferReport, _Plan, dict[str, ObjectMeta], dict[str, ObjectMeta]]:
     """List both sides and plan a one-way copy of ``src``'s codebases.
 
@@ -681,6 +1357,8 @@ def _plan_copy(
     )
     for codebase_id, actions in plan.items():
         report.codebases[codebase_id] = direction if actions else "same"
+    _refuse_diverged_journals(dst, plan, report)
+    _refuse_corrupt_overwrites(src, dst, plan, report, force=force)
     return report, plan, src_meta, dst_meta
 
 
@@ -692,13 +1370,22 @@ def _push_or_pull(
     *,
     dry_run: bool,
     delete: bool,
+    force: bool,
     progress: ProgressCallback | None,
 ) -> TransferReport:
     pushing = direction == "push"
+    check_store_location(store, must_exist=not pushing)
     with _open_local(local_dir, must_exist=pushing, read_only=pushing or dry_run) as local:
         src, dst = _src_dst(direction, local, store)
         report, plan, src_meta, dst_meta = _plan_copy(
-            direction, src, dst, direction, codebase_ids, dry_run=dry_run, delete=delete
+            direction,
+            src,
+            dst,
+            direction,
+            codebase_ids,
+            dry_run=dry_run,
+            delete=delete,
+            force=force,
         )
         outcomes = _execute(_Copier(src, dst, direction, progress), plan, report, dry_run=dry_run)
         if not dry_run:
@@ -724,6 +1411,7 @@ def push(
     *,
     dry_run: bool = False,
     delete: bool = False,
+    force: bool = False,
     progress: ProgressCallback | None = None,
 ) -> TransferReport:
     """Copy a local directory's codebases to ``store``: only objects that differ.
@@ -737,6 +1425,9 @@ def push(
     delete:
         Also delete objects of the pushed codebases that ``local_dir`` lacks
         (a codebase ``local_dir`` lacks entirely is never touched).
+    force:
+        Copy an unreadable object over a readable one. Without it such a
+        codebase is left untouched and reported (``Conflict.corrupt``).
 
     Raises
     ------
@@ -744,7 +1435,14 @@ def push(
         ``local_dir`` does not exist, or a selected codebase is not in it.
     """
     return _push_or_pull(
-        "push", local_dir, store, codebase_ids, dry_run=dry_run, delete=delete, progress=progress
+        "push",
+        local_dir,
+        store,
+        codebase_ids,
+        dry_run=dry_run,
+        delete=delete,
+        force=force,
+        progress=progress,
     )
 
 
@@ -755,15 +1453,24 @@ def pull(
     *,
     dry_run: bool = False,
     delete: bool = False,
+    force: bool = False,
     progress: ProgressCallback | None = None,
 ) -> TransferReport:
     """Copy ``store``'s codebases into a local directory (created if missing).
 
     The mirror image of :func:`push`; ``delete`` removes local objects of the
-    pulled codebases that the store lacks.
+    pulled codebases that the store lacks, and an unreadable object in the
+    store never replaces a readable local one without ``force``.
     """
     return _push_or_pull(
-        "pull", local_dir, store, codebase_ids, dry_run=dry_run, delete=delete, progress=progress
+        "pull",
+        local_dir,
+        store,
+        codebase_ids,
+        dry_run=dry_run,
+        delete=delete,
+        force=force,
+        progress=progress,
     )
 
 
@@ -780,14 +1487,23 @@ def migrate(
 
     A push that refuses to overwrite: if any object already in the store
     differs from the local one, nothing at all is written and the report has
-    ``refused=True`` and the conflicts, unless ``force``. After the copy every
+    ``refused=True`` and the conflicts, unless ``force``; an unreadable local
+    object over a readable one is refused as in :func:`push` (``force`` too). After the copy every
     object is looked up again in the store and its ETag compared with the
     local file's (the contents, for non-MD5 ETags); ``verified`` counts them
     and ``mismatched`` lists failures.
     """
+    check_store_location(store, must_exist=False)
     with _open_local(local_dir, must_exist=True, read_only=True) as local:
         report, plan, src_meta, _ = _plan_copy(
-            "migrate", local, store, "push", codebase_ids, dry_run=dry_run, delete=False
+            "migrate",
+            local,
+            store,
+            "push",
+            codebase_ids,
+            dry_run=dry_run,
+            delete=False,
+            force=force,
         )
         overwrites = [a for actions in plan.values() for a in actions if a.dst_etag is not None]
         if overwrites and not force:
@@ -808,8 +1524,14 @@ def migrate(
             return report
         # Unlike push, no sync state is recorded: the upstream directory is left
         # exactly as it was.
-        after = _listing(store, sorted(_by_codebase(src_meta))) if src_meta else {}
-        report.mismatched, report.verified = _differing(local, store, src_meta, after, src_meta)
+        # Codebases refused or lost to another writer were not (all) copied.
+        copied = {
+            k: m
+            for k, m in src_meta.items()
+            if report.codebases.get(_codebase_of(k)) != "conflict" and k not in report.rebased
+        }
+        after = _listing(store, sorted(_by_codebase(copied))) if copied else {}
+        report.mismatched, report.verified = _differing(local, store, copied, after, copied)
         return report
 
 
@@ -821,6 +1543,7 @@ def sync(
     dry_run: bool = False,
     delete: bool = False,
     prefer: Prefer | None = None,
+    force: bool = False,
     progress: ProgressCallback | None = None,
 ) -> TransferReport:
     """Two-way sync, codebase by codebase; see the module docstring for the rules.
@@ -833,9 +1556,12 @@ def sync(
         and reports a conflict.
     delete:
         Propagate deletions made on the winning side since the last sync.
+    force:
+        Copy an unreadable object over a readable one (as :func:`push`).
     """
     if prefer not in (None, "local", "remote", "newer"):
         raise ValueError(f"prefer must be 'local', 'remote' or 'newer', not {prefer!r}")
+    check_store_location(store, must_exist=False)
     with _open_local(local_dir, must_exist=False, read_only=dry_run) as local:
         selected = _select(codebase_ids)
         local_groups = _by_codebase(_listing(local, selected))
@@ -877,6 +1603,10 @@ def sync(
                 codebases=[codebase_id],
                 delete=False,
             )
+            _refuse_diverged_journals(dst, plan, report)
+            _refuse_corrupt_overwrites(src, dst, plan, report, force=force)
+            if report.codebases[codebase_id] == "conflict":
+                continue
             # Deletions are propagated only with the base state that proves them.
             if delete and state.has(codebase_id):
                 _, dst_base = _src_dst(

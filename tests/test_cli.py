@@ -220,7 +220,9 @@ def test_ls_table_is_plain_text_off_a_terminal(store_url: str) -> None:
 
 
 def test_ls_of_an_empty_store(tmp_path: Path) -> None:
-    assert run_json("ls", "--store", (tmp_path / "none").as_uri())["codebases"] == []
+    # An empty directory is an empty store; a missing one is an error (issue 12, item 10).
+    (tmp_path / "empty").mkdir()
+    assert run_json("ls", "--store", (tmp_path / "empty").as_uri())["codebases"] == []
 
 
 def test_show_summarises_a_codebase(store_url: str) -> None:
@@ -1018,3 +1020,94 @@ def test_verify_reports_a_per_file_object_or_hashes_over_the_limit(tmp_path: Pat
         "cb/file_hashes.json": False,
     }
     assert len(LocalStore(root).get(per_file).data) < limit
+
+
+# -- transfers: issue 12 (defect 4, item 10) ------------------------------------------------------
+
+
+def test_push_of_an_empty_analysis_json_over_a_readable_one_exits_6(tmp_path: Path) -> None:
+    local = tmp_path / "local"
+    shutil.copytree(QUIRK_FIXTURES / "floats", local)
+    url = (tmp_path / "store").as_uri()
+    assert run("push", str(local), "--store", url).exit_code == 0
+    stored = tmp_path / "store" / FLOATS / "analysis.json"
+    good = stored.read_bytes()
+    (local / FLOATS / "analysis.json").write_bytes(b"")
+    for command in (["push"], ["migrate"], ["sync", "--prefer", "local"]):
+        refused = run(*command, str(local), "--store", url)
+        assert refused.exit_code == 6, (command, refused.output)
+        assert f"{FLOATS}/analysis.json" in refused.stdout
+        assert "--force" in refused.stdout
+        assert stored.read_bytes() == good
+    data = run_json("push", str(local), "--store", url, code=6)
+    assert data["conflicts"][0]["corrupt"] is True
+    assert data["conflicts"][0]["codebase_id"] == FLOATS
+    assert run("push", str(local), "--force", "--store", url).exit_code == 0
+    assert stored.read_bytes() == b""
+
+
+def test_pull_of_a_corrupt_object_over_a_readable_local_one_exits_6(tmp_path: Path) -> None:
+    local = tmp_path / "local"
+    url = (tmp_path / "store").as_uri()
+    run_json("migrate", str(QUIRK_FIXTURES / "floats"), "--store", url)
+    run_json("pull", str(local), "--store", url)
+    (tmp_path / "store" / FLOATS / "file_hashes.json").write_bytes(b'{"cut')
+    refused = run("pull", str(local), "--store", url)
+    assert refused.exit_code == 6
+    assert f"{FLOATS}/file_hashes.json" in refused.stdout
+    assert (local / FLOATS / "file_hashes.json").read_bytes() != b'{"cut'
+    assert run("pull", str(local), "--force", "--store", url).exit_code == 0
+    assert (local / FLOATS / "file_hashes.json").read_bytes() == b'{"cut'
+
+
+def test_a_store_that_is_a_file_is_an_error_for_ls_verify_and_push(tmp_path: Path) -> None:
+    a_file = tmp_path / "store.json"
+    a_file.write_text("{}")
+    for command in (["ls"], ["verify"], ["push", str(QUIRK_FIXTURES / "floats")]):
+        result = run(*command, "--store", a_file.as_uri())
+        assert result.exit_code == 8, (command, result.output)
+        assert "is a file, not a directory" in result.stderr
+
+
+def test_a_missing_store_is_an_error_to_read_but_created_by_push(tmp_path: Path) -> None:
+    missing = tmp_path / "typo"
+    for command in (["ls"], ["verify"], ["pull", str(tmp_path / "out")]):
+        result = run(*command, "--store", missing.as_uri())
+        assert result.exit_code == 3, (command, result.output)
+        assert "does not exist" in result.stderr
+        assert "no codebases" not in result.stdout
+    assert not missing.exists()
+    assert run("push", str(QUIRK_FIXTURES / "floats"), "--store", missing.as_uri()).exit_code == 0
+    assert (missing / FLOATS / "analysis.json").is_file()
+
+
+def test_push_or_migrate_of_a_codebase_folder_is_a_usage_error(tmp_path: Path) -> None:
+    url = (tmp_path / "store").as_uri()
+    folder = QUIRK_FIXTURES / "floats" / FLOATS
+    for command in ("push", "migrate"):
+        result = run(command, str(folder), "--store", url)
+        assert result.exit_code == 2, result.output
+        assert "looks like a codebase folder; point at its parent" in result.stderr
+    assert not (tmp_path / "store").exists()
+
+
+def test_transfer_progress_counts_in_mib() -> None:
+    from rich.console import Console
+    from rich.progress import Task, TaskID, TransferSpeedColumn
+
+    from documee_remote.cli import CliState, _TransferProgress
+    from documee_remote.transfer import TransferEvent
+
+    stream = io.StringIO()
+    state = CliState(_err=Console(file=stream, force_terminal=True, width=200))
+    with _TransferProgress(state) as progress:
+        progress(TransferEvent("plan", "push", total_objects=1, total_bytes=3 << 20))
+        progress(TransferEvent("put", "push", key="a/file_x.json", size=3 << 20))
+    shown = ANSI.sub("", stream.getvalue())
+    assert "3.0/3.0 MiB" in shown
+    assert " MB" not in shown
+    # The speed column too (rich's own says "3.1 MB/s" for this).
+    speed_column = next(c for c in progress.progress.columns if isinstance(c, TransferSpeedColumn))
+    task = Task(TaskID(0), "push", 3.0, 3.0, _get_time=lambda: 0.0)
+    task.finished_speed = float(3 << 20)
+    assert speed_column.render(task).plain == "3.0 MiB/s"

@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from documee_remote.errors import ConfigurationError, InvalidKeyError, NotFoundError
-from documee_remote.stores import MemoryStore, Store
-from documee_remote.stores.base import etag_of
+from documee_remote.analyser import analyse_codebase
+from documee_remote.errors import (
+    ConfigurationError,
+    InvalidKeyError,
+    NotFoundError,
+    ServiceUnavailableError,
+    UnsupportedOperationError,
+)
+from documee_remote.integrity import FindingKind
+from documee_remote.manager import PersistenceManager
+from documee_remote.models import FileAnalysis
+from documee_remote.retry import RetryPolicy
+from documee_remote.stores import LocalStore, MemoryStore, Store
+from documee_remote.stores.base import Capabilities, etag_of
+from documee_remote.testing.factories import content_hash, make_file_analysis
+from documee_remote.testing.faulty import FaultPlan, FaultyStore
 from documee_remote.testing.fixtures import S3Endpoint
 from documee_remote.transfer import (
     SYNC_STATE_NAME,
@@ -122,13 +138,19 @@ def test_second_push_copies_nothing_and_a_change_copies_only_itself(tmp_path: Pa
     assert store.get(f"{codebase}/file_hashes.json").data == b"{}"
 
 
-def test_analysis_json_is_written_last_and_conditionally(tmp_path: Path) -> None:
+def test_analysis_json_is_committed_after_objects_and_before_hashes(tmp_path: Path) -> None:
     local = copy_tree(STALE, tmp_path / "local")
     codebase = only_codebase(local)
     store = RecordingStore()
     push(local, store)
     puts = [entry for entry in store.log if entry[0] == "put"]
-    assert puts[-1][1] == f"{codebase}/analysis.json"
+    # Per-file objects, then the commit point, then the hash claims (invariant 3).
+    assert [key for _, key, _ in puts[-2:]] == [
+        f"{codebase}/analysis.json",
+        f"{codebase}/file_hashes.json",
+    ]
+    assert all(key.split("/")[1].startswith("file_") for _, key, _ in puts[:-2])
+    assert len(puts) == COUNT
     assert {condition for _, _, condition in puts} == {"if-none-match"}
     # The next push of a changed analysis.json names the version it replaces.
     store.log.clear()
@@ -328,30 +350,30 @@ def test_sync_pushes_a_local_change_and_pulls_a_remote_one(
     synced: tuple[Path, Store, str],
 ) -> None:
     local, store, codebase = synced
-    (local / codebase / "file_hashes.json").write_bytes(b'{"local": 1}')
+    (local / codebase / "file_hashes.json").write_bytes(b'{"local": "1"}')
     pushed = sync(local, store)
     assert pushed.codebases == {codebase: "push"}
-    assert store.get(f"{codebase}/file_hashes.json").data == b'{"local": 1}'
-    store.put(f"{codebase}/file_hashes.json", b'{"remote": 2}')
+    assert store.get(f"{codebase}/file_hashes.json").data == b'{"local": "1"}'
+    store.put(f"{codebase}/file_hashes.json", b'{"remote": "2"}')
     pulled = sync(local, store)
     assert pulled.codebases == {codebase: "pull"}
-    assert (local / codebase / "file_hashes.json").read_bytes() == b'{"remote": 2}'
+    assert (local / codebase / "file_hashes.json").read_bytes() == b'{"remote": "2"}'
 
 
 def test_sync_refuses_a_codebase_changed_on_both_sides(synced: tuple[Path, Store, str]) -> None:
     local, store, codebase = synced
     key = f"{codebase}/file_hashes.json"
-    (local / codebase / "file_hashes.json").write_bytes(b'{"local": 1}')
-    store.put(key, b'{"remote": 2}')
+    (local / codebase / "file_hashes.json").write_bytes(b'{"local": "1"}')
+    store.put(key, b'{"remote": "2"}')
     report = sync(local, store)
     assert report.codebases == {codebase: "conflict"}
     assert not report.ok
     assert report.copied == []
-    assert store.get(key).data == b'{"remote": 2}'
-    assert (local / codebase / "file_hashes.json").read_bytes() == b'{"local": 1}'
+    assert store.get(key).data == b'{"remote": "2"}'
+    assert (local / codebase / "file_hashes.json").read_bytes() == b'{"local": "1"}'
     settled = sync(local, store, prefer="remote")
     assert settled.codebases == {codebase: "pull"}
-    assert (local / codebase / "file_hashes.json").read_bytes() == b'{"remote": 2}'
+    assert (local / codebase / "file_hashes.json").read_bytes() == b'{"remote": "2"}'
 
 
 def test_sync_of_never_synced_different_data_is_a_conflict(tmp_path: Path) -> None:
@@ -459,3 +481,521 @@ def test_s3_etags_are_the_local_md5s(s3_endpoint: S3Endpoint) -> None:
         for meta in store.list_meta():
             local = STALE / meta.key
             assert meta.etag == etag_of(local.read_bytes()), os.fspath(local)
+
+
+# -- invariant 3 under interruption and races (issue 12, defect 1) ------------------------------
+
+CB = "interrupted"
+
+
+def _fa(path: str, version: int) -> tuple[FileAnalysis, str]:
+    return make_file_analysis(path, seed=version), content_hash(f"{path} v{version}")
+
+
+def _two_file_store() -> tuple[MemoryStore, dict[str, tuple[FileAnalysis, str]]]:
+    """A store whose codebase holds ``p00`` (version 1) and ``gone.py``."""
+    store = MemoryStore()
+    old = {"p00": _fa("p00", 1), "gone.py": _fa("gone.py", 1)}
+    pm = PersistenceManager(store)
+    pm.merge_file_analyses(
+        CB, {p: fa for p, (fa, _) in old.items()}, {p: h for p, (_, h) in old.items()}
+    )
+    return store, old
+
+
+def _local_34(root: Path) -> dict[str, tuple[FileAnalysis, str]]:
+    """A consistent local directory: 34 files, ``p00`` re-analysed (version 2), no ``gone.py``."""
+    new = {f"p{i:02d}": _fa(f"p{i:02d}", 2) for i in range(34)}
+    with PersistenceManager(LocalStore(root)) as pm:
+        pm.merge_file_analyses(
+            CB, {p: fa for p, (fa, _) in new.items()}, {p: h for p, (_, h) in new.items()}
+        )
+    return new
+
+
+def _assert_claims_match_analysis(
+    store: Store, *versions: dict[str, tuple[FileAnalysis, str]]
+) -> None:
+    """Invariant 3, strictly: every claimed (path, hash) stands beside that very analysis.
+
+    This is what an analyser relies on: a path whose content hash is claimed is
+    skipped as "unchanged", so its entry in analysis.json must be the one made
+    from that content.
+    """
+    pm = PersistenceManager(store)
+    analysis = pm.load_analysis(CB)
+    entries = analysis.file_analyses if analysis is not None else {}
+    for path, digest in pm.get_file_hashes(CB).items():
+        made_from = [
+            fa
+            for version in versions
+            for p, (fa, h) in version.items()
+            if p == path and h == digest
+        ]
+        assert path in entries, f"{path} claimed, but analysis.json lacks it"
+        assert entries[path] in made_from, f"{path} claimed with a hash its entry was not made from"
+    assert not [f for f in pm.verify(CB).findings if f.kind == FindingKind.HASH_WITHOUT_ENTRY]
+
+
+def _writes_of_a_push(tmp_path: Path) -> int:
+    store, _ = _two_file_store()
+    faulty = FaultyStore(store)
+    _local_34(tmp_path / "count")
+    push(tmp_path / "count", faulty)
+    return faulty.plan.calls["put"] + faulty.plan.calls["delete"]
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["before-the-write", "after-the-write"])
+def test_a_push_interrupted_at_any_write_never_claims_what_analysis_json_lacks(
+    tmp_path: Path, after: bool
+) -> None:
+    local = tmp_path / "local"
+    new = _local_34(local)
+    writes = _writes_of_a_push(tmp_path)
+    assert writes >= 36  # 34 objects, analysis.json, file_hashes.json (and the withdrawal)
+    interrupted = 0
+    for n in range(1, writes + 1):
+        store, old = _two_file_store()
+        plan = FaultPlan()
+        plan.add("ctrl-c", op=("put", "delete"), error=KeyboardInterrupt, nth=n, after=after)
+        try:
+            push(local, FaultyStore(store, plan))
+        except KeyboardInterrupt:
+            interrupted += 1
+        # (Not interrupted: the nth write was refused by its condition, so nothing
+        # landed to interrupt after: the journal marker the store already had.)
+        _assert_claims_match_analysis(store, old, new)
+        # What an analyser does next: re-analyse every file whose hash is not claimed.
+        claimed = PersistenceManager(store).get_file_hashes(CB)
+        redo = {p: v for p, v in new.items() if claimed.get(p) != v[1]}
+        PersistenceManager(store).merge_file_analyses(
+            CB, {p: fa for p, (fa, _) in redo.items()}, {p: h for p, (_, h) in redo.items()}
+        )
+        analysis = PersistenceManager(store).load_analysis(CB)
+        assert analysis is not None
+        assert {p: analysis.file_analyses[p] for p in new} == {
+            p: fa for p, (fa, _) in new.items()
+        }, n
+        # And a push run again finishes the job.
+        push(local, store)
+        assert PersistenceManager(store).get_file_hashes(CB) == {p: h for p, (_, h) in new.items()}
+    assert interrupted >= writes - 1
+
+
+def _publishing_late(store: Store, seconds: float | None) -> FaultyStore:
+    """``store`` for a merger whose hash publication (after its commit) comes late:
+    ``seconds`` late, or (None) not at all until its next compaction."""
+    plan = FaultPlan()
+    if seconds is None:
+        plan.add(
+            "late", op="put", key=r"file_hashes\.json$", error=ServiceUnavailableError, times=None
+        )
+    else:
+        plan.add("late", op="get", key=r"file_hashes\.json$", delay=seconds, times=None)
+    return FaultyStore(store, plan, close_inner=False)
+
+
+def test_a_push_that_loses_the_race_to_a_merge_claims_nothing_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    local = tmp_path / "local"
+    new = _local_34(local)
+    store, old = _two_file_store()
+    rival = {"rival.py": _fa("rival.py", 1)}
+
+    def concurrent_merge(event: TransferEvent) -> None:
+        # Another analyser commits between the push's plan and its copy; its hashes
+        # are published after the push's writes (here: by its next compaction).
+        if event.kind == "plan":
+            late = _publishing_late(store, None)
+            PersistenceManager(late, retry=RetryPolicy(max_attempts=2)).merge_file_analyses(
+                CB, {p: fa for p, (fa, _) in rival.items()}, {p: h for p, (_, h) in rival.items()}
+            )
+
+    report = push(local, store, progress=concurrent_merge)
+    assert f"{CB}/analysis.json" in {c.key for c in report.conflicts}
+    PersistenceManager(store).compact(CB)  # the rival's hashes, published late
+    _assert_claims_match_analysis(store, old, new, rival)
+    analysis = PersistenceManager(store).load_analysis(CB)
+    assert analysis is not None
+    assert analysis.file_analyses["rival.py"] == rival["rival.py"][0]  # not lost
+    assert PersistenceManager(store).get_file_hashes(CB)["rival.py"] == rival["rival.py"][1]
+    assert "p01" not in analysis.file_analyses
+    assert "p01" not in PersistenceManager(store).get_file_hashes(CB)
+
+
+def test_pushes_racing_merges_in_threads_keep_invariant_3(tmp_path: Path) -> None:
+    local = tmp_path / "local"
+    new = _local_34(local)
+    store, old = _two_file_store()
+    merged: dict[str, tuple[FileAnalysis, str]] = {}
+    stop = threading.Event()
+    pushes_done = threading.Event()
+    after_pushes: list[str] = []
+    errors: list[BaseException] = []
+
+    def merger(worker: int) -> None:
+        pm = PersistenceManager(_publishing_late(store, 0.03))
+        i = 0
+        while not stop.is_set():
+            started_after = pushes_done.is_set()
+            path = f"w{worker}-{i}.py"
+            version = {path: _fa(path, 1)}
+            merged.update(version)
+            # Each merge also removes p00 or re-analyses it, racing the push's claims.
+            removed = ["p00"] if i % 2 else []
+            try:
+                pm.merge_file_analyses(
+                    CB,
+                    {p: fa for p, (fa, _) in version.items()},
+                    {p: h for p, (_, h) in version.items()},
+                    removed=removed,
+                )
+            except BaseException as exc:  # surfaced below
+                errors.append(exc)
+                return
+            if started_after:
+                after_pushes.append(path)
+            i += 1
+
+    threads = [threading.Thread(target=merger, args=(w,)) for w in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        # (The invariant is checked once the writers stop: a check reads two
+        # objects, which concurrent writers move between the two reads.)
+        # The push's own writes are slowed down, so merges commit in between.
+        slow = FaultPlan()
+        slow.add("slow", op="put", key=r"analysis\.json$", delay=0.01, times=None)
+        reports = [push(local, FaultyStore(store, slow, close_inner=False)) for _ in range(15)]
+        pushes_done.set()
+        deadline = time.monotonic() + 30
+        while len(after_pushes) < 6 and time.monotonic() < deadline and not errors:
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors
+    committed = [r for r in reports if f"{CB}/analysis.json" in r.copied]
+    assert committed  # some pushes won their race (the others lost it: conflicts)
+    _assert_claims_match_analysis(store, old, new, merged)
+    # No update lost: the merges made after the pushes all stand on top of them.
+    analysis = PersistenceManager(store).load_analysis(CB)
+    assert analysis is not None
+    assert len(after_pushes) >= 6
+    assert set(after_pushes) <= set(analysis.file_analyses)
+
+
+# -- unreadable objects never replace readable ones (issue 12, defect 4) -------------------------
+
+
+def test_an_empty_local_analysis_json_never_replaces_a_readable_remote_one(tmp_path: Path) -> None:
+    local = copy_tree(STALE, tmp_path / "local")
+    codebase = only_codebase(local)
+    key = f"{codebase}/analysis.json"
+    store = MemoryStore()
+    push(local, store)
+    good = store.get(key).data
+    (local / codebase / "analysis.json").write_bytes(b"")  # as upstream ships some
+    (local / codebase / "file_hashes.json").write_bytes(b'{"new.py": "ab"}')
+    attempts = [push(local, store), migrate(local, store), sync(local, store, prefer="local")]
+    for report in attempts:
+        assert not report.ok
+        (conflict,) = report.conflicts
+        assert conflict.corrupt
+        assert conflict.key == key
+        assert codebase in conflict.reason
+        assert store.get(key).data == good
+        assert store.get(f"{codebase}/file_hashes.json").data != b'{"new.py": "ab"}'
+    forced = push(local, store, force=True)
+    assert forced.ok
+    assert store.get(key).data == b""
+
+
+def test_a_corrupt_remote_object_never_replaces_a_readable_local_one(tmp_path: Path) -> None:
+    local = copy_tree(STALE, tmp_path / "local")
+    codebase = only_codebase(local)
+    store = MemoryStore()
+    push(local, store)
+    per_file = next(
+        k
+        for k in store.list(codebase + "/")
+        if k.split("/")[1].startswith("file_") and not k.endswith("hashes.json")
+    )
+    store.put(per_file, b'{"truncated')
+    before = files_of(local)
+    report = pull(store, local)
+    assert [c.key for c in report.conflicts if c.corrupt] == [per_file]
+    assert files_of(local) == before
+    assert pull(store, local, force=True).ok
+    assert (local / per_file).read_bytes() == b'{"truncated'
+
+
+def test_an_empty_analysis_json_over_nothing_is_still_migrated_byte_for_byte(
+    tmp_path: Path,
+) -> None:
+    local = copy_tree(QUIRK_FIXTURES / "empty-analysis", tmp_path / "local")
+    store = MemoryStore()
+    report = migrate(local, store)
+    assert report.ok
+    assert report.verified == len(files_of(local))
+
+
+# -- where the store and the directory are (issue 12, item 10) ------------------------------------
+
+
+def test_a_store_that_is_a_file_or_missing_is_named(tmp_path: Path) -> None:
+    local = copy_tree(STALE, tmp_path / "local")
+    a_file = tmp_path / "store.txt"
+    a_file.write_text("x")
+    with pytest.raises(ConfigurationError, match="is a file"):
+        push(local, LocalStore(a_file))
+    with pytest.raises(NotFoundError, match="does not exist"):
+        pull(LocalStore(tmp_path / "nowhere"), tmp_path / "out")
+    # A destination that does not exist yet is created.
+    assert push(local, LocalStore(tmp_path / "new" / "store")).ok
+    assert (tmp_path / "new" / "store" / only_codebase(local) / "analysis.json").is_file()
+
+
+def test_a_codebase_folder_given_for_its_parent_is_refused(tmp_path: Path) -> None:
+    local = copy_tree(STALE, tmp_path / "local")
+    codebase = local / only_codebase(local)
+    store = MemoryStore()
+    for operation in (push, migrate):
+        with pytest.raises(
+            InvalidKeyError, match="looks like a codebase folder; point at its parent"
+        ):
+            operation(codebase, store)
+    with pytest.raises(InvalidKeyError, match="codebase folder"):
+        push(local, LocalStore(codebase))
+    assert list(store.list()) == []
+
+
+# -- pushing onto a journal with pending merges ---------------------------------------------
+
+
+def _pending_merges(store: Store, n: int) -> dict[str, tuple[FileAnalysis, str]]:
+    """``n`` merges appended to ``store``'s journal and left pending (deferred compaction)."""
+    pm = PersistenceManager(store, compaction="deferred")
+    merges = {f"pending{i}.py": _fa(f"pending{i}.py", 1) for i in range(n)}
+    for path, (fa, digest) in merges.items():
+        pm.append_file_analyses(CB, {path: fa}, {path: digest})
+    return merges
+
+
+def _local_with_journal(root: Path, n: int) -> dict[str, tuple[FileAnalysis, str]]:
+    """A local directory whose analysis.json folded journal deltas 1..n (watermark n)."""
+    store = LocalStore(root)
+    merges = {f"local{i}.py": _fa(f"local{i}.py", 2) for i in range(n)}
+    with PersistenceManager(store, compaction="deferred") as pm:
+        for path, (fa, digest) in merges.items():
+            pm.append_file_analyses(CB, {path: fa}, {path: digest})
+        assert pm.compact(CB).watermark == n
+    return merges
+
+
+def test_pending_merges_at_the_destination_stay_and_fold_on_top(tmp_path: Path) -> None:
+    local = tmp_path / "local"
+    new = _local_34(local)
+    shutil.rmtree(local / CB / "_journal")  # as an upstream directory: no journal, watermark 0
+    store, old = _two_file_store()
+    pending = _pending_merges(store, 2)
+    assert push(local, store).ok
+    pm = PersistenceManager(store)
+    analysis = pm.load_analysis(CB)
+    assert analysis is not None
+    assert set(analysis.file_analyses) == set(new) | set(pending)
+    _assert_claims_match_analysis(store, old, new, pending)
+    assert {p: h for p, (_, h) in pending.items()}.items() <= pm.get_file_hashes(CB).items()
+
+
+def test_a_pending_merge_is_never_overwritten_by_a_diverged_journal(tmp_path: Path) -> None:
+    local = tmp_path / "local"
+    _local_with_journal(local, 5)
+    store = MemoryStore()
+    pending = _pending_merges(store, 3)
+    before = {k: store.get(k).data for k in store.list(f"{CB}/_journal/")}
+    for report in (
+        push(local, store),
+        push(local, store, force=True),
+        migrate(local, store, force=True),
+    ):
+        assert not report.ok
+        assert "journals diverged" in report.conflicts[0].reason
+    assert {k: store.get(k).data for k in store.list(f"{CB}/_journal/")} == before
+    analysis = PersistenceManager(store).load_analysis(CB)
+    assert analysis is not None
+    assert set(analysis.file_analyses) == set(pending)
+
+
+def test_a_watermark_that_would_hide_pending_merges_is_refused(tmp_path: Path) -> None:
+    local = tmp_path / "local"
+    _local_with_journal(local, 5)
+    for seq in range(1, 5):  # the source kept only the delta at its watermark
+        (local / CB / "_journal" / f"{seq:020d}.json").unlink()
+    store = MemoryStore()
+    pending = _pending_merges(store, 3)
+    before = sorted(store.list())
+    report = push(local, store)
+    assert f"{CB}/analysis.json" in {c.key for c in report.conflicts}
+    assert "would hide them" in report.conflicts[0].reason
+    assert sorted(store.list()) == before  # refused before writing anything
+    analysis = PersistenceManager(store).load_analysis(CB)
+    assert analysis is not None
+    assert set(analysis.file_analyses) == set(pending)
+
+
+def test_a_watermark_above_the_destination_journal_is_refused(tmp_path: Path) -> None:
+    local = tmp_path / "local"
+    _local_with_journal(local, 5)
+    shutil.rmtree(local / CB / "_journal")
+    store = MemoryStore()
+    report = push(local, store)
+    assert not report.ok
+    assert "would be hidden from readers" in report.conflicts[0].reason
+    assert not store.exists(f"{CB}/analysis.json")
+    # With its journal, the same directory goes over, and later merges are seen.
+    _local_with_journal(tmp_path / "whole", 5)
+    assert push(tmp_path / "whole", store).ok
+    PersistenceManager(store, compaction="deferred").append_file_analyses(
+        CB, {"after.py": _fa("after.py", 1)[0]}, {"after.py": _fa("after.py", 1)[1]}
+    )
+    analysis = PersistenceManager(store).load_analysis(CB)
+    assert analysis is not None
+    assert "after.py" in analysis.file_analyses
+
+
+def _upstream_dir(root: Path, files: dict[str, tuple[FileAnalysis, str]]) -> None:
+    """A directory as upstream writes it: no journal, no bookkeeping in analysis.json."""
+    scratch = PersistenceManager(MemoryStore())
+    scratch.merge_file_analyses(
+        CB, {p: fa for p, (fa, _) in files.items()}, {p: h for p, (_, h) in files.items()}
+    )
+    analysis = scratch.load_analysis(CB)
+    assert analysis is not None
+    assert analysis.__pydantic_extra__ is not None
+    analysis.__pydantic_extra__.pop("documee_remote")
+    with PersistenceManager(LocalStore(root)) as pm:
+        pm.save_analysis(CB, analysis)
+        pm.save_file_hashes(CB, {p: h for p, (_, h) in files.items()})
+    assert not (root / CB / "_journal").exists()
+
+
+def test_a_push_below_the_destination_watermark_does_not_replay_folded_merges(
+    tmp_path: Path,
+) -> None:
+    # The store folded two merges: a.py and b.py, then b.py removed (and c.py added).
+    store = MemoryStore()
+    pm = PersistenceManager(store)
+    first = {"a.py": _fa("a.py", 1), "b.py": _fa("b.py", 1)}
+    later = {"c.py": _fa("c.py", 1)}
+    pm.merge_file_analyses(
+        CB, {p: v[0] for p, v in first.items()}, {p: v[1] for p, v in first.items()}
+    )
+    pm.merge_file_analyses(
+        CB,
+        {p: v[0] for p, v in later.items()},
+        {p: v[1] for p, v in later.items()},
+        removed=["b.py"],
+    )
+    # An upstream directory with a.py and b.py (watermark 0) replaces that analysis.
+    local = tmp_path / "local"
+    _upstream_dir(local, first)
+    assert push(local, store).ok
+    _assert_claims_match_analysis(store, first, later)
+    analysis = PersistenceManager(store).load_analysis(CB)
+    assert analysis is not None
+    assert set(analysis.file_analyses) == set(first)  # what was pushed, not merges replayed
+    # A merge pending in the journal (not folded) is still kept.
+    pending = _pending_merges(store, 1)
+    assert push(local, store).ok
+    analysis = PersistenceManager(store).load_analysis(CB)
+    assert analysis is not None
+    assert set(analysis.file_analyses) == set(first) | set(pending)
+    _assert_claims_match_analysis(store, first, pending)
+
+
+class PlainStore(RecordingStore):
+    """A store that cannot write conditionally (as fsspec on most filesystems): it refuses."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.capabilities = Capabilities(atomic_conditional_writes=False, conditional_delete=False)
+
+    def _put(self, key: str, data: bytes, *, if_match: str | None, create_only: bool) -> str:
+        if if_match is not None or create_only:
+            raise UnsupportedOperationError(f"cannot write {key!r} conditionally", key=key)
+        return super()._put(key, data, if_match=None, create_only=False)
+
+
+def test_a_store_without_conditional_writes_gets_the_same_order_in_plain_writes(
+    tmp_path: Path,
+) -> None:
+    local = copy_tree(STALE, tmp_path / "local")
+    codebase = only_codebase(local)
+    store = PlainStore()
+    store.put(f"{codebase}/file_hashes.json", b'{"old.py": "00"}')
+    store.log.clear()
+    assert push(local, store).ok
+    puts = [key.split("/")[1] for op, key, _ in store.log if op == "put"]
+    # The old claim is withdrawn, then the commit, then the source's hashes.
+    assert puts[-3:] == ["file_hashes.json", "analysis.json", "file_hashes.json"]
+    assert {condition for _, _, condition in store.log} == {"none"}
+    assert files_of(local) == {k: store.get(k).data for k in store.list()}
+
+
+def test_analyze_after_an_interrupted_push_analyses_every_file_analysis_json_lacks(
+    tmp_path: Path,
+) -> None:
+    """The issue's scenario end to end, with the reference analyser: 34 files pushed onto
+    a store holding 2, interrupted at every write; `analyze` then completes the codebase."""
+    src = tmp_path / "src"
+    src.mkdir()
+    # The store analysed an older tree at the same place: m00.py differs, gone.py is gone.
+    (src / "m00.py").write_text("def f0():\n    return 'old'\n")
+    (src / "gone.py").write_text("X = 1\n")
+    template = MemoryStore()
+    assert analyse_codebase(PersistenceManager(template), CB, src).analysed == 2
+    (src / "gone.py").unlink()
+    for i in range(34):
+        (src / f"m{i:02d}.py").write_text(f"def f{i}():\n    return {i}\n")
+    local = tmp_path / "local"
+    with PersistenceManager(LocalStore(local)) as pm:
+        assert analyse_codebase(pm, CB, src).analysed == 34
+        local_hashes = pm.get_file_hashes(CB)
+    expected = set(local_hashes)
+    assert len(expected) == 34
+
+    def store_of_two() -> MemoryStore:
+        store = MemoryStore()
+        store.put_many({k: template.get(k).data for k in template.list()})
+        return store
+
+    counting = FaultyStore(store_of_two())
+    push(local, counting)
+    writes = counting.plan.calls["put"] + counting.plan.calls["delete"]
+    for n in range(1, writes + 1):
+        store = store_of_two()
+        plan = FaultPlan()
+        plan.add("ctrl-c", op=("put", "delete"), error=KeyboardInterrupt, nth=n, after=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            push(local, FaultyStore(store, plan))
+        pm = PersistenceManager(store)
+        report = analyse_codebase(pm, CB, src)
+        analysis = pm.load_analysis(CB)
+        assert analysis is not None
+        # Every file on disk is analysed, with the hash of its content. (An entry
+        # of a deleted file whose claim was withdrawn may linger: the analyser
+        # finds deletions through the claims. A stale entry, never a missing one.)
+        assert expected <= set(analysis.file_analyses), (n, report)
+        assert {p: pm.get_file_hashes(CB).get(p) for p in expected} == local_hashes, n
+        _assert_claims_match_analysis_loosely(pm)
+
+
+def _assert_claims_match_analysis_loosely(pm: PersistenceManager) -> None:
+    """Invariant 3 as ``verify`` checks it: no claim without an entry."""
+    analysis = pm.load_analysis(CB)
+    entries = analysis.file_analyses if analysis is not None else {}
+    assert set(pm.get_file_hashes(CB)) <= set(entries)
+    assert not [f for f in pm.verify(CB).findings if f.kind == FindingKind.HASH_WITHOUT_ENTRY]
