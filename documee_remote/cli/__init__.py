@@ -93,8 +93,8 @@ from rich.progress import (
 from rich.table import Column, Table
 from rich.text import Text
 
-from . import __version__, integrity, layout
-from .error_codes import (
+from .. import __version__, integrity, layout
+from ..error_codes import (
     EXIT_CONFIG,
     EXIT_CONFLICT,
     EXIT_CORRUPT,
@@ -109,7 +109,7 @@ from .error_codes import (
     EXIT_USAGE,
     exit_code_for,
 )
-from .errors import (
+from ..errors import (
     ConfigurationError,
     CorruptObjectError,
     DocumeeRemoteError,
@@ -118,11 +118,11 @@ from .errors import (
     ObjectTooLargeError,
     UnsupportedOperationError,
 )
-from .stores import ObjectMeta, Store
+from ..stores import ObjectMeta, Store
 
 if TYPE_CHECKING:
-    from .analyser import ProgressEvent
-    from .transfer import TransferEvent, TransferReport
+    from ..analyser import ProgressEvent
+    from ..transfer import TransferEvent, TransferReport
 
 __all__ = [
     "EXIT_CONFIG",
@@ -201,7 +201,7 @@ class CliState:
 
     def settings(self) -> Any:
         """The environment's :class:`~documee_remote.config.Settings`, with the CLI's overrides."""
-        from .config import Settings
+        from ..config import Settings
 
         overrides: dict[str, Any] = {}
         if self.store_url:
@@ -228,7 +228,7 @@ class CliState:
         --backend and --read-only are explicit arguments; open_store fills in
         the rest from the DOCUMEE_* environment, as on every other path.
         """
-        from .stores import open_store
+        from ..stores import open_store
 
         url = self.resolve_url()
         explicit: dict[str, Any] = {"backend": self.backend}
@@ -240,7 +240,7 @@ class CliState:
     @contextlib.contextmanager
     def manager(self) -> Iterator[Any]:
         """A PersistenceManager on the store, closed afterwards."""
-        from .manager import PersistenceManager
+        from ..manager import PersistenceManager
 
         with PersistenceManager(self.open_store()) as pm, pm.store:
             yield pm
@@ -1000,7 +1000,7 @@ def push_command(
     local object never replaces a readable one in the store (exit 6) unless
     --force. A store directory that does not exist yet is created.
     """
-    from . import transfer
+    from .. import transfer
 
     _run_transfer(
         transfer.push, local_dir, codebase_ids, dry_run=dry_run, delete=delete, force=force
@@ -1018,7 +1018,7 @@ def pull_command(
     The store must exist. A corrupt object in the store never replaces a
     readable local file (exit 6) unless --force.
     """
-    from . import transfer
+    from .. import transfer
 
     _run_transfer(
         transfer.pull, local_dir, codebase_ids, dry_run=dry_run, delete=delete, force=force
@@ -1054,7 +1054,7 @@ def sync_command(
     untouched (exit 5) unless --prefer settles it. Nothing is deleted without
     --delete. The last agreed state is kept in LOCAL_DIR/.documee-remote-sync.json.
     """
-    from . import transfer
+    from .. import transfer
 
     _run_transfer(
         transfer.sync,
@@ -1084,7 +1084,7 @@ def migrate_command(
     is checked against the local file (exit 6 on a mismatch). LOCAL_DIR is
     left untouched.
     """
-    from . import transfer
+    from .. import transfer
 
     _run_transfer(transfer.migrate, local_dir, codebase_ids, dry_run=dry_run, force=force)
 
@@ -1095,7 +1095,7 @@ def migrate_command(
 def _require_store(store: Store) -> None:
     """Commands that read the store: a file, a codebase folder or a missing directory is
     an error naming it, not an empty store."""
-    from .transfer import check_store_location
+    from ..transfer import check_store_location
 
     check_store_location(store, must_exist=True)
 
@@ -1331,7 +1331,7 @@ def doctor_command(no_probe: bool) -> None:
     one scratch object under _probe/ and deletes it; it is skipped with
     --read-only or --no-probe.
     """
-    from . import doctor
+    from .. import doctor
 
     state = _state()
     try:
@@ -1403,7 +1403,7 @@ def analyze_command(
     merge into the same codebase at once: merges are compare-and-swap and
     retried on conflict.
     """
-    from . import analyser as analyser_mod
+    from .. import analyser as analyser_mod
 
     state = _state()
     layout.validate_codebase_id(codebase_id)
