@@ -117,7 +117,7 @@ from pydantic import (
 )
 
 from . import layout
-from .analyser import (
+from .analysis import (
     DEFAULT_MAX_FILE_SIZE,
     Analyser,
     content_sha256,

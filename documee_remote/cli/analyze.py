@@ -38,7 +38,7 @@ from ._output import (
 )
 
 if TYPE_CHECKING:
-    from ..analyser import ProgressEvent
+    from ..analysis import ProgressEvent
 
 
 # -- analyze ---------------------------------------------------------------------------------------
@@ -80,7 +80,7 @@ def analyze_command(
     merge into the same codebase at once: merges are compare-and-swap and
     retried on conflict.
     """
-    from .. import analyser as analyser_mod
+    from .. import analysis as analyser_mod
 
     state = _state()
     layout.validate_codebase_id(codebase_id)
