@@ -18,7 +18,8 @@ from ..errors import (
 from ..stores import Store
 
 if TYPE_CHECKING:
-    pass
+    from ..config import Settings
+    from ..manager import PersistenceManager
 
 
 EXIT_CODES_HELP = """\b
@@ -79,7 +80,7 @@ class CliState:
         """Progress bars only on a terminal, and never with --json or --quiet."""
         return not (self.json or self.quiet) and self.err.is_terminal
 
-    def settings(self) -> Any:
+    def settings(self) -> Settings:
         """The environment's :class:`~documee_remote.config.Settings`, with the CLI's overrides."""
         from ..config import Settings
 
@@ -118,7 +119,7 @@ class CliState:
         return open_store(url, **explicit)
 
     @contextlib.contextmanager
-    def manager(self) -> Iterator[Any]:
+    def manager(self) -> Iterator[PersistenceManager]:
         """A PersistenceManager on the store, closed afterwards."""
         from ..manager import PersistenceManager
 
@@ -139,12 +140,9 @@ def _console(stream: Any) -> Console:
     )
 
 
-def _state() -> CliState:
-    ctx = click.get_current_context()
-    state = ctx.find_object(CliState)
-    if state is None:  # pragma: no cover - the group always makes one
-        state = ctx.ensure_object(CliState)
-    return state
+#: Passes the command's :class:`CliState` (the group's, with the command's own options
+#: applied) as its first argument; ``ensure``: a command invoked on its own gets one too.
+pass_state = click.make_pass_decorator(CliState, ensure=True)
 
 
 def _state_option(attr: str, *param_decls: str, **kwargs: Any) -> Callable[[_F], _F]:

@@ -27,11 +27,10 @@ from ..errors import (
 )
 from ._app import (
     CliState,
-    _state,
 )
 
 if TYPE_CHECKING:
-    pass
+    from ..manager import PersistenceManager
 
 
 # -- output helpers ----------------------------------------------------------------------------
@@ -109,13 +108,13 @@ def _exit_with_error(
     raise click.exceptions.Exit(code)
 
 
-def _fail(message: str, code: int) -> NoReturn:
+def _fail(state: CliState, message: str, code: int) -> NoReturn:
     """Report a CLI-level failure (not a library error) and exit with ``code``."""
-    _exit_with_error(_state(), "CliError", message, code)
+    _exit_with_error(state, "CliError", message, code)
 
 
-def _codebase_not_found(pm: Any, codebase_id: str) -> NoReturn:
-    _fail(f"codebase {codebase_id!r} not found in {pm.store.url}", EXIT_NOT_FOUND)
+def _codebase_not_found(state: CliState, pm: PersistenceManager, codebase_id: str) -> NoReturn:
+    _fail(state, f"codebase {codebase_id!r} not found in {pm.store.url}", EXIT_NOT_FOUND)
 
 
 @contextlib.contextmanager

@@ -28,7 +28,7 @@ from ..error_codes import (
 from ._app import (
     CliState,
     _command,
-    _state,
+    pass_state,
 )
 from ._output import (
     _emit_json,
@@ -38,7 +38,7 @@ from ._output import (
 )
 
 if TYPE_CHECKING:
-    from ..analysis import ProgressEvent
+    from ..analysis import AnalyseReport, ProgressEvent
 
 
 # -- analyze ---------------------------------------------------------------------------------------
@@ -63,7 +63,9 @@ if TYPE_CHECKING:
     is_flag=True,
     help="Write each progress event as a JSON line on stderr (for other programs).",
 )
+@pass_state
 def analyze_command(
+    state: CliState,
     *,
     path: Path,
     codebase_id: str,
@@ -82,7 +84,6 @@ def analyze_command(
     """
     from .. import analysis as analyser_mod
 
-    state = _state()
     layout.validate_codebase_id(codebase_id)
     try:
         shard_value = analyser_mod.parse_shard(shard) if shard else None
@@ -119,7 +120,11 @@ def analyze_command(
 
 
 def _print_analysis(
-    state: CliState, report: Any, document: dict[str, Any], title: str, started: float
+    state: CliState,
+    report: AnalyseReport,
+    document: dict[str, Any],
+    title: str,
+    started: float,
 ) -> None:
     elapsed = time.monotonic() - started
     table = _table("what", _right("value"), title=Text(title))

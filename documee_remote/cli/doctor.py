@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import click
 from rich.text import Text
 
@@ -14,18 +12,15 @@ from ..errors import (
     ConfigurationError,
 )
 from ._app import (
+    CliState,
     _command,
-    _state,
+    pass_state,
 )
 from ._output import (
     _emit_json,
     _spinner,
     _table,
 )
-
-if TYPE_CHECKING:
-    pass
-
 
 # -- doctor ----------------------------------------------------------------------------------------
 
@@ -40,7 +35,8 @@ _CHECK_RESULTS = {True: ("pass", "green"), False: ("FAIL", "red"), None: ("skip"
     is_flag=True,
     help="Skip the conditional-write probe (it writes and deletes one scratch object).",
 )
-def doctor_command(no_probe: bool) -> None:
+@pass_state
+def doctor_command(state: CliState, no_probe: bool) -> None:
     """Check the store: credentials, bucket, versioning, encryption, public access, CAS.
 
     Prints a pass/fail table; exits 1 if any check failed. The probe writes
@@ -49,7 +45,6 @@ def doctor_command(no_probe: bool) -> None:
     """
     from .. import doctor
 
-    state = _state()
     try:
         url: str | None = state.resolve_url()
         options = state.settings().store_options()

@@ -26,7 +26,7 @@ from ..stores import ObjectMeta, Store
 from ._app import (
     CliState,
     _command,
-    _state,
+    pass_state,
 )
 from ._output import (
     _codebase_not_found,
@@ -41,7 +41,7 @@ from ._output import (
 )
 
 if TYPE_CHECKING:
-    pass
+    from ..manager import PersistenceManager
 
 
 # -- ls ---------------------------------------------------------------------------------------
@@ -121,7 +121,8 @@ def summarise_codebases(metas: Iterator[ObjectMeta]) -> list[CodebaseSummary]:
     is_flag=True,
     help="Also read each analysis.json: its file count, and whether it parses (slower).",
 )
-def ls_command(deep: bool) -> None:
+@pass_state
+def ls_command(state: CliState, deep: bool) -> None:
     """List the codebases in the store.
 
     FILES counts the per-file objects (file_*.json), SIZE sums every object of
@@ -129,7 +130,6 @@ def ls_command(deep: bool) -> None:
     this is fast on any store; --deep also parses each analysis.json and
     reports its metrics.total_files and whether it is corrupt.
     """
-    state = _state()
     with state.manager() as pm:
         _require_store(pm.store)
         with _spinner(state, "listing the store"):
@@ -195,13 +195,13 @@ def ls_command(deep: bool) -> None:
     show_default=True,
     help="How many top teaching files.",
 )
-def show_command(codebase_id: str, file_path: str | None, top: int) -> None:
+@pass_state
+def show_command(state: CliState, codebase_id: str, file_path: str | None, top: int) -> None:
     """Summarise a codebase: metrics, top teaching files, counts.
 
     With --file PATH, print that file's analysis instead (read from its
     per-file object, falling back on the entry embedded in analysis.json).
     """
-    state = _state()
     layout.validate_codebase_id(codebase_id)
     with state.manager() as pm:
         if file_path is not None:
@@ -209,7 +209,7 @@ def show_command(codebase_id: str, file_path: str | None, top: int) -> None:
             return
         analysis = pm.load_analysis(codebase_id)
         if analysis is None:
-            _codebase_not_found(pm, codebase_id)
+            _codebase_not_found(state, pm, codebase_id)
         prefix = layout.codebase_prefix(codebase_id)
         per_file = sum(
             1 for k in pm.store.list(prefix) if layout.is_file_analysis_name(k[len(prefix) :])
@@ -285,17 +285,19 @@ def show_command(codebase_id: str, file_path: str | None, top: int) -> None:
         )
 
 
-def _show_file(state: CliState, pm: Any, codebase_id: str, file_path: str) -> None:
+def _show_file(state: CliState, pm: PersistenceManager, codebase_id: str, file_path: str) -> None:
     fa = pm.load_file_analysis(codebase_id, file_path)
     source = "per-file object"
     if fa is None:
         analysis = pm.load_analysis(codebase_id)
         if analysis is None:
-            _codebase_not_found(pm, codebase_id)
+            _codebase_not_found(state, pm, codebase_id)
         fa = analysis.file_analyses.get(file_path)
         source = "analysis.json"
         if fa is None:
-            _fail(f"no analysis of {file_path!r} in codebase {codebase_id!r}", EXIT_NOT_FOUND)
+            _fail(
+                state, f"no analysis of {file_path!r} in codebase {codebase_id!r}", EXIT_NOT_FOUND
+            )
     if state.json:
         _emit_json(
             {

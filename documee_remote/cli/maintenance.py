@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.table import Table
 from rich.text import Text
 
-from .. import layout
+from .. import integrity, layout
 from ..error_codes import (
     EXIT_PROBLEMS,
     exit_code_for,
@@ -18,12 +18,11 @@ from ..errors import (
     CorruptObjectError,
     DocumeeRemoteError,
     NotFoundError,
-    UnsupportedOperationError,
 )
 from ._app import (
     CliState,
     _command,
-    _state,
+    pass_state,
 )
 from ._output import (
     _codebase_not_found,
@@ -35,28 +34,23 @@ from ._output import (
 from .ls_show import _require_store, summarise_codebases
 
 if TYPE_CHECKING:
-    pass
+    from ..integrity import VerifyReport
+    from ..manager import PersistenceManager
 
+_R = TypeVar("_R")
 
 # -- verify, gc, compact ---------------------------------------------------------------------------
 
 
-def _codebases_to_check(pm: Any, codebase_id: str | None) -> list[str]:
+def _codebases_to_check(
+    state: CliState, pm: PersistenceManager, codebase_id: str | None
+) -> list[str]:
     if codebase_id is not None:
         layout.validate_codebase_id(codebase_id)
         if next(iter(pm.store.list(layout.codebase_prefix(codebase_id))), None) is None:
-            _codebase_not_found(pm, codebase_id)
+            _codebase_not_found(state, pm, codebase_id)
         return [codebase_id]
     return [s.codebase_id for s in summarise_codebases(pm.store.list_meta(""))]
-
-
-def _require(pm: Any, method: str) -> Callable[..., Any]:
-    fn = getattr(pm, method, None)
-    if fn is None:
-        raise UnsupportedOperationError(
-            f"this version of documee-remote has no PersistenceManager.{method}"
-        )
-    return fn  # type: ignore[no-any-return]
 
 
 @_command("verify")
@@ -65,7 +59,7 @@ def _require(pm: Any, method: str) -> Callable[..., Any]:
 @click.option(
     "--grace-seconds",
     type=float,
-    default=3600.0,
+    default=integrity.DEFAULT_GRACE_SECONDS,
     show_default=True,
     help="Orphaned per-file objects younger than this may be a merge in flight.",
 )
@@ -75,8 +69,9 @@ def _require(pm: Any, method: str) -> Callable[..., Any]:
     is_flag=True,
     help="List every finding (default: the first 10 of each kind).",
 )
+@pass_state
 def verify_command(
-    codebase_id: str | None, repair: bool, grace_seconds: float, show_all: bool
+    state: CliState, codebase_id: str | None, repair: bool, grace_seconds: float, show_all: bool
 ) -> None:
     """Check a codebase's invariants (every codebase's, without ID).
 
@@ -84,14 +79,12 @@ def verify_command(
     analysis.json; file_hashes.json claims no file analysis.json lacks.
     Exits 1 when a problem is left (after --repair: one it could not fix).
     """
-    state = _state()
-    reports: list[Any] = []
+    reports: list[VerifyReport] = []
     with state.manager() as pm:
         _require_store(pm.store)
-        verify = _require(pm, "verify")
-        for cid in _codebases_to_check(pm, codebase_id):
+        for cid in _codebases_to_check(state, pm, codebase_id):
             with _spinner(state, f"verifying {cid}"):
-                reports.append(verify(cid, repair=repair, grace_seconds=grace_seconds))
+                reports.append(pm.verify(cid, repair=repair, grace_seconds=grace_seconds))
     ok = all(r.ok for r in reports)
     if state.json:
         _emit_json({"ok": ok, "repair": repair, "codebases": [r.to_dict() for r in reports]})
@@ -101,7 +94,9 @@ def verify_command(
         raise click.exceptions.Exit(EXIT_PROBLEMS)
 
 
-def _print_verify(state: CliState, reports: list[Any], *, repair: bool, show_all: bool) -> None:
+def _print_verify(
+    state: CliState, reports: list[VerifyReport], *, repair: bool, show_all: bool
+) -> None:
     out = state.out
     for report in reports:
         findings = list(report.findings)
@@ -138,22 +133,24 @@ def _print_verify(state: CliState, reports: list[Any], *, repair: bool, show_all
 
 
 def _each_codebase(
-    state: CliState, codebase_id: str | None, method: str, what: str, **kwargs: Any
-) -> tuple[list[Any], list[tuple[str, DocumeeRemoteError]]]:
-    """``PersistenceManager.<method>(cid, **kwargs)`` on the codebase (every codebase, for None).
+    state: CliState,
+    codebase_id: str | None,
+    what: str,
+    run: Callable[[PersistenceManager, str], _R],
+) -> tuple[list[_R], list[tuple[str, DocumeeRemoteError]]]:
+    """``run(pm, cid)`` on the codebase (every codebase's, for None).
 
     With several codebases, one failing does not stop the others: its error is
     returned beside the results.
     """
-    results: list[Any] = []
+    results: list[_R] = []
     failures: list[tuple[str, DocumeeRemoteError]] = []
     with state.manager() as pm:
-        fn = _require(pm, method)
-        ids = _codebases_to_check(pm, codebase_id)
+        ids = _codebases_to_check(state, pm, codebase_id)
         for cid in ids:
             with _spinner(state, f"{what} {cid}"):
                 try:
-                    results.append(fn(cid, **kwargs))
+                    results.append(run(pm, cid))
                 except (CorruptObjectError, NotFoundError) as exc:
                     if len(ids) == 1:
                         raise
@@ -190,25 +187,25 @@ def _each_codebase_output(
 @click.option(
     "--grace-seconds",
     type=float,
-    default=3600.0,
+    default=integrity.DEFAULT_GRACE_SECONDS,
     show_default=True,
     help="Keep unreferenced objects younger than this (a merge may be in flight).",
 )
 @click.option("--dry-run", is_flag=True, help="Only report what would be removed; delete nothing.")
-def gc_command(codebase_id: str | None, grace_seconds: float, dry_run: bool) -> None:
+@pass_state
+def gc_command(
+    state: CliState, codebase_id: str | None, grace_seconds: float, dry_run: bool
+) -> None:
     """Remove per-file objects no analysis.json entry refers to (every codebase's, without ID).
 
     A codebase whose analysis.json is unreadable is skipped (nothing can be
     known to be garbage) and reported; the exit code is then 6.
     """
-    state = _state()
     reports, failures = _each_codebase(
         state,
         codebase_id,
-        "gc",
         "collecting garbage in",
-        grace_seconds=grace_seconds,
-        dry_run=dry_run,
+        lambda pm, cid: pm.gc(cid, grace_seconds=grace_seconds, dry_run=dry_run),
     )
     table = _table(
         "codebase",
@@ -224,10 +221,12 @@ def gc_command(codebase_id: str | None, grace_seconds: float, dry_run: bool) -> 
 
 @_command("compact")
 @click.argument("codebase_id", metavar="[ID]", required=False)
-def compact_command(codebase_id: str | None) -> None:
+@pass_state
+def compact_command(state: CliState, codebase_id: str | None) -> None:
     """Fold a codebase's journal into analysis.json (every codebase's, without ID)."""
-    state = _state()
-    reports, failures = _each_codebase(state, codebase_id, "compact", "compacting")
+    reports, failures = _each_codebase(
+        state, codebase_id, "compacting", lambda pm, cid: pm.compact(cid)
+    )
     docs = [r.to_dict() for r in reports]
     table = _table(
         "codebase",

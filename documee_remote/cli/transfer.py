@@ -28,7 +28,7 @@ from ._app import (
     _F,
     CliState,
     _command,
-    _state,
+    pass_state,
 )
 from ._output import (
     _emit_json,
@@ -194,13 +194,13 @@ def _transfer_command(name: str) -> Callable[[_F], click.Command]:
 
 
 def _run_transfer(
+    state: CliState,
     operation: Callable[..., TransferReport],
     local_dir: Path,
     codebase_ids: tuple[str, ...],
     **options: Any,
 ) -> None:
     """Run one of :mod:`documee_remote.transfer`'s operations on the store, and report."""
-    state = _state()
     with state.manager() as pm, _TransferProgress(state) as progress:
         report = operation(
             local_dir=local_dir,
@@ -222,8 +222,15 @@ _force_option = click.option(
 @_transfer_command("push")
 @_delete_option
 @_force_option
+@pass_state
 def push_command(
-    local_dir: Path, codebase_ids: tuple[str, ...], dry_run: bool, delete: bool, force: bool
+    state: CliState,
+    *,
+    local_dir: Path,
+    codebase_ids: tuple[str, ...],
+    dry_run: bool,
+    delete: bool,
+    force: bool,
 ) -> None:
     """Copy LOCAL_DIR (a .documee/analysis directory) to the store.
 
@@ -237,15 +244,22 @@ def push_command(
     from .. import transfer
 
     _run_transfer(
-        transfer.push, local_dir, codebase_ids, dry_run=dry_run, delete=delete, force=force
+        state, transfer.push, local_dir, codebase_ids, dry_run=dry_run, delete=delete, force=force
     )
 
 
 @_transfer_command("pull")
 @_delete_option
 @_force_option
+@pass_state
 def pull_command(
-    local_dir: Path, codebase_ids: tuple[str, ...], dry_run: bool, delete: bool, force: bool
+    state: CliState,
+    *,
+    local_dir: Path,
+    codebase_ids: tuple[str, ...],
+    dry_run: bool,
+    delete: bool,
+    force: bool,
 ) -> None:
     """Copy the store's codebases into LOCAL_DIR (created if missing); only what differs.
 
@@ -255,7 +269,7 @@ def pull_command(
     from .. import transfer
 
     _run_transfer(
-        transfer.pull, local_dir, codebase_ids, dry_run=dry_run, delete=delete, force=force
+        state, transfer.pull, local_dir, codebase_ids, dry_run=dry_run, delete=delete, force=force
     )
 
 
@@ -272,7 +286,9 @@ def pull_command(
     help="Settle codebases changed on both sides this way (default: report a conflict).",
 )
 @_force_option
+@pass_state
 def sync_command(
+    state: CliState,
     *,
     local_dir: Path,
     codebase_ids: tuple[str, ...],
@@ -291,6 +307,7 @@ def sync_command(
     from .. import transfer
 
     _run_transfer(
+        state,
         transfer.sync,
         local_dir,
         codebase_ids,
@@ -307,8 +324,9 @@ def sync_command(
     is_flag=True,
     help="Overwrite objects the store holds differently, even with unreadable ones.",
 )
+@pass_state
 def migrate_command(
-    local_dir: Path, codebase_ids: tuple[str, ...], dry_run: bool, force: bool
+    state: CliState, local_dir: Path, codebase_ids: tuple[str, ...], dry_run: bool, force: bool
 ) -> None:
     """Move an upstream Documee directory into the store, byte for byte, verified.
 
@@ -320,4 +338,4 @@ def migrate_command(
     """
     from .. import transfer
 
-    _run_transfer(transfer.migrate, local_dir, codebase_ids, dry_run=dry_run, force=force)
+    _run_transfer(state, transfer.migrate, local_dir, codebase_ids, dry_run=dry_run, force=force)
