@@ -7,46 +7,8 @@ Kept because users name it: ``--analyser documee_remote.analyser:reference_analy
 
 from __future__ import annotations
 
-from .analysis.files import (
-    DEFAULT_EXCLUDE_DIRS,
-    DEFAULT_INCLUDE,
-    DEFAULT_MAX_FILE_SIZE,
-    LANGUAGES,
-    content_sha256,
-    discover_files,
-    in_shard,
-    language_of,
-    parse_shard,
-    stored_path,
-)
-from .analysis.reference import (
-    cyclomatic_complexity,
-    reference_analyser,
-)
-from .analysis.runner import (
-    Analyser,
-    AnalyseReport,
-    ProgressEvent,
-    analyse_codebase,
-    load_analyser,
-)
+# The alias re-exports exactly the package's public names, so the two lists cannot drift.
+from . import analysis
+from .analysis import *  # noqa: F403
 
-__all__ = [
-    "DEFAULT_EXCLUDE_DIRS",
-    "DEFAULT_INCLUDE",
-    "DEFAULT_MAX_FILE_SIZE",
-    "LANGUAGES",
-    "AnalyseReport",
-    "Analyser",
-    "ProgressEvent",
-    "analyse_codebase",
-    "content_sha256",
-    "cyclomatic_complexity",
-    "discover_files",
-    "in_shard",
-    "language_of",
-    "load_analyser",
-    "parse_shard",
-    "reference_analyser",
-    "stored_path",
-]
+__all__ = analysis.__all__

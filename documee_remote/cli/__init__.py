@@ -145,20 +145,17 @@ def cli(ctx: click.Context) -> None:
     ctx.ensure_object(CliState)
 
 
-for _command_obj in (
-    ls_command,
-    show_command,
-    push_command,
-    pull_command,
-    sync_command,
-    migrate_command,
-    verify_command,
-    gc_command,
-    compact_command,
-    doctor_command,
-    analyze_command,
-):
-    cli.add_command(_command_obj)
+cli.add_command(ls_command)
+cli.add_command(show_command)
+cli.add_command(push_command)
+cli.add_command(pull_command)
+cli.add_command(sync_command)
+cli.add_command(migrate_command)
+cli.add_command(verify_command)
+cli.add_command(gc_command)
+cli.add_command(compact_command)
+cli.add_command(doctor_command)
+cli.add_command(analyze_command)
 
 
 # -- entry points ----------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from ..errors import (
     NotFoundError,
 )
 from ._app import (
+    _F,
     CliState,
     _command,
     pass_state,
@@ -53,16 +54,21 @@ def _codebases_to_check(
     return [s.codebase_id for s in summarise_codebases(pm.store.list_meta(""))]
 
 
+def _grace_seconds_option(help_text: str) -> Callable[[_F], _F]:
+    """``--grace-seconds``, defaulting to the library's grace (verify's and gc's alike)."""
+    return click.option(
+        "--grace-seconds",
+        type=float,
+        default=integrity.DEFAULT_GRACE_SECONDS,
+        show_default=True,
+        help=help_text,
+    )
+
+
 @_command("verify")
 @click.argument("codebase_id", metavar="[ID]", required=False)
 @click.option("--repair", is_flag=True, help="Fix what can be fixed from analysis.json.")
-@click.option(
-    "--grace-seconds",
-    type=float,
-    default=integrity.DEFAULT_GRACE_SECONDS,
-    show_default=True,
-    help="Orphaned per-file objects younger than this may be a merge in flight.",
-)
+@_grace_seconds_option("Orphaned per-file objects younger than this may be a merge in flight.")
 @click.option(
     "--all",
     "show_all",
@@ -184,13 +190,7 @@ def _each_codebase_output(
 
 @_command("gc")
 @click.argument("codebase_id", metavar="[ID]", required=False)
-@click.option(
-    "--grace-seconds",
-    type=float,
-    default=integrity.DEFAULT_GRACE_SECONDS,
-    show_default=True,
-    help="Keep unreferenced objects younger than this (a merge may be in flight).",
-)
+@_grace_seconds_option("Keep unreferenced objects younger than this (a merge may be in flight).")
 @click.option("--dry-run", is_flag=True, help="Only report what would be removed; delete nothing.")
 @pass_state
 def gc_command(
