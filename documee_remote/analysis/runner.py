@@ -151,7 +151,7 @@ class AnalyseReport:
 
 
 @dataclass(frozen=True, slots=True)
-class _Outcome:
+class _FileOutcome:
     """One file's result, sent back from a worker process."""
 
     path: str
@@ -161,7 +161,7 @@ class _Outcome:
     seconds: float = 0.0
 
 
-def _analyse_file(analyser: Analyser, os_path: str, path: str) -> _Outcome:
+def _analyse_file(analyser: Analyser, os_path: str, path: str) -> _FileOutcome:
     """Read, hash and analyse one file; in a worker process when ``workers > 1``.
 
     The file is read here, and the hash returned is that of the very bytes
@@ -171,26 +171,26 @@ def _analyse_file(analyser: Analyser, os_path: str, path: str) -> _Outcome:
     try:
         content = Path(os_path).read_bytes()
     except OSError as exc:
-        return _Outcome(path, error=f"cannot read: {exc.strerror or exc}")
+        return _FileOutcome(path, error=f"cannot read: {exc.strerror or exc}")
     try:
         result = analyser(path, content)
     except Exception as exc:  # noqa: BLE001 - one file's failure must not stop the run
-        return _Outcome(path, error=f"analyser failed: {type(exc).__name__}: {exc}")
+        return _FileOutcome(path, error=f"analyser failed: {type(exc).__name__}: {exc}")
     seconds = time.perf_counter() - started
     if not isinstance(result, FileAnalysis):
-        return _Outcome(
+        return _FileOutcome(
             path, error=f"analyser returned {type(result).__name__}, not a FileAnalysis"
         )
     if result.file_path != path:
-        return _Outcome(
+        return _FileOutcome(
             path, error=f"analyser returned an analysis of {result.file_path!r} instead"
         )
-    return _Outcome(path, content_sha256(content), result, seconds=seconds)
+    return _FileOutcome(path, content_sha256(content), result, seconds=seconds)
 
 
 def _outcomes(
     analyser: Analyser, tasks: Sequence[tuple[str, str]], workers: int
-) -> Iterator[_Outcome]:
+) -> Iterator[_FileOutcome]:
     """Results in task order: inline, or from a process pool with a bounded window.
 
     Order is kept (not completion order) so that ``analysis.json`` lists files
@@ -206,7 +206,7 @@ def _outcomes(
     context = multiprocessing.get_context("spawn")
     work = partial(_analyse_file, analyser)
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
-    pending: deque[Future[_Outcome]] = deque()
+    pending: deque[Future[_FileOutcome]] = deque()
     try:
         for os_path, path in tasks:
             pending.append(pool.submit(work, os_path, path))

@@ -154,7 +154,7 @@ class _LazyFiles(Mapping[str, FileAnalysis]):
 
 
 @dataclass
-class _Outcome:
+class _CodebaseOutcome:
     """What executing one codebase's actions produced."""
 
     written: dict[str, str] = field(default_factory=dict)  # key -> new destination ETag
@@ -196,7 +196,7 @@ class _Copier:
             )
         )
 
-    def run_codebase(self, codebase_id: str, actions: Sequence[PlannedAction]) -> _Outcome:
+    def run_codebase(self, codebase_id: str, actions: Sequence[PlannedAction]) -> _CodebaseOutcome:
         """Copy one codebase in the order merges keep (invariant 3 of the README).
 
         Per-file objects first; then the destination's hash claims the source
@@ -209,7 +209,7 @@ class _Copier:
         manager's own, through :meth:`PersistenceManager.withdraw_hash_claims`
         and :meth:`PersistenceManager.claim_hashes_after_commit`).
         """
-        out = _Outcome()
+        out = _CodebaseOutcome()
         puts = [a for a in actions if a.op == "put" and _role(a.key) == "object"]
         commit = [a for a in actions if a.op == "put" and _role(a.key) == "commit"]
         hashes_put = [a for a in actions if a.op == "put" and _role(a.key) == "hashes"]
@@ -498,7 +498,7 @@ class _Copier:
         hashes_put: Sequence[PlannedAction],
         committed: str | None,
         replaced: set[str] | None,
-        out: _Outcome,
+        out: _CodebaseOutcome,
     ) -> None:
         """After the commit: the source's ``file_hashes.json``, byte for byte when the
         destination's has not changed since the withdrawal, else merged in.
@@ -558,11 +558,13 @@ class _Copier:
             self._pm.close()
             self._pm = None
 
-    def _conflict(self, out: _Outcome, codebase_id: str, key: str | None, reason: str) -> None:
+    def _conflict(
+        self, out: _CodebaseOutcome, codebase_id: str, key: str | None, reason: str
+    ) -> None:
         out.conflicts.append(Conflict(codebase_id, key, reason))
         self._emit(TransferEvent("conflict", self.direction, key=key, detail=reason))
 
-    def _put_batch(self, batch: Sequence[PlannedAction], out: _Outcome) -> None:
+    def _put_batch(self, batch: Sequence[PlannedAction], out: _CodebaseOutcome) -> None:
         found = self.src.get_many([a.key for a in batch])
         ready: list[tuple[PlannedAction, bytes]] = []
         for action in batch:
@@ -614,7 +616,7 @@ class _Copier:
             out.bytes += len(data)
             self._emit(TransferEvent("put", self.direction, key=action.key, size=len(data)))
 
-    def _delete(self, action: PlannedAction, out: _Outcome) -> bool:
+    def _delete(self, action: PlannedAction, out: _CodebaseOutcome) -> bool:
         try:
             if self.conditional and self.dst.capabilities.conditional_delete and action.dst_etag:
                 self.dst.delete(action.key, if_match=action.dst_etag)
@@ -639,9 +641,9 @@ def _execute(
     report: TransferReport,
     *,
     dry_run: bool,
-) -> dict[str, _Outcome]:
+) -> dict[str, _CodebaseOutcome]:
     """Carry out ``plan`` into ``report`` (a dry run only reports it); the outcome per codebase."""
-    outcomes: dict[str, _Outcome] = {}
+    outcomes: dict[str, _CodebaseOutcome] = {}
     all_actions = [a for actions in plan.values() for a in actions]
     report.actions.extend(all_actions)
     if dry_run:

@@ -19,7 +19,7 @@ from ..stores import ObjectMeta, Store
 
 if TYPE_CHECKING:
     pass
-from ._executor import _Outcome
+from ._executor import _CodebaseOutcome
 from ._listing import _by_codebase, _differing, _etags, _src_dst
 from .report import Direction, PlannedAction, Prefer
 
@@ -104,7 +104,7 @@ def _decide(
     return "conflict"
 
 
-def _apply(etags: dict[str, str], outcome: _Outcome | None) -> None:
+def _apply(etags: dict[str, str], outcome: _CodebaseOutcome | None) -> None:
     """Update a side's ``{key: etag}`` with what was written to and deleted from it."""
     if outcome is None:
         return
@@ -178,7 +178,7 @@ def _record_after_copy(
     src_meta: Mapping[str, ObjectMeta],
     dst_meta: Mapping[str, ObjectMeta],
     plan: Mapping[str, Sequence[PlannedAction]],
-    outcomes: Mapping[str, _Outcome],
+    outcomes: Mapping[str, _CodebaseOutcome],
 ) -> None:
     """After a push or pull, remember the copied codebases as agreed, for sync.
 

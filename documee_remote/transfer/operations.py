@@ -11,7 +11,7 @@ from ..stores import Store
 
 if TYPE_CHECKING:
     pass
-from ._executor import _Copier, _execute, _Outcome
+from ._executor import _CodebaseOutcome, _Copier, _execute
 from ._listing import (
     _by_codebase,
     _check_selected,
@@ -289,7 +289,7 @@ def sync(
                 plan[codebase_id] += _deletions(dst_meta, src_meta, dst_base, decision)
             plans[decision].update(plan)
             report.skipped_same += same
-        outcomes: dict[Direction, dict[str, _Outcome]] = {}
+        outcomes: dict[Direction, dict[str, _CodebaseOutcome]] = {}
         for direction, plan in plans.items():
             src, dst = _src_dst(direction, local, store)
             outcomes[direction] = _execute(
