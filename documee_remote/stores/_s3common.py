@@ -1,8 +1,8 @@
 """What every S3 backend means by S3's answers: one table, one translation, one set of rules.
 
 :class:`~documee_remote.stores.s3.S3Store` (boto3), the s3fs driver of
-:class:`~documee_remote.stores.fsspec.FsspecStore` (aiobotocore) and
-:class:`~documee_remote.stores.obstore.ObstoreStore` (obstore) each turn their
+:class:`~documee_remote.stores._fsspec.FsspecStore` (aiobotocore) and
+:class:`~documee_remote.stores._obstore.ObstoreStore` (obstore) each turn their
 own client's exceptions into an :class:`S3Answer` (error code, HTTP status,
 retries) and map their own transport failures. What S3 *means* is decided here,
 once, so that switching ``backend="fsspec"`` or ``"obstore"`` changes nothing else:
