@@ -65,8 +65,8 @@ from ..errors import (
     StorageTimeoutError,
     TransientError,
 )
-from ..layout import LIFECYCLE_TAG_KEY, lifecycle_kind, validate_key
 from . import _s3common as s3c
+from ._keys import LIFECYCLE_TAG_KEY, lifecycle_kind, validate_key
 from ._s3common import WRITE_TOKEN_METADATA, S3Answer
 from .base import (
     DEFAULT_CONCURRENCY,

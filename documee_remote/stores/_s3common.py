@@ -50,7 +50,7 @@ from ..errors import (
     ThrottledError,
     UnsupportedOperationError,
 )
-from ..layout import LIFECYCLE_TAG_KEY, lifecycle_kind
+from ._keys import LIFECYCLE_TAG_KEY, lifecycle_kind
 from .base import normalize_etag
 
 __all__ = [

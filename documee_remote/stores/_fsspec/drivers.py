@@ -21,7 +21,7 @@ from ...errors import (
     ObjectTooLargeError,
     UnsupportedOperationError,
 )
-from ...layout import validate_key
+from .._keys import validate_key
 from ..base import (
     Capabilities,
     ObjectMeta,

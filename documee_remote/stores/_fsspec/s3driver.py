@@ -16,8 +16,8 @@ from ...errors import (
     PreconditionFailedError,
     UnsupportedOperationError,
 )
-from ...layout import validate_key
 from .. import _s3common as s3c
+from .._keys import validate_key
 from .._s3common import DELETE_BATCH, S3Answer
 from ..base import (
     Capabilities,
