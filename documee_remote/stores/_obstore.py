@@ -49,11 +49,10 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
-from ..config import S3Options, S3OptionsDict
+from ..config import S3Options, S3OptionsDict, build_session
 from ..errors import (
     ConfigurationError,
     DocumeeRemoteError,
@@ -66,6 +65,7 @@ from ..errors import (
     TransientError,
 )
 from . import _s3common as s3c
+from ._aio import gather_bounded, run_sync
 from ._keys import LIFECYCLE_TAG_KEY, lifecycle_kind, validate_key
 from ._s3common import WRITE_TOKEN_METADATA, S3Answer
 from .base import (
@@ -414,9 +414,7 @@ class ObstoreStore(s3c.S3Location, Store):
             os.environ.get("AWS_ACCESS_KEY_ID") or importlib.util.find_spec("boto3") is None
         ):
             return None
-        from ..config import build_session  # imports boto3; MissingDependencyError without
-
-        return build_session(opts)
+        return build_session(opts)  # imports boto3; MissingDependencyError without
 
     @classmethod
     def from_url(
@@ -747,35 +745,12 @@ class ObstoreStore(s3c.S3Location, Store):
     # -- bulk -------------------------------------------------------------------------------
 
     def _run(self, make: Callable[[], Awaitable[_T]]) -> _T:
-        """Run a coroutine to completion from synchronous code.
-
-        On a fresh event loop in this thread, or, when this thread already runs
-        one (the synchronous API called from async code), on a helper thread.
-        """
-
-        async def main() -> _T:
-            return await make()
-
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(main())
-        with ThreadPoolExecutor(1, thread_name_prefix="documee-obstore") as helper:
-            return helper.submit(asyncio.run, main()).result()
+        """Run a coroutine to completion from synchronous code, on a loop of its own."""
+        return run_sync(make, thread_name="documee-obstore")
 
     async def _gather(self, jobs: list[Callable[[], Awaitable[_T]]]) -> list[_T]:
         """Await every job, ``concurrency`` at a time; then raise the first error."""
-        gate = asyncio.Semaphore(self.concurrency)
-
-        async def one(job: Callable[[], Awaitable[_T]]) -> _T:
-            async with gate:
-                return await job()
-
-        results = await asyncio.gather(*(one(job) for job in jobs), return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-        return [r for r in results if not isinstance(r, BaseException)]
+        return await gather_bounded((job() for job in jobs), self.concurrency)
 
     def _put_many(self, items: dict[str, bytes]) -> dict[str, str]:
         keys = list(items)

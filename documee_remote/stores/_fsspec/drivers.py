@@ -5,7 +5,6 @@ The S3 driver, which talks to s3fs's aiobotocore client, is in :mod:`.s3driver`.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
@@ -21,6 +20,7 @@ from ...errors import (
     ObjectTooLargeError,
     UnsupportedOperationError,
 )
+from .._aio import gather_bounded
 from .._keys import validate_key
 from ..base import (
     Capabilities,
@@ -28,10 +28,10 @@ from ..base import (
     StoredObject,
     etag_of,
 )
+from ..local import LocalStore
 from .errors import translate_error
 
 if TYPE_CHECKING:
-    from ..local import LocalStore
     from .store import FsspecStore
 
 _T = TypeVar("_T")
@@ -119,21 +119,7 @@ class _Driver:
 
     def gather(self, coros: Iterable[Awaitable[_T]]) -> list[_T]:
         """Await ``coros`` on the loop, ``concurrency`` at a time; then raise the first error."""
-
-        async def all_of() -> list[_T | BaseException]:
-            semaphore = asyncio.Semaphore(self.store.concurrency)
-
-            async def one(coro: Awaitable[_T]) -> _T:
-                async with semaphore:
-                    return await coro
-
-            return await asyncio.gather(*(one(c) for c in coros), return_exceptions=True)
-
-        results = self.run(all_of)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-        return [r for r in results if not isinstance(r, BaseException)]
+        return self.run(gather_bounded, coros, self.store.concurrency)
 
     def get(self, key: str) -> StoredObject:
         raise NotImplementedError
@@ -416,8 +402,6 @@ class _LocalDriver(_Driver):
 
     def __init__(self, store: FsspecStore) -> None:
         super().__init__(store)
-        from ..local import LocalStore
-
         self.local: LocalStore = LocalStore(
             store._root,
             read_only=store.read_only,
