@@ -29,6 +29,7 @@ from .sessions import (
     build_client_config,
     build_s3_client,
     build_session,
+    client_config_kwargs,
     connection_refused,
 )
 from .settings import (
@@ -60,6 +61,7 @@ __all__ = [
     "build_client_config",
     "build_s3_client",
     "build_session",
+    "client_config_kwargs",
     "connection_refused",
     "describe_validation_error",
     "url_scheme",

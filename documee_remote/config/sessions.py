@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError, MissingDependencyError
+from ..redact import install_redaction
 
 if TYPE_CHECKING:
     import boto3
@@ -28,6 +29,7 @@ __all__ = [
     "build_client_config",
     "build_s3_client",
     "build_session",
+    "client_config_kwargs",
     "connection_refused",
 ]
 
@@ -44,6 +46,27 @@ def _require_boto3() -> None:
         raise MissingDependencyError(f"the S3 backend needs boto3: {S3_INSTALL_HINT}") from exc
 
 
+def client_config_kwargs(options: S3Options, *, max_pool_connections: int) -> dict[str, Any]:
+    """botocore ``Config`` keyword arguments for ``options``, for boto3 and for s3fs alike.
+
+    ``max_pool_connections`` is used unless ``options.max_pool_connections``
+    is set. Plain data: importing nothing, so the s3fs backend (which passes
+    them as ``config_kwargs``) and :func:`build_client_config` share one table.
+    """
+    kwargs: dict[str, Any] = {
+        "max_pool_connections": options.max_pool_connections or max_pool_connections,
+        "connect_timeout": options.connect_timeout,
+        "read_timeout": options.read_timeout,
+        # total_max_attempts counts the first attempt, like AWS_MAX_ATTEMPTS; botocore's
+        # "max_attempts" key would count retries only.
+        "retries": {"mode": options.retry_mode, "total_max_attempts": options.max_attempts},
+        "user_agent_extra": _USER_AGENT,
+    }
+    if options.addressing_style:
+        kwargs["s3"] = {"addressing_style": options.addressing_style}
+    return kwargs
+
+
 def build_client_config(options: S3Options, *, max_pool_connections: int) -> Config:
     """botocore's ``Config`` for ``options``.
 
@@ -53,17 +76,7 @@ def build_client_config(options: S3Options, *, max_pool_connections: int) -> Con
     _require_boto3()
     from botocore.config import Config
 
-    s3: Any = {"addressing_style": options.addressing_style} if options.addressing_style else None
-    return Config(
-        max_pool_connections=options.max_pool_connections or max_pool_connections,
-        connect_timeout=options.connect_timeout,
-        read_timeout=options.read_timeout,
-        # total_max_attempts counts the first attempt, like AWS_MAX_ATTEMPTS; botocore's
-        # "max_attempts" key would count retries only.
-        retries={"mode": options.retry_mode, "total_max_attempts": options.max_attempts},
-        s3=s3,
-        user_agent_extra=_USER_AGENT,
-    )
+    return Config(**client_config_kwargs(options, max_pool_connections=max_pool_connections))
 
 
 def assume_role_credentials(
@@ -231,8 +244,6 @@ def build_s3_client(
     """
     # botocore logs request headers (session tokens, credential scopes) at DEBUG:
     # scrub them before any handler sees them. Idempotent and free unless DEBUG is on.
-    from ..redact import install_redaction
-
     install_redaction(secrets=[options.external_id] if options.external_id else ())
     built = build_session(options, session=session)
     from botocore.exceptions import BotoCoreError

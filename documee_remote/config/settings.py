@@ -376,6 +376,8 @@ class Settings:
         """Open the store named by ``DOCUMEE_STORE_URL`` with these settings."""
         if not self.store_url:
             raise ConfigurationError("DOCUMEE_STORE_URL is not set")
+        # The one call from config up to the stores, which stand above it and read
+        # Settings: a convenience kept for its callers, resolved when called.
         from ..stores import open_store
 
         return open_store(self.store_url, settings=self)

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..config.sessions import connection_refused
 from ..errors import (
     AlreadyExistsError,
     ConditionalRequestConflictError,
@@ -513,7 +514,6 @@ def botocore_error(
 
 def connection_detail(exc: Any) -> str:
     """What a connection error says: the endpoint (scheme, host and port only) and why."""
-    from ..config import connection_refused
 
     parts = urlsplit(str(exc.kwargs.get("endpoint_url") or ""))
     port = f":{parts.port}" if parts.port else ""

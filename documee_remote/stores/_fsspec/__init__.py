@@ -36,18 +36,10 @@ failure of every filesystem is translated by :func:`translate_error`.
 
 from __future__ import annotations
 
-from ...errors import MissingDependencyError
-
-_INSTALL_HINT = "pip install 'documee-remote[fsspec]'"
-
-try:
-    import fsspec  # noqa: F401 - checked first, so a missing extra names the install
-except ImportError as _exc:  # pragma: no cover - exercised only without the extra
-    raise MissingDependencyError(f"FsspecStore needs fsspec: {_INSTALL_HINT}") from _exc
-
-from .errors import translate_error  # noqa: E402
-from .s3options import S3_OPTION_NAMES, s3fs_storage_options  # noqa: E402
-from .store import FsspecStore  # noqa: E402
+# errors.py comes first: it checks that fsspec is installed, naming the extra if not.
+from .errors import translate_error
+from .s3options import S3_OPTION_NAMES, s3fs_storage_options
+from .store import FsspecStore
 
 __all__ = [
     "S3_OPTION_NAMES",

@@ -5,12 +5,10 @@ from __future__ import annotations
 import errno
 import sys
 
-import fsspec
-import fsspec.asyn
-
 from ...errors import (
     DocumeeRemoteError,
     InvalidKeyError,
+    MissingDependencyError,
     NotFoundError,
     PermissionDeniedError,
     PreconditionFailedError,
@@ -20,6 +18,14 @@ from ...errors import (
 )
 from .. import _s3common as s3c
 from .._s3common import S3Answer
+
+#: What to run when fsspec is missing.
+FSSPEC_INSTALL_HINT = "pip install 'documee-remote[fsspec]'"
+
+try:
+    import fsspec
+except ImportError as _exc:  # pragma: no cover - exercised only without the extra
+    raise MissingDependencyError(f"FsspecStore needs fsspec: {FSSPEC_INSTALL_HINT}") from _exc
 
 # -- error translation ---------------------------------------------------------------------------
 

@@ -3,30 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from ...config import S3Options
-
+from ...config import S3Options, client_config_kwargs
 
 #: The S3 option names shared with the native S3 backend (fields of ``S3Options``).
-S3_OPTION_NAMES = (
-    "endpoint_url",
-    "region",
-    "profile",
-    "role_arn",
-    "external_id",
-    "role_session_name",
-    "sse",
-    "sse_kms_key_id",
-    "expected_bucket_owner",
-    "max_pool_connections",
-    "connect_timeout",
-    "read_timeout",
-    "retry_mode",
-    "max_attempts",
-    "addressing_style",
-)
+S3_OPTION_NAMES = tuple(S3Options.model_fields)
 
 
 # -- S3 options -----------------------------------------------------------------------------
@@ -45,17 +27,8 @@ def s3fs_storage_options(options: S3Options, *, concurrency: int) -> dict[str, A
         client_kwargs["endpoint_url"] = options.endpoint_url
     if options.region:
         client_kwargs["region_name"] = options.region
-    config_kwargs: dict[str, Any] = {
-        "max_pool_connections": options.max_pool_connections or max(10, concurrency),
-        "connect_timeout": options.connect_timeout,
-        "read_timeout": options.read_timeout,
-        # total_max_attempts counts the first attempt, like AWS_MAX_ATTEMPTS and
-        # like the native backend (botocore's "max_attempts" would count retries).
-        "retries": {"mode": options.retry_mode, "total_max_attempts": options.max_attempts},
-        "user_agent_extra": "documee-remote",
-    }
-    if options.addressing_style:
-        config_kwargs["s3"] = {"addressing_style": options.addressing_style}
+    # The same botocore Config as the native backend's, with a pool of at least 10.
+    config_kwargs = client_config_kwargs(options, max_pool_connections=max(10, concurrency))
     additional: dict[str, Any] = {}
     if options.sse:
         additional["ServerSideEncryption"] = options.sse

@@ -7,18 +7,20 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import fsspec
 import fsspec.asyn
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
+from ...config import S3Options
 from ...errors import (
     ConfigurationError,
     DocumeeRemoteError,
     MissingDependencyError,
 )
+from ...redact import install_redaction
 from ..base import (
     DEFAULT_CONCURRENCY,
     DEFAULT_MAX_OBJECT_SIZE,
@@ -26,7 +28,6 @@ from ..base import (
     Store,
     StoredObject,
 )
-from . import _INSTALL_HINT
 from .drivers import (
     _AsyncFilesystemDriver,
     _Driver,
@@ -36,12 +37,9 @@ from .drivers import (
     _LocalDriver,
     _MemoryDriver,
 )
+from .errors import FSSPEC_INSTALL_HINT
 from .s3driver import _S3Driver
 from .s3options import S3_OPTION_NAMES, _merge_storage_options, s3fs_storage_options
-
-if TYPE_CHECKING:
-    from ...config import S3Options
-
 
 # -- the store -----------------------------------------------------------------------------------
 
@@ -67,8 +65,6 @@ class FsspecStore(Store):
     def __init__(self, fs: Any, root: str, **options: Any) -> None:
         super().__init__(**options)
         # s3fs and aiobotocore log request headers (tokens) at DEBUG; scrub them.
-        from ...redact import install_redaction
-
         install_redaction()
         if not isinstance(fs, fsspec.AbstractFileSystem):
             raise ConfigurationError(
@@ -178,7 +174,7 @@ class FsspecStore(Store):
             except ImportError as exc:
                 raise MissingDependencyError(
                     f"{scheme}:// needs a package fsspec could not import ({exc}); "
-                    f"{_INSTALL_HINT} and the package for {scheme}"
+                    f"{FSSPEC_INSTALL_HINT} and the package for {scheme}"
                 ) from exc
             except ValueError as exc:
                 raise ConfigurationError(f"fsspec cannot open this {scheme}:// URL: {exc}") from exc
@@ -248,12 +244,10 @@ def _filesystem_class(protocol: str) -> Any:
         return fsspec.get_filesystem_class(protocol)
     except ImportError as exc:
         raise MissingDependencyError(
-            f"{protocol}:// through fsspec needs its package ({exc}); {_INSTALL_HINT}"
+            f"{protocol}:// through fsspec needs its package ({exc}); {FSSPEC_INSTALL_HINT}"
         ) from exc
 
 
 def _s3_options(options: Mapping[str, Any]) -> S3Options:
-    from ...config import S3Options
-
     # Raises ConfigurationError naming the fields, never echoing values (external_id).
     return S3Options.from_options(dict(options))
