@@ -12,8 +12,8 @@ import threading
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from .. import redact
 from ..errors import ConfigurationError, MissingDependencyError
-from ..redact import install_redaction
 
 if TYPE_CHECKING:
     import boto3
@@ -244,7 +244,7 @@ def build_s3_client(
     """
     # botocore logs request headers (session tokens, credential scopes) at DEBUG:
     # scrub them before any handler sees them. Idempotent and free unless DEBUG is on.
-    install_redaction(secrets=[options.external_id] if options.external_id else ())
+    redact.install_redaction(secrets=[options.external_id] if options.external_id else ())
     built = build_session(options, session=session)
     from botocore.exceptions import BotoCoreError
 

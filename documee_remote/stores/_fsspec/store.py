@@ -14,13 +14,13 @@ import fsspec.asyn
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
+from ... import redact
 from ...config import S3Options
 from ...errors import (
     ConfigurationError,
     DocumeeRemoteError,
     MissingDependencyError,
 )
-from ...redact import install_redaction
 from ..base import (
     DEFAULT_CONCURRENCY,
     DEFAULT_MAX_OBJECT_SIZE,
@@ -65,7 +65,7 @@ class FsspecStore(Store):
     def __init__(self, fs: Any, root: str, **options: Any) -> None:
         super().__init__(**options)
         # s3fs and aiobotocore log request headers (tokens) at DEBUG; scrub them.
-        install_redaction()
+        redact.install_redaction()
         if not isinstance(fs, fsspec.AbstractFileSystem):
             raise ConfigurationError(
                 f"FsspecStore needs an fsspec filesystem, not {type(fs).__name__}"
