@@ -39,9 +39,10 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Self
 
 from . import layout
+from .bookkeeping import recorded_fence
 from .errors import (
     ConflictError,
     CorruptObjectError,
@@ -56,11 +57,6 @@ if TYPE_CHECKING:
     from .manager import PersistenceManager
 
 __all__ = ["FencedError", "Lease", "LeaseHeldError", "LeaseLostError"]
-
-#: Reserved top-level key of analysis.json where documee-remote keeps its
-#: bookkeeping (the highest fencing token). Upstream's reader ignores
-#: unknown keys, and the models keep it as an extra field.
-BOOKKEEPING_KEY = "documee_remote"
 
 
 class LeaseHeldError(ConflictError):
@@ -129,18 +125,6 @@ class _Record:
 def default_owner() -> str:
     """``host:pid:random``: unique per holder, readable in error messages."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def recorded_fence(extra: dict[str, Any] | None) -> int:
-    """The highest fencing token recorded in an analysis's bookkeeping (0 if none)."""
-    if not extra:
-        return 0
-    book = extra.get(BOOKKEEPING_KEY)
-    if isinstance(book, dict):
-        fence = book.get("fence", 0)
-        if isinstance(fence, int) and not isinstance(fence, bool):
-            return fence
-    return 0
 
 
 class Lease:

@@ -30,6 +30,8 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from . import codec, integrity, interop, journal, layout
+from .bookkeeping import BOOKKEEPING_KEY, recorded_fence
+from .compaction import CompactionPolicy, CompactReport
 from .config import DEFAULT_STORE_URL
 from .errors import (
     ConfigurationError,
@@ -44,9 +46,15 @@ from .errors import (
     UnsupportedOperationError,
 )
 from .interop import AnalysisInput, FileAnalysisInput
-from .journal import CompactionPolicy, CompactReport, Delta, GraphUpdate, JournalListing
-from .leases import BOOKKEEPING_KEY, FencedError, Lease, recorded_fence
-from .merge import apply_file_changes, new_analysis, refresh_derived
+from .journal import Delta, JournalListing
+from .leases import FencedError, Lease
+from .merge import (
+    GraphUpdate,
+    apply_file_changes,
+    apply_graph_update,
+    new_analysis,
+    refresh_derived,
+)
 from .models import CodebaseAnalysis, FileAnalysis
 from .retry import Backoff, RefusalWatch, RetryPolicy, TransactionStats
 from .sharing import Checkout, Sharing, resolve
@@ -216,7 +224,7 @@ class PersistenceManager:
     compaction:
         When merges fold the journal into ``analysis.json``: ``"eager"``
         (after every merge, the default), ``"deferred"``, or a
-        :class:`~documee_remote.journal.CompactionPolicy` with thresholds.
+        :class:`~documee_remote.CompactionPolicy` with thresholds.
     checkout:
         A :class:`~documee_remote.sharing.Checkout` (or a
         :class:`~documee_remote.sharing.Sharing` of several) mapping local
@@ -957,7 +965,7 @@ class PersistenceManager:
            it never claims a file that ``analysis.json`` lacks: a crash in
            between costs a re-analysis, never a skipped file.
 
-        ``graph`` (a :class:`~documee_remote.journal.GraphUpdate`) brings this
+        ``graph`` (a :class:`~documee_remote.GraphUpdate`) brings this
         merge's part of the dependency graph and global patterns as data,
         which a delta can hold. ``merge`` (a function merging them) and
         ``fencing_token`` (from :meth:`lease`: the commit is refused with
@@ -1012,7 +1020,7 @@ class PersistenceManager:
         def change(analysis: CodebaseAnalysis) -> None:
             apply_file_changes(analysis, ours, removed)
             if graph is not None:
-                journal.apply_graph_update(analysis, graph, ours, removed)
+                apply_graph_update(analysis, graph, ours, removed)
             if merge is not None:
                 merge(analysis, ours, removed)
             refresh_derived(analysis, add_analysis_time_ms=analysis_time_ms)

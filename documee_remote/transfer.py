@@ -120,6 +120,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from . import codec, journal, layout
+from .bookkeeping import BOOKKEEPING_KEY, recorded_fence
 from .errors import (
     ConfigurationError,
     ConflictError,
@@ -130,7 +131,6 @@ from .errors import (
     PreconditionFailedError,
     TransientError,
 )
-from .leases import BOOKKEEPING_KEY, recorded_fence
 from .models import CodebaseAnalysis, FileAnalysis
 from .stores import LocalStore, ObjectMeta, Store, etag_of
 
