@@ -19,6 +19,7 @@ from .models import CodebaseAnalysis
 __all__ = [
     "BOOKKEEPING_KEY",
     "peek_watermark",
+    "record_fence",
     "recorded_fence",
     "set_watermark",
     "watermark",
@@ -30,6 +31,7 @@ __all__ = [
 BOOKKEEPING_KEY = "documee_remote"
 
 _WATERMARK = "journal"
+_FENCE = "fence"
 _DECODER = json.JSONDecoder()
 
 
@@ -39,7 +41,7 @@ def recorded_fence(extra: dict[str, Any] | None) -> int:
         return 0
     book = extra.get(BOOKKEEPING_KEY)
     if isinstance(book, dict):
-        fence = book.get("fence", 0)
+        fence = book.get(_FENCE, 0)
         if isinstance(fence, int) and not isinstance(fence, bool):
             return fence
     return 0
@@ -87,4 +89,12 @@ def set_watermark(analysis: CodebaseAnalysis, seq: int) -> None:
     found = (analysis.__pydantic_extra__ or {}).get(BOOKKEEPING_KEY)
     book = dict(found) if isinstance(found, dict) else {}
     book[_WATERMARK] = seq
+    setattr(analysis, BOOKKEEPING_KEY, book)
+
+
+def record_fence(analysis: CodebaseAnalysis, token: int) -> None:
+    """Record ``token`` as the highest fencing token, keeping the rest (the watermark)."""
+    found = (analysis.__pydantic_extra__ or {}).get(BOOKKEEPING_KEY)
+    book = dict(found) if isinstance(found, dict) else {}
+    book[_FENCE] = token
     setattr(analysis, BOOKKEEPING_KEY, book)

@@ -18,7 +18,6 @@ ROOT = Path(documee_remote.__file__).parent
 
 #: Modules allowed past MAX_LINES, each with why it is one concept.
 BIG_ALLOWED: dict[str, str] = {
-    "documee_remote.manager": "being split into documee_remote._engine (issue 13)",
     # removed by the cli/storecfg part of issue 13
     "documee_remote.cli": "removed by the cli/storecfg part of issue 13",
     "documee_remote.analyser": "removed by the cli/storecfg part of issue 13",

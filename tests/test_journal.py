@@ -822,7 +822,7 @@ def test_a_manager_with_an_old_floor_sees_a_codebase_begun_again() -> None:
     for n in range(5):
         old.merge_file_analyses("cb", {f"/f{n}.py": make_file_analysis(f"/f{n}.py")}, {})
     old.compact("cb")
-    assert old._floors["cb"] == 5
+    assert old.engine.floors["cb"] == 5
     other = PersistenceManager(store, retry=FAST, compaction="deferred")
     assert other.delete_analysis("cb") is True
     other.append_file_analyses("cb", {"/new.py": make_file_analysis("/new.py")}, {})
