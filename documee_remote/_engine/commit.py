@@ -24,7 +24,7 @@ from ..journal import Delta, JournalListing
 from ..leases import FencedError
 from ..merge import apply_file_changes, new_analysis
 from ..models import CodebaseAnalysis
-from ..retry import Backoff, RefusalWatch, RetryPolicy, TransactionStats
+from ..retry import Again, Backoff, RefusalWatch, RetryPolicy, TransactionStats, cas_loop
 from .context import Engine, require_atomic_writes
 from .hashes import withdraw_first
 from .reads import read_view
@@ -154,52 +154,54 @@ def commit(
     require_atomic_writes(eng, txn.codebase_id)
     key = layout.analysis_key(txn.codebase_id)
     backoff = Backoff(policy, stats=txn.stats)
+    state = txn._state
     first = not fresh
-    last_error: Exception | None = None
     sent: bytes | None = None  # a body whose PUT failed transiently: it may have landed
     sent_folded: list[tuple[int, Delta]] = []  # the deltas that body folded
     watch = RefusalWatch(eng.store.url, key)
-    while backoff.next_attempt():
+
+    def attempt() -> bool | Again:
+        """One read, replay and conditional write; True when ours is the commit."""
+        nonlocal first, sent, sent_folded
         if not first:
             try:
                 view = read_view(
                     eng,
                     txn.codebase_id,
-                    listing=txn._state.listing,
-                    known=txn._state.known,
+                    listing=state.listing,
+                    known=state.known,
                     # After a lost race, a merge's compaction need not parse what
                     # it will not write if a rival already folded its delta.
-                    stop_at=txn._state.until if txn._state.listing is None else None,
-                    yield_above=txn._state.until if txn._state.yield_newer else None,
+                    stop_at=state.until if state.listing is None else None,
+                    yield_above=state.until if state.yield_newer else None,
                 )
             except TransientError as exc:
-                last_error = exc
-                continue
+                return Again(exc)
             finally:
-                txn._state.listing = None  # only the first read may use a caller's listing
-            txn.etag, txn._state.raw, txn._state.folded = view.etag, view.raw, view.folded
-            txn._state.listing_seen = view.listing
+                state.listing = None  # only the first read may use a caller's listing
+            txn.etag, state.raw, state.folded = view.etag, view.raw, view.folded
+            state.listing_seen = view.listing
             watch.reread(view.etag)  # raises when the endpoint refuses true conditions
-            if sent is not None and txn._state.raw == sent:
+            if sent is not None and state.raw == sent:
                 # Our write landed; only its response was lost. txn.analysis is
                 # what that body was made from.
-                txn._state.wrote, txn._state.folded = True, sent_folded
-                break
+                state.wrote, state.folded = True, sent_folded
+                return True
             if view.newer:
-                txn._state.yielded = True  # a newer writer will fold this delta
-                return
-            if txn._state.until is not None and view.watermark >= txn._state.until:
+                state.yielded = True  # a newer writer will fold this delta
+                return False
+            if state.until is not None and view.watermark >= state.until:
                 # Another compaction folded the delta this one is for. Unparsed
                 # (stop_at), the result is this attempt's fold: the state at the
                 # highest seq it folded, which holds this merge.
                 if view.analysis is not None:
                     txn.analysis = view.analysis
-                return
-            if txn._state.compaction and not view.folded:
+                return False
+            if state.compaction and not view.folded:
                 txn.analysis = view.analysis or new_analysis(txn.codebase_id)
                 if view.analysis is not None and view.listing.folded_hint < view.watermark:
                     on_folded(txn, policy)  # a compactor died before its marker
-                return  # nothing pending: a compaction writes nothing
+                return False  # nothing pending: a compaction writes nothing
             sent = None
             txn.analysis = txn._replay(view.analysis or new_analysis(txn.codebase_id))
         first = False
@@ -207,45 +209,43 @@ def commit(
         if txn.fencing_token is not None:
             _fence(txn)
         body = codec.dump_codebase_analysis(txn.analysis)
-        if body == txn._state.raw:
-            return  # nothing changed: no write, no conflict possible
-        if txn._state.folded:
-            gone = journal.fold_hashes(txn._state.folded)[1] - set(txn.analysis.file_analyses)
+        if body == state.raw:
+            return False  # nothing changed: no write, no conflict possible
+        if state.folded:
+            gone = journal.fold_hashes(state.folded)[1] - set(txn.analysis.file_analyses)
             try:
                 withdraw_first(eng, txn.codebase_id, gone, policy)
             except (TooManyConflictsError, TransientError) as exc:
-                last_error = exc
-                continue
+                return Again(exc)
         try:
             if txn.etag is None:
                 txn.etag = eng.store.put(key, body, if_none_match="*")
             else:
                 txn.etag = eng.store.put(key, body, if_match=txn.etag)
-            txn._state.raw = body
-            txn._state.wrote = True
-            break
+            state.raw = body
+            state.wrote = True
+            return True
         except (PreconditionFailedError, ConflictError) as exc:
-            txn.stats.conflicts += 1
-            last_error = exc
             if isinstance(exc, PreconditionFailedError):
                 watch.refused(txn.etag)
+            return Again(exc, lost=True)
         except TransientError as exc:
             # The store already retried; a transaction re-reads anyway, so
             # a write that did land is seen on the next attempt.
-            last_error = exc
-            sent, sent_folded = body, txn._state.folded
-    else:
-        if isinstance(last_error, TransientError):
-            # Not a contention problem: the storage kept failing. Surface its
-            # own typed error, now that our policy is exhausted too.
-            raise last_error
-        raise TooManyConflictsError(
+            sent, sent_folded = body, state.folded
+            return Again(exc)
+
+    def exhausted(last_error: Exception | None) -> Exception:
+        # A last error that is transient is raised as it is (by cas_loop): not a
+        # contention problem, the storage kept failing.
+        return TooManyConflictsError(
             f"gave up committing {key!r} after {txn.stats.attempts} attempts "
             f"({txn.stats.conflicts} lost to other writers): {last_error}",
             attempts=txn.stats.attempts,
             key=key,
-        ) from last_error
-    if txn._state.folded:
+        )
+
+    if cas_loop(backoff, attempt, exhausted=exhausted) and state.folded:
         on_folded(txn, policy)
 
 

@@ -21,7 +21,7 @@ from ..errors import (
     TransientError,
 )
 from ..models import FileAnalysis
-from ..retry import Backoff, RefusalWatch, RetryPolicy, TransactionStats
+from ..retry import Again, Backoff, RefusalWatch, RetryPolicy, TransactionStats, cas_loop
 from .context import Engine
 from .reads import get_deltas, read_analysis, with_listing
 
@@ -87,9 +87,9 @@ def cas_hashes(
     """Read-modify-write ``file_hashes.json`` with compare-and-swap."""
     key = layout.file_hashes_key(codebase_id)
     backoff = Backoff(retry or eng.retry, stats=TransactionStats())
-    last_error: Exception | None = None
     watch = RefusalWatch(eng.store.url, key)
-    while backoff.next_attempt():
+
+    def attempt() -> Again | None:
         etag: str | None = None
         try:
             try:
@@ -101,30 +101,30 @@ def cas_hashes(
             watch.reread(etag)  # raises when the endpoint refuses true conditions
             updated = change(dict(current))
             if updated == current:
-                break
+                return None
             body = codec.dump_file_hashes(updated)
             if etag is None:
                 eng.store.put(key, body, if_none_match="*")
             else:
                 eng.store.put(key, body, if_match=etag)
-            break
+            return None
         except (PreconditionFailedError, ConflictError) as exc:
-            backoff.stats.conflicts += 1
-            last_error = exc
             if isinstance(exc, PreconditionFailedError):
                 watch.refused(etag)
+            return Again(exc, lost=True)
         except TransientError as exc:
-            last_error = exc
-    else:
-        if isinstance(last_error, TransientError):
-            raise last_error
-        raise TooManyConflictsError(
+            return Again(exc)
+
+    def exhausted(last_error: Exception | None) -> Exception:
+        return TooManyConflictsError(
             f"gave up updating {key!r} after {backoff.stats.attempts} attempts; "
             "analysis.json is committed, and files missing from file_hashes.json "
             "will simply be analysed again",
             attempts=backoff.stats.attempts,
             key=key,
-        ) from last_error
+        )
+
+    cas_loop(backoff, attempt, exhausted=exhausted)
     stats.add(backoff.stats)
 
 

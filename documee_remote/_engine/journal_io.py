@@ -16,7 +16,7 @@ from ..errors import (
     TransientError,
 )
 from ..journal import JournalListing
-from ..retry import Backoff, RetryPolicy, TransactionStats
+from ..retry import Again, Backoff, RetryPolicy, TransactionStats, cas_loop
 from ..stores import ObjectMeta, etag_of
 from .context import Engine, utcnow
 from .reads import list_journal
@@ -36,37 +36,37 @@ def create_delta(
     fresh_for = eng.compaction.grace_seconds / 4
     listing: JournalListing | None = None
     listed_at = 0.0
-    last_error: Exception | None = None
-    while backoff.next_attempt():
+
+    def attempt() -> tuple[int, JournalListing] | Again:
+        nonlocal listing, listed_at
         if listing is None or time.monotonic() - listed_at > fresh_for:
             try:
                 listing, listed_at = list_journal(eng, codebase_id), time.monotonic()
             except TransientError as exc:
-                last_error = exc
-                continue
+                return Again(exc)
         seq = listing.max_seq + 1
         key = journal.delta_key(codebase_id, seq)
         try:
             etag = eng.store.put(key, body, if_none_match="*")
         except (PreconditionFailedError, ConflictError) as exc:
-            stats.conflicts += 1
-            last_error, listing = exc, None
-            continue
+            listing = None
+            return Again(exc, lost=True)
         except TransientError as exc:
-            last_error = exc
             if not landed(eng, key, body):
-                continue
+                return Again(exc)
             etag = etag_of(body)
         meta = ObjectMeta(key, etag, len(body), utcnow())
         return seq, listing.with_delta(seq, meta)
-    if isinstance(last_error, TransientError):
-        raise last_error
-    raise TooManyConflictsError(
-        f"gave up adding a delta to the journal of {codebase_id!r} after "
-        f"{stats.attempts} attempts ({stats.conflicts} seqs taken by other writers)",
-        attempts=stats.attempts,
-        key=layout.journal_prefix(codebase_id),
-    ) from last_error
+
+    def exhausted(last_error: Exception | None) -> Exception:
+        return TooManyConflictsError(
+            f"gave up adding a delta to the journal of {codebase_id!r} after "
+            f"{stats.attempts} attempts ({stats.conflicts} seqs taken by other writers)",
+            attempts=stats.attempts,
+            key=layout.journal_prefix(codebase_id),
+        )
+
+    return cas_loop(backoff, attempt, exhausted=exhausted)
 
 
 def landed(eng: Engine, key: str, body: bytes) -> bool:
