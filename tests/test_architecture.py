@@ -194,6 +194,45 @@ def test_imports_under_type_checking_do_not_count() -> None:
     assert names == ["TYPE_CHECKING", "codec"]
 
 
+#: The commit engine's layers, bottom first: each may import only those before it
+#: (see documee_remote/_engine/__init__.py).
+ENGINE_LAYERS = [
+    "context",
+    "reads",
+    "journal_io",
+    "hashes",
+    "commit",
+    "publish",
+    "compact",
+    "append",
+    "merging",
+    "save",
+]
+
+
+def test_engine_modules_import_only_what_stands_below_them() -> None:
+    engine = f"{PACKAGE}._engine"
+    graph = _graph()
+    assert {n for n in graph if n.startswith(engine + ".")} == {
+        f"{engine}.{layer}" for layer in ENGINE_LAYERS
+    }, "a new engine module needs its place in ENGINE_LAYERS"
+    upward = [
+        f"{engine}.{layer} imports {target}"
+        for i, layer in enumerate(ENGINE_LAYERS)
+        for target in sorted(graph[f"{engine}.{layer}"])
+        if target.startswith(engine + ".") and target.rpartition(".")[2] not in ENGINE_LAYERS[:i]
+    ]
+    assert not upward, "engine modules importing upward:\n" + "\n".join(upward)
+
+
+def test_the_engine_stands_below_the_manager() -> None:
+    graph = _graph()
+    below = [n for n in graph if n.startswith(f"{PACKAGE}._engine")]
+    assert not [n for n in below if f"{PACKAGE}.manager" in graph[n]]
+    for module in ("integrity", "leases", "journal", "bookkeeping", "merge"):
+        assert f"{PACKAGE}.manager" not in graph[f"{PACKAGE}.{module}"], module
+
+
 def test_no_module_is_too_big() -> None:
     sizes = {name: len(path.read_text().splitlines()) for name, path in _modules().items()}
     big = {name: n for name, n in sizes.items() if n > MAX_LINES and name not in BIG_ALLOWED}

@@ -13,7 +13,10 @@ ones listed before it (tests/test_architecture.py checks there is no cycle):
 - ``publish``: that work (hashes, removed objects, marker, pruning), and the
   commit with it hooked in;
 - ``compact``: compaction, group commit and one-shot updates;
-- ``append``: a merge recorded as a delta, then compacted as the policy says.
+- ``append``: a merge recorded as a delta, then compacted as the policy says;
+- ``merging``: merges that commit directly (a graph function, a fencing
+  token), and the checks every merge passes;
+- ``save``: upstream's whole-codebase save, and delete, beside the journal.
 
 The retry loop under every compare-and-swap is :func:`documee_remote.retry.cas_loop`.
 """
