@@ -90,7 +90,7 @@ def with_listing(eng: Engine, codebase_id: str, fn: Callable[[], _T]) -> tuple[_
 
     The order does not matter to correctness: a listing older than the
     ``analysis.json`` read shows nothing above its watermark, and one
-    that is newer can only show a hole (see :meth:`_read_view`).
+    that is newer can only show a hole (see :func:`read_view`).
     """
     listing: Future[JournalListing] = eng.side().submit(list_journal, eng, codebase_id)
     try:
