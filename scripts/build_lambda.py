@@ -71,7 +71,7 @@ CLI_ONLY = frozenset({"click", "rich", "markdown-it-py", "mdurl", "pygments"})
 FORBIDDEN = frozenset({"moto", "pytest", "hypothesis"})
 #: Paths (relative to the zip root) left out of the zip.
 _SKIP_DIRS = frozenset({"__pycache__", "bin"})
-_SKIP_PREFIXES = (f"{PACKAGE}/testing/",)
+_SKIP_PREFIXES = (f"{PACKAGE}/testing/", f"{PACKAGE}/cli/")
 #: The CLI's modules, whose dependencies are left out.
 _SKIP_FILES = frozenset({f"{PACKAGE}/cli.py", f"{PACKAGE}/__main__.py", f"{PACKAGE}/demo.py"})
 

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from documee_remote import codec, layout
-from documee_remote.analyser import (
+from documee_remote.analysis import (
     DEFAULT_MAX_FILE_SIZE,
     AnalyseReport,
     ProgressEvent,
@@ -760,3 +760,14 @@ def test_concurrent_shards_in_processes_lose_nothing(tmp_path: Path) -> None:
     assert {layout.file_analysis_key("together", n) for n in expected} <= keys
     # Nothing left to do for anyone.
     assert analyse_codebase(pm, "together", root, path_prefix="/srv/together").analysed == 0
+
+
+def test_the_analyser_module_is_an_alias_of_the_analysis_package() -> None:
+    """``documee_remote.analyser`` (named in --analyser specs) re-exports the package's names."""
+    import documee_remote.analyser as alias
+    import documee_remote.analysis as analysis
+
+    assert alias.__all__ == analysis.__all__
+    for name in analysis.__all__:
+        assert getattr(alias, name) is getattr(analysis, name), name
+    assert load_analyser("documee_remote.analyser:reference_analyser") is reference_analyser

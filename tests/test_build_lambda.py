@@ -84,6 +84,7 @@ def test_filter_and_names() -> None:
     # The CLI ships with the package but not in the zip, nor do its dependencies.
     assert {"click", "rich"} <= build_lambda.CLI_ONLY
     assert not build_lambda.included("documee_remote/cli.py")
+    assert not build_lambda.included("documee_remote/cli/__init__.py")
     assert build_lambda.included("documee_remote/aws_lambda.py")
 
 

@@ -744,7 +744,7 @@ def terminal_stderr(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
     """Make the CLI believe stderr is a terminal; capture what it draws there."""
     from rich.console import Console
 
-    from documee_remote import cli as cli_module
+    from documee_remote.cli import _app as cli_module
 
     buffer = io.StringIO()
     original = cli_module._console
@@ -1095,7 +1095,8 @@ def test_transfer_progress_counts_in_mib() -> None:
     from rich.console import Console
     from rich.progress import Task, TaskID, TransferSpeedColumn
 
-    from documee_remote.cli import CliState, _TransferProgress
+    from documee_remote.cli._app import CliState
+    from documee_remote.cli.transfer import _TransferProgress
     from documee_remote.transfer import TransferEvent
 
     stream = io.StringIO()
