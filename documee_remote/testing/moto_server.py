@@ -284,6 +284,11 @@ class FaultInjector:
             raise ValueError(f"unknown quirks {unknown}; known: {sorted(QUIRKS)}")
         self.quirks = frozenset(quirks)
 
+    @property
+    def rules(self) -> list[FaultRule]:
+        """The rules in force, in the order they are tried (a copy of the list)."""
+        return self._book.rules
+
     def remove(self, rule: FaultRule) -> None:
         """Stop applying ``rule``."""
         self._book.remove(rule)

@@ -103,7 +103,7 @@ def soak_server(conn: Connection, rates: dict[str, float]) -> None:
             command = conn.recv()
             snapshot = {"faults": dict(faults.faults), "requests": dict(faults.requests)}
             if command == "clear":
-                for rule in list(faults._rules):
+                for rule in faults.rules:
                     faults.remove(rule)
                 conn.send(snapshot)
             else:

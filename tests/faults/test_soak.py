@@ -11,6 +11,7 @@ and no process may grow its memory by more than a bound.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import time
@@ -49,6 +50,8 @@ def test_soak_readers_see_whole_analyses_and_writers_lose_nothing(
     control, server_end = ctx.Pipe()
     server = ctx.Process(target=soak_server, args=(server_end, RATES), daemon=True)
     server.start()
+    # Only the server holds its end now: if it dies, recv() raises instead of waiting forever.
+    server_end.close()
     assert control.poll(60), "the soak server did not start"
     endpoint: str = control.recv()
     procs: list[tuple[str, Any, Any]] = []
@@ -74,6 +77,7 @@ def test_soak_readers_see_whole_analyses_and_writers_lose_nothing(
             p.join(30)
         elapsed = time.monotonic() - started
         control.send("clear")
+        assert control.poll(60), f"the soak server did not answer (exit code {server.exitcode})"
         during = control.recv()
         store = S3Store.from_url(f"s3://{BUCKET}/root/", endpoint_url=endpoint, region="us-east-1")
         with PersistenceManager(store) as pm:
@@ -91,9 +95,14 @@ def test_soak_readers_see_whole_analyses_and_writers_lose_nothing(
         for _, p, _ in procs:
             if p.is_alive():
                 p.kill()
-        control.send("stop")
-        control.recv()
+        # Cleanup must not hide the test's own failure: a dead server is reported above.
+        with contextlib.suppress(OSError, EOFError):
+            control.send("stop")
+            if control.poll(30):
+                control.recv()
         server.join(30)
+        if server.is_alive():
+            server.kill()
 
     growth = [r["rss_end"] - r["rss_start"] for rs in results.values() for r in rs]
     reads = sum(r["loads"] for r in results["reader"])
