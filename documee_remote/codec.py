@@ -687,7 +687,7 @@ def _model_fields(model: type[BaseModel]) -> dict[str, tuple[str, Any]]:
         for name, info in model.model_fields.items():
             tp = info.annotation
             origin = getattr(tp, "__origin__", None)
-            args = getattr(tp, "__args__", ())
+            args: tuple[Any, ...] = getattr(tp, "__args__", ())
             if isinstance(tp, type) and issubclass(tp, AnalysisModel):
                 found[name] = ("model", tp)
             elif origin is dict and len(args) == 2 and args[0] is str and _is_model(args[1]):
