@@ -48,8 +48,8 @@ from .local import LocalStore
 from .memory import MemoryStore
 
 if TYPE_CHECKING:
-    from .fsspec import FsspecStore
-    from .obstore import ObstoreStore
+    from ._fsspec import FsspecStore
+    from ._obstore import ObstoreStore
     from .s3 import S3Store
 
 __all__ = [
@@ -72,8 +72,8 @@ __all__ = [
 # name -> (module, class): imported on first use only.
 _LAZY = {
     "S3Store": (".s3", "S3Store"),
-    "FsspecStore": (".fsspec", "FsspecStore"),
-    "ObstoreStore": (".obstore", "ObstoreStore"),
+    "FsspecStore": ("._fsspec", "FsspecStore"),
+    "ObstoreStore": ("._obstore", "ObstoreStore"),
 }
 
 #: The options of the backends without optional dependencies (the others check their own).
@@ -176,10 +176,10 @@ def open_store(
 
         return S3Store.from_url(url, **options)
     if backend == "obstore":
-        from .obstore import ObstoreStore
+        from ._obstore import ObstoreStore
 
         return ObstoreStore.from_url(url, **options)
-    from .fsspec import FsspecStore
+    from ._fsspec import FsspecStore
 
     return FsspecStore.from_url(url, **options)
 
