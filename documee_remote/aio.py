@@ -57,11 +57,13 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 if TYPE_CHECKING:
+    from ._engine.merging import GraphMerge
+    from .compaction import CompactionPolicy, CompactReport
     from .integrity import GcReport, VerifyReport
     from .interop import AnalysisInput, FileAnalysisInput
-    from .journal import CompactionPolicy, CompactReport, GraphUpdate
     from .leases import Lease
-    from .manager import AppendReport, GraphMerge, PersistenceManager, SaveReport, Transaction
+    from .manager import AppendReport, PersistenceManager, SaveReport, Transaction
+    from .merge import GraphUpdate
     from .models import CodebaseAnalysis, FileAnalysis
     from .retry import RetryPolicy, TransactionStats
     from .sharing import Checkout, Sharing

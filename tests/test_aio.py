@@ -20,7 +20,7 @@ from typing import Any
 import pydantic_core
 import pytest
 
-from documee_remote import codec
+from documee_remote import _pieces, codec
 from documee_remote.aio import AsyncPersistenceManager
 from documee_remote.errors import CorruptObjectError, StoreClosedError
 from documee_remote.manager import PersistenceManager
@@ -458,7 +458,7 @@ async def _as_coroutine(fn: Callable[..., Any], *args: Any) -> Any:
 @pytest.fixture
 def small_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make documents of a few KB take the piecewise paths."""
-    monkeypatch.setattr(codec, "_PIECE_BYTES", 512)
+    monkeypatch.setattr(_pieces, "PIECE_BYTES", 512)
 
 
 def test_piecewise_bytes_and_models_equal_the_one_call_path(small_pieces: None) -> None:
@@ -473,7 +473,7 @@ def test_piecewise_bytes_and_models_equal_the_one_call_path(small_pieces: None) 
     assert len(whole) > 20 * 512
     pieces = codec.dump_codebase_analysis(analysis)
     assert pieces == whole
-    assert codec._parse_pieces(whole, 0, len(whole), 0, 4) == pydantic_core.from_json(whole)
+    assert _pieces.parse_pieces(whole, 0, len(whole), 0, 4) == pydantic_core.from_json(whole)
     loaded = codec.load_codebase_analysis(whole)
     assert loaded == CodebaseAnalysis.model_validate(pydantic_core.from_json(whole))
     assert codec.dump_codebase_analysis(loaded) == whole
@@ -489,10 +489,10 @@ def test_piecewise_parse_refuses_other_layouts(small_pieces: None) -> None:
         json.dumps(value, indent=1).encode(),
     ):
         with pytest.raises(ValueError):
-            codec._parse_pieces(text, 0, len(text), 0, 4)
+            _pieces.parse_pieces(text, 0, len(text), 0, 4)
         assert codec.loads(text) == value  # and the one call reads it
     indented = json.dumps(value, indent=2).encode()
-    assert codec._parse_pieces(indented, 0, len(indented), 0, 4) == value
+    assert _pieces.parse_pieces(indented, 0, len(indented), 0, 4) == value
 
 
 def test_piecewise_parse_keys_with_escapes_and_repeats(small_pieces: None) -> None:
@@ -506,8 +506,8 @@ def test_piecewise_parse_keys_with_escapes_and_repeats(small_pieces: None) -> No
     )
     expected = pydantic_core.from_json(text)
     assert list(expected) == ['a ": "b', "dup", "big"]
-    assert codec._parse_pieces(text, 0, len(text), 0, 4) == expected
-    assert list(codec._parse_pieces(text, 0, len(text), 0, 4)) == list(expected)
+    assert _pieces.parse_pieces(text, 0, len(text), 0, 4) == expected
+    assert list(_pieces.parse_pieces(text, 0, len(text), 0, 4)) == list(expected)
 
 
 def test_a_corrupt_entry_reports_as_the_one_call_path_does(small_pieces: None) -> None:
@@ -523,7 +523,7 @@ def test_a_corrupt_entry_reports_as_the_one_call_path_does(small_pieces: None) -
     with pytest.raises(CorruptObjectError) as piecewise:
         codec.load_codebase_analysis(wrong, key="cb/analysis.json")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(codec, "_PIECE_BYTES", 1 << 30)
+        mp.setattr(_pieces, "PIECE_BYTES", 1 << 30)
         with pytest.raises(CorruptObjectError) as one_call:
             codec.load_codebase_analysis(wrong, key="cb/analysis.json")
     assert str(piecewise.value) == str(one_call.value)
