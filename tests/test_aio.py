@@ -379,38 +379,23 @@ def test_aclose_waits_for_a_cancelled_write() -> None:
 # --------------------------------------------------------------------- event-loop stalls
 
 
-async def _max_gap(op: Callable[[], Awaitable[Any]], tick: float = 0.002) -> tuple[float, Any]:
-    """Run ``op`` while a heartbeat task ticks; the longest gap between ticks, in seconds."""
-    stop = asyncio.Event()
-    gaps: list[float] = []
-
-    async def heartbeat() -> None:
-        last = time.perf_counter()
-        while not stop.is_set():
-            await asyncio.sleep(tick)
-            now = time.perf_counter()
-            gaps.append(now - last)
-            last = now
-
-    beat = asyncio.create_task(heartbeat())
-    await asyncio.sleep(0.01)
-    try:
-        result = await op()
-    finally:
-        stop.set()
-        await beat
-    return max(gaps), result
-
-
 #: The issue's bound on a heartbeat's gap while an analysis is loaded or saved.
 STALL_BOUND_S = 0.050
 
 
 @pytest.mark.slow
 def test_the_event_loop_never_stalls_while_a_large_analysis_moves(tmp_path: Path) -> None:
+    """A heartbeat on the loop never waits 50 ms for a save or load of a 19 MB analysis.
+
+    Gaps are counted less the time the OS kept the loop's thread waiting for a
+    CPU (benchmarks.stall): on two busy cores that alone exceeds 50 ms, and
+    says nothing of this code. The sync API called on the loop shows the
+    measurement sees the stalls the async API avoids.
+    """
+    from benchmarks.stall import heartbeat_gaps
     from benchmarks.synth import build_dataset
 
-    dataset = build_dataset(600)  # ~14 MB analysis.json, Django-shaped
+    dataset = build_dataset(850)  # ~19 MB analysis.json, Django-shaped
     assert len(dataset.analysis) > 10_000_000
     analysis = codec.load_codebase_analysis(dataset.analysis)
     gc.collect()
@@ -420,12 +405,11 @@ def test_the_event_loop_never_stalls_while_a_large_analysis_moves(tmp_path: Path
         async with AsyncPersistenceManager(str(tmp_path / "store")) as apm:
 
             async def best_of_3(name: str, op: Callable[[], Awaitable[Any]]) -> Any:
-                # A stall our code causes (the GIL held) shows in every run; one
-                # the OS causes (2 busy cores, other processes) rarely twice.
+                # A stall this code causes shows in every run; noise rarely twice.
                 for _ in range(3):
-                    gap, result = await _max_gap(op)
-                    gaps[name] = min(gap, gaps.get(name, gap))
-                    if gap < STALL_BOUND_S:
+                    measured, result = await heartbeat_gaps(op)
+                    gaps[name] = min(measured.own, gaps.get(name, measured.own))
+                    if measured.own < STALL_BOUND_S:
                         break
                 return result
 
@@ -438,10 +422,8 @@ def test_the_event_loop_never_stalls_while_a_large_analysis_moves(tmp_path: Path
             loaded = await best_of_3("load", lambda: apm.load_analysis(CID))
             assert loaded == analysis
             await best_of_3("save", lambda: apm.save_analysis(CID, loaded))
-            # The sync API called on the loop stalls it for the whole load: the
-            # measurement is sensitive enough to see what the async API avoids.
-            sync_gap, _ = await _max_gap(lambda: _as_coroutine(apm.sync.load_analysis, CID))
-            assert sync_gap > STALL_BOUND_S
+            sync, _ = await heartbeat_gaps(lambda: _as_coroutine(apm.sync.load_analysis, CID))
+            assert sync.own > STALL_BOUND_S
         return gaps
 
     gaps = asyncio.run(main())
