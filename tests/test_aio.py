@@ -430,6 +430,16 @@ def test_the_event_loop_never_stalls_while_a_large_analysis_moves(tmp_path: Path
     assert max(gaps.values()) < STALL_BOUND_S, gaps
 
 
+def test_the_stall_benchmark_runs_and_reports_every_row(tmp_path: Path) -> None:
+    from benchmarks import stall
+
+    stall.main(["--files", "20", "--repeat", "1", "--out", str(tmp_path)])
+    table = (tmp_path / "stall.md").read_text()
+    for row in ("async save (all objects)", "async load", "sync in loop: load"):
+        assert f"| {row} |" in table
+    assert stall.runqueue_wait() >= 0.0
+
+
 async def _as_coroutine(fn: Callable[..., Any], *args: Any) -> Any:
     return fn(*args)
 
