@@ -73,6 +73,7 @@ the collector's repeated passes over them would otherwise triple the time.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import re
@@ -301,10 +302,15 @@ def dumps_model(model: BaseModel) -> bytes:
     if not isinstance(model, AnalysisModel):
         return dumps(model.model_dump(mode="python", by_alias=True))
     try:
-        pieces: list[bytes] = []
-        _pieces.dump_pieces(model, b"", pieces, _pieces.SPLIT_DEPTH, _model_json)
-        return b"".join(pieces)
-    except (pydantic_core.PydanticSerializationError, orjson.JSONEncodeError, _pieces.NoSplitError):
+        if isinstance(model, CodebaseAnalysis):
+            # The one large model: written in pieces so that no call holds the GIL
+            # for long (smaller ones are faster in one call).
+            pieces: list[bytes] = []
+            with contextlib.suppress(_pieces.NoSplitError):
+                _pieces.dump_pieces(model, b"", pieces, _pieces.SPLIT_DEPTH, _model_json)
+                return b"".join(pieces)
+        return _model_json(model)
+    except (pydantic_core.PydanticSerializationError, orjson.JSONEncodeError):
         # Surrogates, or a value someone assigned that JSON cannot hold: let
         # the standard library produce its exact result or its exact error.
         return _stdlib_dumps(model.to_dict())

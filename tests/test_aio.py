@@ -471,6 +471,25 @@ def test_piecewise_bytes_and_models_equal_the_one_call_path(small_pieces: None) 
     assert codec.dump_codebase_analysis(loaded) == whole
 
 
+def test_piecewise_equals_one_call_on_every_fixture(codebase_dir: Path, small_pieces: None) -> None:
+    """Documee's real analysis.json files read and write alike in pieces and in one call."""
+    raw_path = codebase_dir / "analysis.json"
+    if not raw_path.exists() or raw_path.stat().st_size == 0:
+        pytest.skip("no analysis.json")
+    raw = raw_path.read_bytes()
+    try:
+        one_call = CodebaseAnalysis.model_validate(pydantic_core.from_json(raw))
+    except (ValueError, pydantic_core.ValidationError):
+        pytest.skip("not a valid analysis (a quirk fixture)")
+    # Compared as bytes: the NaN fixture's values never equal themselves.
+    parsed = _pieces.parse_pieces(raw, 0, len(raw), 0, 4)
+    assert codec.dumps(parsed) == codec.dumps(pydantic_core.from_json(raw))
+    piecewise = codec.load_codebase_analysis(raw)
+    assert type(piecewise) is CodebaseAnalysis
+    assert codec.dump_codebase_analysis(piecewise) == codec._model_json(one_call)
+    assert piecewise.model_dump_json() == one_call.model_dump_json()
+
+
 def test_piecewise_parse_refuses_other_layouts(small_pieces: None) -> None:
     import json
 
