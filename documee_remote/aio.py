@@ -24,8 +24,10 @@ manager: 16 concurrent ``load_analysis(cid)`` issue one GET of
 fast path would: copying a 52 MB analysis for every caller costs more than the
 read it saved. Treat what a read returns as read-only, or pass
 ``private=True`` for a result of one's own (its own read, joined by nobody).
-A read that starts after a shared one finished reads again: single flight
-never serves an old result.
+A read that starts after a shared one finished reads again, and a write through
+this object ends every flight in progress for later readers, so a caller reads
+its own writes; otherwise a read that joins one in flight gets a state no older
+than the moment that read began, as with any single flight.
 
 Cancellation
 ------------
@@ -172,6 +174,10 @@ class AsyncPersistenceManager:
 
         def land(done: asyncio.Future[Any]) -> None:
             self._writes.discard(done)
+            # Reads in flight may predate this write: later reads must not join them
+            # (a caller that awaited this write then reads what it wrote). Runs before
+            # the writer is resumed: this callback precedes the shield's.
+            self._flights.clear()
             if not done.cancelled() and done.exception() is not None:
                 logger.debug("a write finished with %r", done.exception())
 

@@ -181,14 +181,16 @@ class CountingStore(MemoryStore):
     def __init__(self, delay: float = 0.0) -> None:
         super().__init__()
         self.delay = delay
+        self.get_delay: float | None = None
         self.gets: dict[str, int] = {}
         self._count_lock = threading.Lock()
 
     def _get(self, key: str) -> StoredObject:
         with self._count_lock:
             self.gets[key] = self.gets.get(key, 0) + 1
-        time.sleep(self.delay)
-        return super()._get(key)
+        found = super()._get(key)  # read first: a slow response of what was there
+        time.sleep(self.get_delay if self.get_delay is not None else self.delay)
+        return found
 
     def _put(self, key: str, data: bytes, *, if_match: str | None, create_only: bool) -> str:
         time.sleep(self.delay)
@@ -249,6 +251,29 @@ def test_private_loads_and_later_loads_read_again() -> None:
 
     asyncio.run(main())
     assert store.gets == {f"{CID}/analysis.json": 3}
+
+
+def test_a_read_after_an_acknowledged_write_never_joins_an_older_flight() -> None:
+    store = CountingStore(delay=0.001)
+    store.get_delay = 0.3
+    PersistenceManager(store).save_analysis(CID, _analysis(2))
+    newer = _analysis(3, seed=1)
+
+    async def main() -> None:
+        async with AsyncPersistenceManager(store) as apm:
+            old = asyncio.create_task(apm.load_analysis(CID))  # in flight for 0.3 s
+            await asyncio.sleep(0.05)
+            store.get_delay = 0.0
+            await apm.save_analysis(CID, newer)  # acknowledged while the load is in flight
+            assert not old.done()
+            mine = await apm.load_analysis(CID)
+            assert mine is not None
+            assert len(mine.file_analyses) == 3
+            stale = await old
+            assert stale is not None
+            assert len(stale.file_analyses) == 2  # began before the write: may predate it
+
+    asyncio.run(main())
 
 
 def test_a_cancelled_joiner_leaves_the_flight_to_the_others() -> None:
