@@ -357,6 +357,47 @@ def test_cancelled_merges_never_leave_a_half_done_merge(compaction: str) -> None
         assert set(compacted.file_analyses) == set(final.file_analyses)
 
 
+def test_cancelled_merges_on_s3_leave_nothing_repair_cannot_fix(s3_endpoint: S3Endpoint) -> None:
+    """Over HTTP (moto, 5 ms a request): cancelled mid-flight, nothing acknowledged is lost."""
+    url = s3_endpoint.url("cancel/")
+    options = {"endpoint_url": s3_endpoint.endpoint_url, "region": s3_endpoint.region}
+    s3_endpoint.server.faults.latency_ms = 5
+    acknowledged: list[str] = []
+    cancelled: list[str] = []
+
+    async def main() -> None:
+        async with AsyncPersistenceManager(url, **options) as apm:
+            await apm.save_analysis(CID, _analysis(2))
+
+            async def one(i: int, delay: float) -> None:
+                path = f"/src/new/file_{i}.py"
+                task = asyncio.create_task(
+                    apm.merge_file_analyses(
+                        CID, {path: make_file_analysis(path, seed=i)}, {path: content_hash(path)}
+                    )
+                )
+                await asyncio.sleep(delay)
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    cancelled.append(path)
+                else:
+                    acknowledged.append(path)
+
+            await asyncio.gather(*(one(i, d) for i, d in enumerate([0.0, 0.01, 0.03, 0.06, 0.2])))
+            await apm.drain()
+            final = await apm.load_analysis(CID, private=True)
+            assert final is not None
+            for path in acknowledged + cancelled:
+                assert path in final.file_analyses
+            report = await apm.verify(CID)
+            assert report.ok, report.to_dict()
+
+    asyncio.run(main())
+    assert cancelled
+
+
 def test_cancelling_a_transaction_block_before_its_commit_writes_nothing() -> None:
     store = CountingStore(delay=0.005)
     PersistenceManager(store).save_analysis(CID, _analysis(2))
