@@ -11,7 +11,7 @@ raises for the codec to take the one-call path whenever it cannot be sure.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import orjson
@@ -191,7 +191,9 @@ def parse_pieces(data: bytes | bytearray, start: int, end: int, indent: int, dep
     return result
 
 
-def validate_pieces(model: type[_M], obj: dict[str, Any], depth: int) -> _M:
+def validate_pieces(
+    model: type[_M], obj: Mapping[str, Any], depth: int, *, consume: bool = True
+) -> _M:
     """``model.model_validate(obj)``, validating its big fields entry by entry.
 
     One call over a 52 MB analysis holds the GIL for ~200 ms. Here fields
@@ -200,26 +202,29 @@ def validate_pieces(model: type[_M], obj: dict[str, Any], depth: int) -> _M:
     the whole then validated with those instances in place, which pydantic
     takes as they are: the same checks, the same result, the GIL free between
     entries. Any failure raises ``ValidationError``, and the caller validates
-    in one call for the exact error report. Consumes ``obj``: each parsed
-    entry is dropped once validated, so the parsed tree is freed in pieces
-    too (freeing 22 MB of it at once holds the GIL for ~100 ms).
+    in one call for the exact error report. With ``consume`` (for a tree the
+    caller parsed and owns), each entry is dropped from ``obj`` once
+    validated, so the parsed tree is freed in pieces too (freeing 22 MB of it
+    at once holds the GIL for ~100 ms); without, ``obj`` is left untouched.
     """
     if depth > 0:
         built: dict[str, Any] | None = None
         for name, (kind, sub) in _model_fields(model).items():
             value = obj.get(name)
             if kind == "model" and type(value) is dict:
-                done: Any = validate_pieces(sub, value, depth - 1)
+                done: Any = validate_pieces(sub, value, depth - 1, consume=consume)
             elif kind == "dict" and type(value) is dict:
                 done = {}
                 for k in value:
                     done[k] = _validated(sub, value[k])
-                    value[k] = None  # free the parsed entry now, not all at once below
+                    if consume:
+                        value[k] = None  # free the parsed entry now, not all at once below
             elif kind == "list" and type(value) is list:
                 done = []
                 for i, item in enumerate(value):
                     done.append(_validated(sub, item))
-                    value[i] = None
+                    if consume:
+                        value[i] = None
             else:
                 continue
             if built is None:

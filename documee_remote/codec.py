@@ -158,6 +158,14 @@ def _gc_paused(size: int) -> Iterator[None]:
                 gc.enable()
 
 
+def building(large: bool) -> contextlib.AbstractContextManager[None]:
+    """Pause cyclic GC while a large analysis is built from in-memory data (interop).
+
+    The same pause, and the same promotion after it, as a large parse gets.
+    """
+    return _gc_paused(_GC_PAUSE_MIN_BYTES if large else 0)
+
+
 def _promote_young() -> None:
     """Move the objects made during the pause to the oldest generation, without a pass.
 
