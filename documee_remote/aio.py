@@ -151,7 +151,9 @@ class AsyncPersistenceManager:
     ) -> _T:
         """Run a read in a worker; identical concurrent reads share one run."""
         if private:
-            return await asyncio.shield(self._submit(fn, *args, **kwargs))
+            work = self._submit(fn, *args, **kwargs)
+            work.add_done_callback(_retrieve)
+            return await asyncio.shield(work)
         flight = self._flights.get(key)
         if flight is None:
             flight = self._submit(fn, *args, **kwargs)
@@ -160,8 +162,7 @@ class AsyncPersistenceManager:
             def land(done: asyncio.Future[Any], key: Hashable = key) -> None:
                 if self._flights.get(key) is done:
                     del self._flights[key]
-                if not done.cancelled():
-                    done.exception()  # retrieved: no "never retrieved" warning when all left
+                _retrieve(done)
 
             flight.add_done_callback(land)
         # shield: a joiner that is cancelled leaves; the others keep the flight.
@@ -363,7 +364,9 @@ class AsyncPersistenceManager:
         commit has started, cancelling lets it finish (see the module).
         """  # noqa: E501
         cm = self.sync.transaction(codebase_id, retry=retry, fencing_token=fencing_token)
-        txn = await asyncio.shield(self._submit(cm.__enter__))
+        entering = self._submit(cm.__enter__)
+        entering.add_done_callback(_retrieve)
+        txn = await asyncio.shield(entering)
         try:
             yield txn
         except BaseException as exc:
@@ -451,3 +454,10 @@ class AsyncPersistenceManager:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def _retrieve(done: asyncio.Future[Any]) -> None:
+    """Mark a worker's outcome as seen: its awaiting caller may have been cancelled,
+    and asyncio would otherwise log the error as "never retrieved"."""
+    if not done.cancelled():
+        done.exception()
