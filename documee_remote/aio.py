@@ -112,6 +112,8 @@ class AsyncPersistenceManager:
         checkout: Checkout | Sharing | None = None,
         **options: Any,
     ) -> None:
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
         if manager is not None:
             if base_path is not None or options or retry or compaction or checkout:
                 raise TypeError("pass either manager= or the arguments to open one, not both")
@@ -124,8 +126,6 @@ class AsyncPersistenceManager:
             self.sync = PersistenceManager(
                 base_path, retry=retry, compaction=compaction, checkout=checkout, **options
             )
-        if workers < 1:
-            raise ValueError("workers must be at least 1")
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="documee-aio")
         # Reads in flight, by (verb, arguments): joiners await the same future.
         self._flights: dict[Hashable, asyncio.Future[Any]] = {}
