@@ -9,7 +9,13 @@ from typing import Any, Literal
 
 from .errors import ConfigurationError
 
-__all__ = ["CompactReport", "CompactionPolicy"]
+__all__ = ["ORPHAN_GRACE_SECONDS", "CompactReport", "CompactionPolicy"]
+
+#: Per-file objects younger than this may belong to a merge in flight (a merge
+#: writes them before it commits analysis.json), so gc and verify leave them be.
+#: ``integrity.DEFAULT_GRACE_SECONDS``; defined here, among the other periods, so
+#: that the manager's signatures need no import of integrity (and pydantic).
+ORPHAN_GRACE_SECONDS = 3600.0
 
 
 @dataclass(frozen=True, slots=True)

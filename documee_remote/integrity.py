@@ -30,6 +30,7 @@ from ._engine.context import Engine
 from ._engine.hashes import cas_hashes
 from ._engine.journal_io import prune_journal
 from ._engine.reads import read_view
+from .compaction import ORPHAN_GRACE_SECONDS
 from .errors import (
     CorruptObjectError,
     NotFoundError,
@@ -67,7 +68,7 @@ class Checked(Protocol):
 
 #: Per-file objects younger than this may belong to a merge in flight: a merge
 #: writes them before it commits analysis.json.
-DEFAULT_GRACE_SECONDS = 3600.0
+DEFAULT_GRACE_SECONDS = ORPHAN_GRACE_SECONDS
 
 
 class FindingKind(StrEnum):

@@ -29,6 +29,7 @@ from typing import Any, Protocol, TypeAlias, TypeVar, runtime_checkable
 
 from pydantic import ValidationError
 
+from . import _pieces, codec
 from .errors import InvalidKeyError
 from .models import AnalysisModel, CodebaseAnalysis, FileAnalysis
 
@@ -110,6 +111,10 @@ def as_file_analyses(
     return converted
 
 
+#: From this many file analyses, a conversion pauses the collector (see codec.building).
+_LARGE_FILES = 64
+
+
 def _convert(cls: type[_M], obj: object, codebase_id: str, what: str) -> _M:
     if isinstance(obj, cls):
         # One of ours holding somebody's objects: rebuild from its fields, in order.
@@ -135,8 +140,12 @@ def _convert(cls: type[_M], obj: object, codebase_id: str, what: str) -> _M:
             f"(Documee's own classes) or a dict, not {type(obj).__name__}",
             codebase_id=codebase_id,
         )
+    # Entry by entry (the caller's data untouched), the collector paused for a big
+    # one: one call, or collections walking what it builds, stall an event loop.
+    files = data.get("file_analyses") if isinstance(data, Mapping) else None
     try:
-        return cls.model_validate(data)
+        with codec.building(isinstance(files, Mapping) and len(files) >= _LARGE_FILES):
+            return _pieces.validate_pieces(cls, data, _pieces.SPLIT_DEPTH, consume=False)
     except ValidationError:
         # Somebody's objects inside the data (a dict holding Documee dataclasses,
         # a to_dict() that leaves children as objects): make it plain and try again.

@@ -23,38 +23,66 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-from . import codec, integrity, interop, layout
-from ._engine import append as appending
-from ._engine import compact as compacting
-from ._engine import hashes as hash_index
-from ._engine import journal_io, merging, publish
-from ._engine import reads as reading
-from ._engine import save as saving
-from ._engine.append import AppendReport
-from ._engine.commit import Transaction, begin
+from . import layout
 from ._engine.context import Engine, require_atomic_writes
-from ._engine.merging import GraphMerge
-from ._engine.save import SaveReport
-from .compaction import CompactionPolicy, CompactReport
+from ._lazy import deferred
+from .compaction import ORPHAN_GRACE_SECONDS, CompactionPolicy, CompactReport
 from .config import DEFAULT_STORE_URL
 from .errors import (
     ConfigurationError,
     NotFoundError,
     PermissionDeniedError,
 )
-from .interop import AnalysisInput, FileAnalysisInput
-from .leases import Lease
-from .merge import (
-    GraphUpdate,
-    new_analysis,
-)
-from .models import CodebaseAnalysis, FileAnalysis
 from .retry import RetryPolicy, TransactionStats
 from .sharing import Checkout, Sharing, resolve
 from .stores import Store, open_store
 from .stores.local import LocalStore
+
+# A manager's construction needs only the store, policies and checkouts; pydantic, the
+# models, codec and engine are imported at the first verb (a service's cold start).
+if TYPE_CHECKING:
+    from . import codec, integrity, interop, leases
+    from . import merge as merging_rules
+    from ._engine import append as appending
+    from ._engine import commit as committing
+    from ._engine import compact as compacting
+    from ._engine import hashes as hash_index
+    from ._engine import journal_io, merging, publish
+    from ._engine import reads as reading
+    from ._engine import save as saving
+    from ._engine.append import AppendReport
+    from ._engine.commit import Transaction
+    from ._engine.merging import GraphMerge
+    from ._engine.save import SaveReport
+    from .interop import AnalysisInput, FileAnalysisInput
+    from .leases import Lease
+    from .merge import GraphUpdate
+    from .models import CodebaseAnalysis, FileAnalysis
+else:  # the same modules, each imported at its first attribute read
+    codec, integrity, interop, leases, merging_rules = map(
+        deferred, ["codec", "integrity", "interop", "leases", "merge"]
+    )
+    appending, committing, compacting, hash_index = map(
+        deferred, ["_engine.append", "_engine.commit", "_engine.compact", "_engine.hashes"]
+    )
+    journal_io, merging, publish = map(
+        deferred, ["_engine.journal_io", "_engine.merging", "_engine.publish"]
+    )
+    reading, saving = deferred("_engine.reads"), deferred("_engine.save")
+
+#: Names this module has always exported, resolved on first use (PEP 562).
+_REEXPORTED = {"AppendReport": "append", "SaveReport": "save", "Transaction": "commit"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _REEXPORTED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(deferred(f"_engine.{_REEXPORTED[name]}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_LOCAL_ROOT",
@@ -352,7 +380,7 @@ class PersistenceManager:
         whose paths the block sees as stored (under the shared root).
         """
         codebase_id = self.sharing.stored_id(codebase_id)
-        txn = begin(self.engine, codebase_id, fencing_token)
+        txn = committing.begin(self.engine, codebase_id, fencing_token)
         yield txn
         publish.commit_published(self.engine, txn, retry or self.retry, fresh=False)
 
@@ -438,7 +466,9 @@ class PersistenceManager:
             if committed is None:
                 # Deferred and not yet due: the journal holds the merge, and
                 # the analysis returned is the one readers see.
-                committed = self.load_analysis(codebase_id) or new_analysis(codebase_id)
+                committed = self.load_analysis(codebase_id)
+                if committed is None:
+                    committed = merging_rules.new_analysis(codebase_id)
             return self.sharing.analysis_in(local_id, committed)
         committed = merging.merge_directly(
             self.engine,
@@ -592,7 +622,7 @@ class PersistenceManager:
         """
         codebase_id = self.sharing.stored_id(codebase_id)
         require_atomic_writes(self.engine, codebase_id)
-        return Lease(
+        return leases.Lease(
             self,
             codebase_id,
             ttl=ttl,
@@ -609,7 +639,7 @@ class PersistenceManager:
         codebase_id: str,
         *,
         repair: bool = False,
-        grace_seconds: float = integrity.DEFAULT_GRACE_SECONDS,
+        grace_seconds: float = ORPHAN_GRACE_SECONDS,
     ) -> integrity.VerifyReport:
         """Check the codebase's invariants; with ``repair``, fix what ``analysis.json`` can.
 
@@ -622,7 +652,7 @@ class PersistenceManager:
         self,
         codebase_id: str,
         *,
-        grace_seconds: float = integrity.DEFAULT_GRACE_SECONDS,
+        grace_seconds: float = ORPHAN_GRACE_SECONDS,
         dry_run: bool = False,
     ) -> integrity.GcReport:
         """Remove per-file objects no entry refers to, older than ``grace_seconds``.

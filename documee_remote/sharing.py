@@ -60,21 +60,25 @@ import posixpath
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from . import interop, layout
+from . import layout
 from .errors import ConfigurationError, InvalidKeyError
-from .interop import AnalysisInput
-from .merge import GraphUpdate
-from .models import (
-    CircularDependency,
-    CodebaseAnalysis,
-    DependencyEdge,
-    DependencyGraph,
-    DetectedPattern,
-    FileAnalysis,
-    FileNode,
-)
+
+if TYPE_CHECKING:
+    # Annotations only: a PersistenceManager resolves its checkouts at construction,
+    # and that must not import pydantic (the cold start of a service).
+    from .interop import AnalysisInput
+    from .merge import GraphUpdate
+    from .models import (
+        CircularDependency,
+        CodebaseAnalysis,
+        DependencyEdge,
+        DependencyGraph,
+        DetectedPattern,
+        FileAnalysis,
+        FileNode,
+    )
 
 __all__ = [
     "ENV_CHECKOUT_ROOT",
@@ -523,6 +527,8 @@ class Sharing:
         c = self._by_local_id.get(codebase_id)
         if c is None:
             return codebase_id, fn
+
+        from . import interop  # pydantic: imported on first use, not at start-up
 
         def wrapped(stored: CodebaseAnalysis) -> CodebaseAnalysis:
             local = move_analysis(stored, c.path_in, ids=(c.shared_id, c.local_id))

@@ -151,6 +151,27 @@ def test_a_persistence_manager_imports_no_optional_extra() -> None:
     assert imported_after(code, [*extras, "pydantic_settings"]) == []
 
 
+def test_a_persistence_manager_defers_pydantic_and_the_engine_to_its_first_verb() -> None:
+    # Issue 15: a service's cold start pays for what opening the store needs, no more.
+    heavy = ["pydantic", "documee_remote.models", "documee_remote.codec", "documee_remote.journal"]
+    heavy += ["documee_remote.integrity", "documee_remote._engine.commit"]
+    code = """
+        import documee_remote
+        pm = documee_remote.PersistenceManager("memory://")
+    """
+    assert imported_after(code, heavy) == []
+    # ...and the first verb imports them and works, validation included.
+    code += """
+        from documee_remote.testing.factories import make_file_analysis
+        fa = make_file_analysis("/src/a.py")
+        pm.merge_file_analyses("cb", {"/src/a.py": fa}, {"/src/a.py": "0" * 64})
+        assert pm.load_analysis("cb").file_analyses["/src/a.py"] == fa
+        assert pm.verify("cb").ok
+        from documee_remote.manager import Transaction, AppendReport, SaveReport
+    """
+    assert imported_after(code, heavy) == heavy
+
+
 def test_lazy_names_resolve_to_the_real_objects() -> None:
     import documee_remote
     from documee_remote import config, manager, models, retry, stores
