@@ -30,6 +30,7 @@ from .errors import (
     InvalidKeyError,
     MissingDependencyError,
     NotFoundError,
+    NotModifiedError,
     ObjectTooLargeError,
     PermissionDeniedError,
     PreconditionFailedError,
@@ -93,6 +94,8 @@ class Codes(NamedTuple):
 ERROR_CODES: Mapping[type[BaseException], Codes] = {
     DocumeeRemoteError: Codes(EXIT_ERROR, 500),
     NotFoundError: Codes(EXIT_NOT_FOUND, 404),
+    # Raised only to the cache that asked; never reaches a user unless a caller lets it.
+    NotModifiedError: Codes(EXIT_ERROR, 304),
     PreconditionFailedError: Codes(EXIT_CONFLICT, 409),
     AlreadyExistsError: Codes(EXIT_CONFLICT, 409),
     ConflictError: Codes(EXIT_CONFLICT, 409),

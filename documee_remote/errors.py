@@ -7,6 +7,7 @@ Callers catch these and never a dependency's exception::
 
     DocumeeRemoteError
     ├── NotFoundError                 (also FileNotFoundError)
+    ├── NotModifiedError              a conditional GET found the ETag it named: keep your copy
     ├── PreconditionFailedError       a conditional write or delete lost: stale If-Match
     │   └── AlreadyExistsError        If-None-Match="*" on an existing key (also FileExistsError)
     ├── ConflictError                 concurrent writers collided
@@ -43,6 +44,7 @@ __all__ = [
     "InvalidKeyError",
     "MissingDependencyError",
     "NotFoundError",
+    "NotModifiedError",
     "ObjectTooLargeError",
     "PermissionDeniedError",
     "PreconditionFailedError",
@@ -100,6 +102,16 @@ def _rebuild(
 
 class NotFoundError(DocumeeRemoteError, FileNotFoundError):
     """The key does not exist."""
+
+
+class NotModifiedError(DocumeeRemoteError):
+    """``get(key, if_none_match=etag)`` found the object still at ``etag`` (S3's 304).
+
+    An outcome more than a failure: the caller's copy of those bytes is current,
+    and no body was sent. Only a conditional ``get`` raises it; each backend
+    translates its client's form of the answer (botocore's 304 ``ClientError``,
+    obstore's ``NotModifiedError``) into this one type.
+    """
 
 
 class PreconditionFailedError(DocumeeRemoteError):

@@ -364,11 +364,17 @@ class PersistenceManager:
         )
         return report
 
-    def load_analysis(self, codebase_id: str) -> CodebaseAnalysis | None:
+    def load_analysis(self, codebase_id: str, *, copy: bool = False) -> CodebaseAnalysis | None:
         """Load a codebase's analysis, or ``None`` when it has none.
 
         Merges still pending in the journal are folded in, so the result is
         what the next compaction will write.
+
+        With the read cache on (``cache=``), an unchanged analysis is one
+        parsed result shared by every caller and read-only (changing it raises
+        ``ReadOnlyAnalysisError``); ``copy=True`` gives a private one you may
+        change, parsed from the cached bytes (see :mod:`documee_remote.cache`).
+        Without the cache every result is private.
 
         Raises
         ------
@@ -376,7 +382,14 @@ class PersistenceManager:
             ``analysis.json`` (or a pending journal delta) exists but does not
             parse (upstream ships empty ones).
         """
-        stored = self._read_view(self.sharing.stored_id(codebase_id)).analysis
+        stored_id = self.sharing.stored_id(codebase_id)
+        if not copy and stored_id == codebase_id and type(self.store).__name__ == "CachingStore":
+            from .cache import MISS, load_shared  # only with the cache on
+
+            shared = load_shared(self.store, stored_id)
+            if shared is not MISS:
+                return shared  # type: ignore[return-value]
+        stored = self._read_view(stored_id).analysis
         return self.sharing.analysis_in(codebase_id, stored)
 
     def get_file_hashes(self, codebase_id: str) -> dict[str, str]:

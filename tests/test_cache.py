@@ -1,0 +1,357 @@
+"""The read cache: revalidated by ETag, never stale, shared safely (issue 15, item 1)."""
+
+from __future__ import annotations
+
+import copy
+import multiprocessing
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from documee_remote import PersistenceManager, journal, layout
+from documee_remote.cache import (
+    CachingStore,
+    ReadCache,
+    ReadOnlyAnalysisError,
+    default_cache_dir,
+    is_frozen,
+    resolve_cache,
+)
+from documee_remote.errors import ConfigurationError, NotFoundError, NotModifiedError
+from documee_remote.stores import MemoryStore, Store, open_store
+from documee_remote.stores._cache import IMMUTABLE_KEY
+from documee_remote.stores.base import StoredObject, etag_of
+from documee_remote.testing.factories import content_hash, make_file_analysis
+from documee_remote.testing.fixtures import S3Endpoint
+
+BACKENDS = ["s3", "fsspec", "obstore"]
+
+
+class CountingStore(MemoryStore):
+    """A memory store that counts gets and the bodies it sends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gets: Counter[str] = Counter()
+        self.bodies: Counter[str] = Counter()
+        self.delay = 0.0
+
+    def _get(self, key: str) -> StoredObject:
+        self.gets[key] += 1
+        time.sleep(self.delay)
+        obj = super()._get(key)
+        self.bodies[key] += 1
+        return obj
+
+    def _get_if_none_match(self, key: str, etag: str) -> StoredObject:
+        self.gets[key] += 1
+        time.sleep(self.delay)
+        obj = super()._get(key)
+        if obj.etag == etag:
+            raise NotModifiedError("unchanged", key=key)
+        self.bodies[key] += 1
+        return obj
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> ReadCache:
+    return ReadCache(tmp_path / "cache", max_bytes=1 << 20)
+
+
+@pytest.fixture
+def counting() -> CountingStore:
+    return CountingStore()
+
+
+def remote(endpoint: S3Endpoint, backend: str, **options: Any) -> Store:
+    if backend != "s3":
+        pytest.importorskip(backend)
+    return open_store(
+        endpoint.url("store-root/"),
+        backend=backend,
+        endpoint_url=endpoint.endpoint_url,
+        region=endpoint.region,
+        **options,
+    )
+
+
+def make_analysis(codebase_id: str, n: int = 3, version: int = 0) -> Any:
+    from documee_remote.models import CodebaseAnalysis
+
+    files = {f"/src/m{i}.py": make_file_analysis(f"/src/m{i}.py") for i in range(n)}
+    return CodebaseAnalysis(codebase_id=codebase_id, file_analyses=files, analyzed_at=f"v{version}")
+
+
+# -- the storage level ------------------------------------------------------------------------
+
+
+def test_a_repeated_read_moves_no_body_and_a_changed_object_is_read_anew(
+    counting: CountingStore, cache: ReadCache
+) -> None:
+    store = CachingStore(counting, cache)
+    counting.put("cb/analysis.json", b"one")
+    assert store.get("cb/analysis.json").data == b"one"
+    assert store.get("cb/analysis.json").data == b"one"
+    assert counting.gets["cb/analysis.json"] == 2  # revalidated every time
+    assert counting.bodies["cb/analysis.json"] == 1  # but the body came once
+    counting.put("cb/analysis.json", b"two")  # another writer
+    assert store.get("cb/analysis.json").data == b"two"
+    assert cache.stats.revalidated == 1 and cache.stats.fetched == 2
+
+
+def test_a_deleted_object_is_not_served_from_the_cache(
+    counting: CountingStore, cache: ReadCache
+) -> None:
+    store = CachingStore(counting, cache)
+    counting.put("cb/file_hashes.json", b"{}")
+    store.get("cb/file_hashes.json")
+    counting.delete("cb/file_hashes.json")
+    with pytest.raises(NotFoundError):
+        store.get("cb/file_hashes.json")
+    assert cache.lookup(store.entry_key("cb/file_hashes.json")) is None
+
+
+def test_the_immutable_key_shape_is_the_journals() -> None:
+    assert IMMUTABLE_KEY.search(journal.delta_key("cb", 7))
+    assert IMMUTABLE_KEY.search(journal.delta_key("cb", 10**19))
+    for key in (
+        layout.analysis_key("cb"),
+        layout.file_hashes_key("cb"),
+        layout.file_analysis_key("cb", "/a.py"),
+        layout.lease_key("cb"),
+        layout.journal_prefix("cb") + f"{7:020d}.folded",
+    ):
+        assert not IMMUTABLE_KEY.search(key), key
+
+
+def test_listed_journal_deltas_are_served_without_a_request(
+    counting: CountingStore, cache: ReadCache
+) -> None:
+    store = CachingStore(counting, cache)
+    key = journal.delta_key("cb", 1)
+    counting.put(key, b'{"delta": 1}')
+    list(store.list_meta(layout.journal_prefix("cb")))
+    assert store.get(key).data == b'{"delta": 1}'
+    assert counting.gets[key] == 1
+    for _ in range(3):
+        list(store.list_meta(layout.journal_prefix("cb")))
+        assert store.get(key).data == b'{"delta": 1}'
+    assert counting.gets[key] == 1  # no request after the first
+    assert cache.stats.unrequested == 3
+
+
+def test_a_delta_begun_again_under_the_same_seq_is_read_anew(
+    counting: CountingStore, cache: ReadCache
+) -> None:
+    # A codebase deleted and begun again reuses sequence numbers.
+    store = CachingStore(counting, cache)
+    key = journal.delta_key("cb", 1)
+    counting.put(key, b"old")
+    list(store.list_meta(layout.journal_prefix("cb")))
+    assert store.get(key).data == b"old"
+    counting.delete(key)
+    counting.put(key, b"new")
+    list(store.list_meta(layout.journal_prefix("cb")))
+    assert store.get(key).data == b"new"
+
+
+def test_an_unlisted_delta_is_revalidated(counting: CountingStore, cache: ReadCache) -> None:
+    store = CachingStore(counting, cache)
+    key = journal.delta_key("cb", 1)
+    counting.put(key, b"d")
+    store.get(key)
+    assert store.get(key).data == b"d"
+    assert counting.gets[key] == 2 and counting.bodies[key] == 1
+
+
+def test_concurrent_reads_of_one_key_share_a_fetch(
+    counting: CountingStore, cache: ReadCache
+) -> None:
+    store = CachingStore(counting, cache)
+    counting.put("cb/analysis.json", b"x" * 1000)
+    counting.delay = 0.2
+    barrier = threading.Barrier(16)
+    results: list[bytes] = []
+
+    def read() -> None:
+        barrier.wait()
+        results.append(store.get("cb/analysis.json").data)
+
+    threads = [threading.Thread(target=read) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [b"x" * 1000] * 16
+    # One fetch, and at most one more (conditional) for those that came after it began.
+    assert counting.gets["cb/analysis.json"] <= 2
+    assert counting.bodies["cb/analysis.json"] == 1
+
+
+def test_a_reader_never_joins_a_fetch_that_began_before_it(
+    counting: CountingStore, cache: ReadCache
+) -> None:
+    store = CachingStore(counting, cache)
+    counting.put("k/a.json", b"old")
+    counting.delay = 0.3
+    first: list[bytes] = []
+    t = threading.Thread(target=lambda: first.append(store.get("k/a.json").data))
+    t.start()
+    time.sleep(0.1)  # the first fetch is under way
+    MemoryStore.put(counting, "k/a.json", b"new")  # a write completes...
+    assert store.get("k/a.json").data == b"new"  # ...so a read that starts now sees it
+    t.join()
+
+
+# -- the disk level -----------------------------------------------------------------------------
+
+
+def test_a_new_process_revalidates_the_disk_entry_without_a_body(
+    counting: CountingStore, tmp_path: Path
+) -> None:
+    counting.put("cb/analysis.json", b"body")
+    CachingStore(counting, ReadCache(tmp_path / "c")).get("cb/analysis.json")
+    fresh = ReadCache(tmp_path / "c")  # what another process sees
+    assert CachingStore(counting, fresh).get("cb/analysis.json").data == b"body"
+    assert counting.bodies["cb/analysis.json"] == 1
+    assert fresh.stats.disk_hits == 1
+
+
+def _entry_files(cache: ReadCache) -> list[Path]:
+    return sorted(cache.directory.rglob("*.entry"))
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda raw: raw[: len(raw) - 3],  # truncated
+        lambda raw: raw[:-4] + b"XXXX",  # garbled body
+        lambda raw: b"garbage",  # not an entry at all
+        lambda raw: raw.replace(b'"size": ', b'"size": 1'),  # a header that lies
+        lambda raw: b"",
+    ],
+    ids=["truncated", "garbled", "garbage", "header", "empty"],
+)
+def test_a_damaged_entry_is_ignored_and_replaced(
+    counting: CountingStore, tmp_path: Path, damage: Any
+) -> None:
+    counting.put("cb/analysis.json", b"the real body " * 10)
+    CachingStore(counting, ReadCache(tmp_path / "c")).get("cb/analysis.json")
+    [path] = _entry_files(ReadCache(tmp_path / "c"))
+    path.write_bytes(damage(path.read_bytes()))
+    fresh = ReadCache(tmp_path / "c")
+    assert CachingStore(counting, fresh).get("cb/analysis.json").data == b"the real body " * 10
+    assert fresh.stats.corrupt == 1
+    assert counting.bodies["cb/analysis.json"] == 2  # fetched again
+    again = ReadCache(tmp_path / "c")
+    assert CachingStore(counting, again).get("cb/analysis.json").data == b"the real body " * 10
+    assert again.stats.disk_hits == 1  # the entry was replaced by a whole one
+
+
+def test_eviction_keeps_the_directory_under_its_bound(
+    counting: CountingStore, tmp_path: Path
+) -> None:
+    cache = ReadCache(tmp_path / "c", max_bytes=10_000, memory_bytes=0)
+    store = CachingStore(counting, cache)
+    for i in range(40):
+        counting.put(f"cb/file_{i:016x}.json", bytes([i]) * 1000)
+        store.get(f"cb/file_{i:016x}.json")
+        assert cache.info().bytes <= 10_000
+    assert cache.stats.evicted > 0
+    # The most recent entries stayed, the oldest went.
+    assert cache.lookup(store.entry_key(f"cb/file_{39:016x}.json")) is not None
+    assert cache.lookup(store.entry_key(f"cb/file_{0:016x}.json")) is None
+
+
+def test_an_object_over_the_bound_is_not_kept_on_disk(
+    counting: CountingStore, tmp_path: Path
+) -> None:
+    cache = ReadCache(tmp_path / "c", max_bytes=100)
+    counting.put("cb/analysis.json", b"x" * 1000)
+    CachingStore(counting, cache).get("cb/analysis.json")
+    assert _entry_files(cache) == []
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX modes")
+def test_the_directory_is_private(counting: CountingStore, tmp_path: Path) -> None:
+    cache = ReadCache(tmp_path / "c")
+    counting.put("cb/analysis.json", b"secret analysis")
+    CachingStore(counting, cache).get("cb/analysis.json")
+    assert (tmp_path / "c").stat().st_mode & 0o777 == 0o700
+
+
+def test_clear_and_info(counting: CountingStore, cache: ReadCache) -> None:
+    store = CachingStore(counting, cache)
+    for i in range(3):
+        counting.put(f"cb/file_{i:016x}.json", b"abc")
+        store.get(f"cb/file_{i:016x}.json")
+    info = cache.info()
+    assert info.entries == 3 and info.bytes > 9 and info.memory_entries == 3
+    assert cache.clear() == 3
+    assert cache.info().entries == 0 and cache.info().memory_entries == 0
+
+
+def test_two_stores_never_share_entries(counting: CountingStore, cache: ReadCache) -> None:
+    other = CountingStore()
+    counting.put("cb/analysis.json", b"A")
+    other.put("cb/analysis.json", b"A")  # the same bytes and ETag, another store
+    a, b = CachingStore(counting, cache), CachingStore(other, cache)
+    a.identity, b.identity = "s3://one/", "s3://two/"
+    assert a.entry_key("cb/analysis.json") != b.entry_key("cb/analysis.json")
+
+
+def _reader(directory: str, rounds: int, queue: Any) -> None:
+    """A process that reads through a cache directory it shares with others."""
+    store = _SharedStore(directory)
+    cache = ReadCache(Path(directory) / "cache")
+    caching = CachingStore(store, cache)
+    bad = 0
+    for _ in range(rounds):
+        for i in range(4):
+            obj = caching.get(f"cb/file_{i:016x}.json")
+            # Whole and the bytes of the ETag it came with: never half of an entry.
+            if etag_of(obj.data) != obj.etag or len(set(obj.data)) != 1:
+                bad += 1
+    queue.put((bad, cache.stats.corrupt))
+
+
+class _SharedStore(MemoryStore):
+    """A 'remote' store all processes see: objects are files, rewritten atomically."""
+
+    def __init__(self, directory: str) -> None:
+        super().__init__()
+        self.dir = Path(directory)
+
+    def _get(self, key: str) -> StoredObject:
+        i = int(key.rsplit("_", 1)[1][:16], 16)
+        data = (self.dir / f"obj{i}").read_bytes()
+        return StoredObject(data, etag_of(data))
+
+
+@pytest.mark.slow
+def test_processes_sharing_a_directory_never_see_half_written_entries(tmp_path: Path) -> None:
+    for i in range(4):
+        (tmp_path / f"obj{i}").write_bytes(bytes([65 + i]) * (200_000 + i))
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_reader, args=(str(tmp_path), 30, queue)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    # Meanwhile the objects keep changing, so the processes keep replacing entries.
+    for round_ in range(20):
+        for i in range(4):
+            tmp = tmp_path / f"obj{i}.tmp"
+            tmp.write_bytes(bytes([65 + (i + round_) % 26]) * (200_000 + i + round_))
+            os.replace(tmp, tmp_path / f"obj{i}")
+        time.sleep(0.01)
+    results = [queue.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    assert results == [(0, 0)] * 4
