@@ -118,7 +118,8 @@ class ReadOnlyDict(dict[Any, Any]):
         return frozen
 
     def get(self, key: Any, default: Any = None) -> Any:
-        return self[key] if key in self else default
+        # Not dict.get: the value must come out through __getitem__, frozen.
+        return self[key] if key in self else default  # noqa: SIM401
 
     def __iter__(self) -> Iterator[Any]:
         # Defined so that dict(self) and {**self} go through __getitem__ (they
@@ -135,17 +136,19 @@ class ReadOnlyDict(dict[Any, Any]):
         """A new, mutable dict of the (read-only) values."""
         return {k: self[k] for k in dict.__iter__(self)}
 
-    def __or__(self, other: Any) -> dict[Any, Any]:  # type: ignore[override]
+    def __or__(self, other: Any) -> dict[Any, Any]:
         return {**self.copy(), **other}
 
     def __deepcopy__(self, memo: dict[int, Any]) -> dict[Any, Any]:
-        return {
-            _copy.deepcopy(k, memo): _copy.deepcopy(v, memo) for k, v in dict.items(self)
-        }
+        return {_copy.deepcopy(k, memo): _copy.deepcopy(v, memo) for k, v in dict.items(self)}
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (dict, (dict(dict.items(self)),))
 
+
+#: pydantic's lookup of unknown fields (``extra="allow"``), declared for type checkers
+#: only under TYPE_CHECKING=False.
+_PYDANTIC_GETATTR: Any = getattr(BaseModel, "__getattr__")  # noqa: B009
 
 _TWINS: dict[type[BaseModel], type[BaseModel]] = {}
 _FROZEN_CLASSES: set[type] = set()
@@ -153,7 +156,9 @@ _FROZEN_CLASSES: set[type] = set()
 
 def _model_getattribute(self: BaseModel, name: str) -> Any:
     value = object.__getattribute__(self, name)
-    if name.startswith("_") or type(value) not in (list, dict) and not isinstance(value, BaseModel):
+    if name.startswith("_") or (
+        type(value) not in (list, dict) and not isinstance(value, BaseModel)
+    ):
         return value
     frozen = _frozen(value)
     if frozen is not value:
@@ -165,7 +170,7 @@ def _model_getattribute(self: BaseModel, name: str) -> Any:
 
 def _model_getattr(self: BaseModel, name: str) -> Any:
     # Unknown fields (``extra="allow"``) are found by pydantic's __getattr__.
-    value = BaseModel.__getattr__(self, name)  # type: ignore[misc]
+    value = _PYDANTIC_GETATTR(self, name)
     frozen = _frozen(value)
     extra = self.__pydantic_extra__
     if frozen is not value and extra is not None and extra.get(name) is value:
@@ -175,16 +180,12 @@ def _model_getattr(self: BaseModel, name: str) -> Any:
 
 def _model_deepcopy(self: BaseModel, memo: dict[int, Any] | None = None) -> BaseModel:
     base = type(self).__mro__[1]
-    mutable = cast(BaseModel, base.__new__(base))
+    mutable = cast(BaseModel, object.__new__(base))
     memo = {} if memo is None else memo
     memo[id(self)] = mutable
     object.__setattr__(mutable, "__dict__", _copy.deepcopy(self.__dict__, memo))
-    object.__setattr__(
-        mutable, "__pydantic_extra__", _copy.deepcopy(self.__pydantic_extra__, memo)
-    )
-    object.__setattr__(
-        mutable, "__pydantic_fields_set__", set(self.__pydantic_fields_set__)
-    )
+    object.__setattr__(mutable, "__pydantic_extra__", _copy.deepcopy(self.__pydantic_extra__, memo))
+    object.__setattr__(mutable, "__pydantic_fields_set__", set(self.__pydantic_fields_set__))
     object.__setattr__(
         mutable, "__pydantic_private__", _copy.deepcopy(self.__pydantic_private__, memo)
     )
@@ -194,7 +195,8 @@ def _model_deepcopy(self: BaseModel, memo: dict[int, Any] | None = None) -> Base
 def _twin(cls: type[BaseModel]) -> type[BaseModel]:
     twin = _TWINS.get(cls)
     if twin is None:
-        twin = type(cls)(
+        metaclass: Any = type(cls)
+        twin = metaclass(
             f"ReadOnly{cls.__name__}",
             (cls,),
             {

@@ -40,7 +40,6 @@ from .stores._cache import (
     CacheStats,
     CachingStore,
     ReadCache,
-    cache_settings,
     default_cache_dir,
     resolve_cache,
     shared_cache,
@@ -60,7 +59,6 @@ __all__ = [
     "CachingStore",
     "ReadCache",
     "ReadOnlyAnalysisError",
-    "cache_settings",
     "default_cache_dir",
     "freeze",
     "is_frozen",
@@ -78,19 +76,18 @@ class _Miss:
 #: :func:`load_shared` could not answer alone (pending journal deltas, no cache).
 MISS: Final = _Miss()
 
-_SIDE: ThreadPoolExecutor | None = None
+_SIDE: list[ThreadPoolExecutor] = []  # one pool, made on first use
 _SIDE_LOCK = threading.Lock()
 
 
 def _side() -> ThreadPoolExecutor:
-    global _SIDE
     with _SIDE_LOCK:
-        if _SIDE is None:
-            _SIDE = ThreadPoolExecutor(4, thread_name_prefix="documee-cache")
-        return _SIDE
+        if not _SIDE:
+            _SIDE.append(ThreadPoolExecutor(4, thread_name_prefix="documee-cache"))
+        return _SIDE[0]
 
 
-def load_shared(store: Store, codebase_id: str) -> CodebaseAnalysis | None | _Miss:
+def load_shared(store: Store, codebase_id: str) -> CodebaseAnalysis | _Miss | None:
     """The shared, read-only analysis of ``codebase_id``, or :data:`MISS`.
 
     Two requests at once: a conditional GET of ``analysis.json`` (304, no body,

@@ -8,7 +8,6 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,10 +81,14 @@ def remote(endpoint: S3Endpoint, backend: str, **options: Any) -> Store:
 
 
 def make_analysis(codebase_id: str, n: int = 3, version: int = 0) -> Any:
-    from documee_remote.models import CodebaseAnalysis
+    from documee_remote.merge import new_analysis
 
-    files = {f"/src/m{i}.py": make_file_analysis(f"/src/m{i}.py") for i in range(n)}
-    return CodebaseAnalysis(codebase_id=codebase_id, file_analyses=files, analyzed_at=f"v{version}")
+    analysis = new_analysis(codebase_id)
+    analysis.file_analyses = {
+        f"/src/m{i}.py": make_file_analysis(f"/src/m{i}.py") for i in range(n)
+    }
+    analysis.analyzed_at = f"v{version}"
+    return analysis
 
 
 # -- the storage level ------------------------------------------------------------------------
@@ -102,7 +105,8 @@ def test_a_repeated_read_moves_no_body_and_a_changed_object_is_read_anew(
     assert counting.bodies["cb/analysis.json"] == 1  # but the body came once
     counting.put("cb/analysis.json", b"two")  # another writer
     assert store.get("cb/analysis.json").data == b"two"
-    assert cache.stats.revalidated == 1 and cache.stats.fetched == 2
+    assert cache.stats.revalidated == 1
+    assert cache.stats.fetched == 2
 
 
 def test_a_deleted_object_is_not_served_from_the_cache(
@@ -167,7 +171,8 @@ def test_an_unlisted_delta_is_revalidated(counting: CountingStore, cache: ReadCa
     counting.put(key, b"d")
     store.get(key)
     assert store.get(key).data == b"d"
-    assert counting.gets[key] == 2 and counting.bodies[key] == 1
+    assert counting.gets[key] == 2
+    assert counting.bodies[key] == 1
 
 
 def test_concurrent_reads_of_one_key_share_a_fetch(
@@ -292,9 +297,10 @@ def test_clear_and_info(counting: CountingStore, cache: ReadCache) -> None:
         counting.put(f"cb/file_{i:016x}.json", b"abc")
         store.get(f"cb/file_{i:016x}.json")
     info = cache.info()
-    assert info.entries == 3 and info.bytes > 9 and info.memory_entries == 3
+    assert (info.entries, info.memory_entries) == (3, 3)
+    assert info.bytes > 9
     assert cache.clear() == 3
-    assert cache.info().entries == 0 and cache.info().memory_entries == 0
+    assert (cache.info().entries, cache.info().memory_entries) == (0, 0)
 
 
 def test_two_stores_never_share_entries(counting: CountingStore, cache: ReadCache) -> None:
@@ -355,3 +361,236 @@ def test_processes_sharing_a_directory_never_see_half_written_entries(tmp_path: 
         p.join(30)
         assert p.exitcode == 0
     assert results == [(0, 0)] * 4
+
+
+# -- every S3 backend, through the moto server --------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_conditional_get_is_native_on_every_s3_backend(
+    s3_endpoint: S3Endpoint, backend: str
+) -> None:
+    store = remote(s3_endpoint, backend)
+    try:
+        etag = store.put("cb/analysis.json", b"x" * 5000)
+        faults = s3_endpoint.server.faults
+        faults.clear()
+        with pytest.raises(NotModifiedError) as caught:
+            store.get("cb/analysis.json", if_none_match=etag)
+        assert caught.value.key == "cb/analysis.json"
+        assert faults.requests["GET"] == 1
+        assert store.get("cb/analysis.json", if_none_match=etag_of(b"other")).data == b"x" * 5000
+        with pytest.raises(NotFoundError):
+            store.get("cb/missing.json", if_none_match=etag)
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_another_writer_is_seen_at_once_on_every_backend(
+    s3_endpoint: S3Endpoint, backend: str, tmp_path: Path
+) -> None:
+    reader = PersistenceManager(remote(s3_endpoint, backend, cache=ReadCache(tmp_path / "c")))
+    writer = PersistenceManager(remote(s3_endpoint, backend))
+    try:
+        assert isinstance(reader.store, CachingStore)
+        for version in range(4):
+            writer.save_analysis("cb", make_analysis("cb", n=2 + version, version=version))
+            writer.save_file_hashes("cb", {"/src/m0.py": content_hash(f"v{version}")})
+            first = reader.load_analysis("cb")
+            assert first is not None
+            assert first.analyzed_at == f"v{version}"
+            assert len(first.file_analyses) == 2 + version
+            assert reader.get_file_hashes("cb") == {"/src/m0.py": content_hash(f"v{version}")}
+            again = reader.load_analysis("cb")
+            assert again is first  # unchanged: the shared parse
+        hit = reader.store.cache.stats  # type: ignore[attr-defined]
+        assert hit.revalidated >= 4
+    finally:
+        reader.close()
+        writer.close()
+
+
+def test_a_repeated_load_costs_two_requests_and_no_body(
+    s3_endpoint: S3Endpoint, tmp_path: Path
+) -> None:
+    writer = PersistenceManager(remote(s3_endpoint, "s3"))
+    writer.save_analysis("cb", make_analysis("cb", n=20))
+    reader = PersistenceManager(remote(s3_endpoint, "s3", cache=ReadCache(tmp_path / "c")))
+    try:
+        reader.load_analysis("cb")
+        faults = s3_endpoint.server.faults
+        faults.clear()
+        for _ in range(3):
+            reader.load_analysis("cb")
+        assert sum(faults.requests.values()) == 6  # a conditional GET and a listing, each
+        assert reader.store.cache.stats.fetched == 1  # type: ignore[attr-defined]
+    finally:
+        reader.close()
+        writer.close()
+
+
+# -- what callers get ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def pms(counting: CountingStore, cache: ReadCache) -> tuple[PersistenceManager, Any]:
+    pm = PersistenceManager(CachingStore(counting, cache))
+    pm.save_analysis("cb", make_analysis("cb", n=3))
+    return pm, counting
+
+
+def test_a_caller_that_changes_its_analysis_cannot_change_the_next_callers(
+    pms: tuple[PersistenceManager, Any],
+) -> None:
+    pm, _ = pms
+    shared = pm.load_analysis("cb")
+    assert shared is not None
+    assert is_frozen(shared)
+    path = next(iter(shared.file_analyses))
+    attempts = [
+        lambda: setattr(shared, "analyzed_at", "changed"),
+        lambda: shared.file_analyses.pop(path),
+        lambda: shared.file_analyses.__setitem__("/x.py", shared.file_analyses[path]),
+        lambda: shared.file_analyses[path].symbol_info.functions.append(None),
+        lambda: setattr(shared.file_analyses[path], "language", "cobol"),
+        shared.global_patterns.clear,
+        lambda: setattr(shared.metrics, "total_files", 0),
+    ]
+    for attempt in attempts:
+        with pytest.raises(ReadOnlyAnalysisError):
+            attempt()
+    nxt = pm.load_analysis("cb")
+    assert nxt is not None
+    assert len(nxt.file_analyses) == 3
+    assert nxt.file_analyses[path].language == "python"
+    assert nxt.analyzed_at == "v0"
+
+
+def test_copy_true_gives_a_private_analysis(pms: tuple[PersistenceManager, Any]) -> None:
+    pm, counting = pms
+    pm.load_analysis("cb")
+    mine = pm.load_analysis("cb", copy=True)
+    assert mine is not None
+    assert not is_frozen(mine)
+    mine.analyzed_at = "mine"
+    mine.file_analyses.clear()
+    assert counting.bodies["cb/analysis.json"] == 1  # parsed from the cached bytes
+    other = pm.load_analysis("cb")
+    assert other is not None
+    assert other.analyzed_at == "v0"
+    assert len(other.file_analyses) == 3
+
+
+def test_deep_copies_of_a_shared_analysis_are_ordinary(pms: tuple[PersistenceManager, Any]) -> None:
+    pm, _ = pms
+    shared = pm.load_analysis("cb")
+    assert shared is not None
+    for clone in (copy.deepcopy(shared), shared.model_copy(deep=True)):
+        assert not is_frozen(clone)
+        clone.analyzed_at = "clone"
+        next(iter(clone.file_analyses.values())).language = "rust"
+    assert shared.analyzed_at == "v0"
+    assert next(iter(shared.file_analyses.values())).language == "python"
+    # Serialization of a shared analysis is the same bytes as of a private one.
+    from documee_remote import codec
+
+    private = pm.load_analysis("cb", copy=True)
+    assert private is not None
+    assert codec.dump_codebase_analysis(shared) == codec.dump_codebase_analysis(private)
+
+
+def test_pending_merges_are_folded_in_with_the_cache_on(
+    counting: CountingStore, cache: ReadCache
+) -> None:
+    pm = PersistenceManager(CachingStore(counting, cache), compaction="deferred")
+    pm.save_analysis("cb", make_analysis("cb", n=2))
+    pm.append_file_analyses("cb", {"/src/new.py": make_file_analysis("/src/new.py")}, {})
+    first = pm.load_analysis("cb")
+    assert first is not None
+    assert "/src/new.py" in first.file_analyses
+    pm.append_file_analyses("cb", {"/src/newer.py": make_file_analysis("/src/newer.py")}, {})
+    second = pm.load_analysis("cb")
+    assert second is not None
+    assert {"/src/new.py", "/src/newer.py"} <= set(second.file_analyses)
+    deltas = [k for k in counting.gets if IMMUTABLE_KEY.search(k)]
+    assert all(counting.bodies[k] == 1 for k in deltas)  # each delta's body once
+    pm.compact("cb")
+    third = pm.load_analysis("cb")
+    assert third is not None
+    assert len(third.file_analyses) == 4
+
+
+def test_an_absent_analysis_is_none(counting: CountingStore, cache: ReadCache) -> None:
+    pm = PersistenceManager(CachingStore(counting, cache))
+    assert pm.load_analysis("nothing") is None
+
+
+# -- configuration ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_cache_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in ("DOCUMEE_CACHE", "DOCUMEE_CACHE_DIR", "DOCUMEE_CACHE_MAX_BYTES"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_the_cache_is_off_unless_asked(no_cache_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert resolve_cache(None) is None
+    no_cache_env.setenv("DOCUMEE_CACHE_DIR", str(tmp_path / "c"))
+    found = resolve_cache(None)
+    assert found is not None
+    assert found.directory == tmp_path / "c"
+    assert resolve_cache(False) is None  # the argument wins
+    no_cache_env.setenv("DOCUMEE_CACHE", "false")
+    assert resolve_cache(None) is None
+    no_cache_env.setenv("DOCUMEE_CACHE_MAX_BYTES", "12345")
+    explicit = resolve_cache(tmp_path / "d")
+    assert explicit is not None
+    assert explicit.max_bytes == 12345
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DOCUMEE_CACHE", "maybe"),
+        ("DOCUMEE_CACHE_MAX_BYTES", "-1"),
+        ("DOCUMEE_CACHE_MAX_BYTES", "lots"),
+    ],
+)
+def test_a_bad_variable_is_named(no_cache_env: pytest.MonkeyPatch, name: str, value: str) -> None:
+    no_cache_env.setenv(name, value)
+    with pytest.raises(ConfigurationError) as caught:
+        open_store("memory://")
+    assert name in str(caught.value)
+    assert value not in str(caught.value)
+
+
+def test_local_and_memory_stores_are_never_wrapped(tmp_path: Path) -> None:
+    assert not isinstance(open_store("memory://", cache=True), CachingStore)
+    assert not isinstance(open_store(str(tmp_path / "s"), cache=tmp_path / "c"), CachingStore)
+
+
+def test_a_store_object_is_wrapped_only_when_asked(
+    no_cache_env: pytest.MonkeyPatch, s3_endpoint: S3Endpoint, tmp_path: Path
+) -> None:
+    no_cache_env.setenv("DOCUMEE_CACHE_DIR", str(tmp_path / "c"))
+    store = s3_endpoint.store()
+    assert open_store(store) is store  # a Store is used as it is: the environment is not read
+    pm = PersistenceManager(store, cache=ReadCache(tmp_path / "d"))
+    assert isinstance(pm.store, CachingStore)
+    assert isinstance(
+        PersistenceManager(s3_endpoint.url("x/"), endpoint_url=s3_endpoint.endpoint_url).store,
+        CachingStore,
+    )
+    pm.close()
+
+
+def test_default_directories(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "compact")
+    assert str(default_cache_dir()).startswith(("/tmp", os.environ.get("TMPDIR", "/tmp")))
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME")
+    if os.name == "posix" and os.uname().sysname == "Linux":
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+        assert default_cache_dir() == tmp_path / "documee-remote"

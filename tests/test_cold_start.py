@@ -78,8 +78,7 @@ OPEN_PATH_WATCHED = [
     "documee_remote.models",
     "documee_remote.leases",
     "documee_remote.integrity",
-    "documee_remote._settings",
-    "documee_remote._s3options_model",
+    "documee_remote.config._model",
 ]
 
 
@@ -135,9 +134,9 @@ def test_invalid_options_still_fail_as_before() -> None:
         else:
             raise AssertionError("max_attempts=0 accepted")
     """
-    assert imported_after(code, ["pydantic", "documee_remote._s3options_model"]) == [
+    assert imported_after(code, ["pydantic", "documee_remote.config._model"]) == [
         "pydantic",
-        "documee_remote._s3options_model",
+        "documee_remote.config._model",
     ]
 
 
@@ -165,7 +164,7 @@ def test_lazy_names_resolve_to_the_real_objects() -> None:
     assert documee_remote.Store is stores.Store
     assert documee_remote.open_store is stores.open_store
     assert set(documee_remote.__all__) <= set(dir(documee_remote))
-    from documee_remote._settings import Settings
+    from documee_remote.config.settings import Settings
 
     assert config.Settings is Settings
     with pytest.raises(AttributeError):

@@ -42,8 +42,8 @@ from documee_remote.errors import (
     UnsupportedOperationError,
 )
 from documee_remote.stores import FsspecStore, LocalStore, Store, etag_of
-from documee_remote.stores import fsspec as fsspec_module
-from documee_remote.stores.fsspec import S3_OPTION_NAMES, translate_error
+from documee_remote.stores._fsspec import S3_OPTION_NAMES, translate_error
+from documee_remote.stores._fsspec import s3driver as fsspec_module
 from documee_remote.testing.contract import DirectoryBackdoor, StoreContract
 from documee_remote.testing.fixtures import TEST_REGION, S3Endpoint
 from documee_remote.testing.moto_server import (
@@ -788,7 +788,7 @@ def run_python(code: str) -> subprocess.CompletedProcess[str]:
 def test_s3fs_is_imported_only_for_s3() -> None:
     result = run_python(
         "import sys\n"
-        "import documee_remote.stores.fsspec as m\n"
+        "import documee_remote.stores._fsspec as m\n"
         "assert 's3fs' not in sys.modules, 'imported at import time'\n"
         "m.FsspecStore.from_url('memory://lazy').put('cb/k', b'v')\n"
         "assert 's3fs' not in sys.modules, 'imported for memory://'\n"

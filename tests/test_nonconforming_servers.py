@@ -16,8 +16,8 @@ from documee_remote.doctor import run_checks
 from documee_remote.errors import TooManyConflictsError, UnsupportedOperationError
 from documee_remote.journal import listing_start_after
 from documee_remote.stores import Store
-from documee_remote.stores.fsspec import FsspecStore
-from documee_remote.stores.obstore import ObstoreStore
+from documee_remote.stores._fsspec import FsspecStore
+from documee_remote.stores._obstore import ObstoreStore
 from documee_remote.stores.s3 import S3Store
 from documee_remote.testing.factories import content_hash, make_file_analysis
 from documee_remote.testing.fixtures import STORE_PREFIX, S3Endpoint

@@ -38,8 +38,8 @@ from documee_remote.errors import (
     UnsupportedOperationError,
 )
 from documee_remote.stores import FsspecStore, Store, etag_of
+from documee_remote.stores import _fsspec as fsspec_backend
 from documee_remote.stores import _s3common as s3c
-from documee_remote.stores import fsspec as fsspec_backend
 from documee_remote.stores import s3 as s3_backend
 from documee_remote.stores._s3common import (
     ERROR_CODES,
@@ -327,7 +327,7 @@ def test_the_shared_module_imports_no_client_library() -> None:
     code = (
         "import sys\n"
         "import documee_remote.stores._s3common\n"
-        "import documee_remote.stores.fsspec as m\n"
+        "import documee_remote.stores._fsspec as m\n"
         "m.FsspecStore.from_url('memory://lazy').put('cb/k', b'v')\n"
         "assert not {'botocore', 'boto3', 's3fs', 'aiobotocore'} & set(sys.modules)\n"
     )

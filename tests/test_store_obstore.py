@@ -33,8 +33,8 @@ from documee_remote.errors import (
 )
 from documee_remote.layout import LIFECYCLE_TAG_KEY
 from documee_remote.stores import Store, etag_of
-from documee_remote.stores import obstore as obstore_backend
-from documee_remote.stores.obstore import ObstoreStore, answer_of
+from documee_remote.stores import _obstore as obstore_backend
+from documee_remote.stores._obstore import ObstoreStore, answer_of
 from documee_remote.stores.s3 import WRITE_TOKEN_METADATA
 from documee_remote.testing.contract import StoreContract
 from documee_remote.testing.fixtures import (
@@ -138,6 +138,7 @@ def test_the_default_backend_never_imports_obstore(aws_credentials: None) -> Non
         from documee_remote import open_store
         open_store("s3://bkt/p", endpoint_url="http://127.0.0.1:9").close()
         assert "obstore" not in sys.modules, "obstore was imported"
+        assert "documee_remote.stores._obstore" not in sys.modules
         assert "documee_remote.stores.obstore" not in sys.modules
         """
     )

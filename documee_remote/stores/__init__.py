@@ -49,8 +49,8 @@ from .memory import MemoryStore
 
 if TYPE_CHECKING:
     from ._cache import CacheArg
-    from .fsspec import FsspecStore
-    from .obstore import ObstoreStore
+    from ._fsspec import FsspecStore
+    from ._obstore import ObstoreStore
     from .s3 import S3Store
 
 __all__ = [
@@ -73,8 +73,8 @@ __all__ = [
 # name -> (module, class): imported on first use only.
 _LAZY = {
     "S3Store": (".s3", "S3Store"),
-    "FsspecStore": (".fsspec", "FsspecStore"),
-    "ObstoreStore": (".obstore", "ObstoreStore"),
+    "FsspecStore": ("._fsspec", "FsspecStore"),
+    "ObstoreStore": ("._obstore", "ObstoreStore"),
 }
 
 #: The options of the backends without optional dependencies (the others check their own).
@@ -149,17 +149,19 @@ def open_store(
         if options or backend or settings is not None:
             raise ConfigurationError("options cannot be applied to an already open store")
         return url if cache is None else with_cache(url, cache)
+    if settings is None:
+        settings = Settings.load()
     store = _open(url, backend, settings, options)
-    if cache is None and not any(k.startswith("DOCUMEE_CACHE") for k in os.environ):
+    if cache is None and not (settings.cache or settings.cache_dir):
         return store  # the cache's module is not even imported when it is off
-    return with_cache(store, cache)
+    return with_cache(store, cache, settings)
 
 
-def with_cache(store: Store, cache: CacheArg) -> Store:
+def with_cache(store: Store, cache: CacheArg, settings: Settings | None = None) -> Store:
     """``store`` read through the cache ``cache`` asks for (see :func:`open_store`)."""
     from ._cache import with_cache as wrap
 
-    return wrap(store, cache)
+    return wrap(store, cache, settings)
 
 
 def _open(
@@ -204,10 +206,10 @@ def _open(
 
         return S3Store.from_url(url, **options)
     if backend == "obstore":
-        from .obstore import ObstoreStore
+        from ._obstore import ObstoreStore
 
         return ObstoreStore.from_url(url, **options)
-    from .fsspec import FsspecStore
+    from ._fsspec import FsspecStore
 
     return FsspecStore.from_url(url, **options)
 

@@ -53,10 +53,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ..errors import ConfigurationError, NotFoundError, NotModifiedError
 from .base import ObjectMeta, Store, StoredObject
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -67,7 +70,10 @@ __all__ = [
     "CachingStore",
     "ReadCache",
     "default_cache_dir",
+    "resolve_cache",
+    "shared_cache",
     "store_identity",
+    "with_cache",
 ]
 
 logger = logging.getLogger("documee_remote.cache")
@@ -650,55 +656,6 @@ CacheArg = ReadCache | bool | str | os.PathLike[str] | None
 _SHARED: dict[tuple[str, int, int], ReadCache] = {}
 _SHARED_LOCK = threading.Lock()
 
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
-
-
-def _env_bool(name: str) -> bool | None:
-    value = os.environ.get(name, "").strip().lower()
-    if not value:
-        return None
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ConfigurationError(f"{name} must be true or false (or 1/0, yes/no, on/off)")
-
-
-def _env_bytes(name: str) -> int | None:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return None
-    try:
-        number = int(value)
-    except ValueError:
-        number = -1
-    if number < 0:
-        raise ConfigurationError(f"{name} must be a whole number of bytes")
-    return number
-
-
-def _env_dir(name: str) -> str | None:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return None
-    if "\0" in value:
-        raise ConfigurationError(f"{name} must be a directory path")
-    return os.path.expanduser(value)
-
-
-def cache_settings() -> tuple[bool | None, str | None, int | None]:
-    """``(DOCUMEE_CACHE, DOCUMEE_CACHE_DIR, DOCUMEE_CACHE_MAX_BYTES)``, checked.
-
-    Raises
-    ------
-    ConfigurationError
-        A variable's value is malformed (the variable is named, its value never shown).
-    """
-    return _env_bool("DOCUMEE_CACHE"), _env_dir("DOCUMEE_CACHE_DIR"), _env_bytes(
-        "DOCUMEE_CACHE_MAX_BYTES"
-    )
-
 
 def shared_cache(
     directory: str | os.PathLike[str] | None = None, *, max_bytes: int | None = None
@@ -713,41 +670,42 @@ def shared_cache(
     with _SHARED_LOCK:
         found = _SHARED.get((path, bound, DEFAULT_MEMORY_BYTES))
         if found is None:
-            found = _SHARED[(path, bound, DEFAULT_MEMORY_BYTES)] = ReadCache(
-                path, max_bytes=bound
-            )
+            found = _SHARED[(path, bound, DEFAULT_MEMORY_BYTES)] = ReadCache(path, max_bytes=bound)
         return found
 
 
-def resolve_cache(cache: CacheArg) -> ReadCache | None:
-    """The cache that ``cache=`` (and the ``DOCUMEE_CACHE*`` variables) ask for, if any.
+def resolve_cache(cache: CacheArg, settings: Settings | None = None) -> ReadCache | None:
+    """The cache that ``cache=`` (and the ``DOCUMEE_CACHE*`` settings) ask for, if any.
 
-    The explicit argument wins; the environment fills in: ``DOCUMEE_CACHE_DIR``
+    The explicit argument wins; the settings fill in: ``DOCUMEE_CACHE_DIR``
     turns the cache on there (``DOCUMEE_CACHE=false`` keeps it off), and
     ``DOCUMEE_CACHE=true`` turns it on in the default directory.
-    ``DOCUMEE_CACHE_MAX_BYTES`` bounds the disk level either way. Every
-    variable is checked on every call.
+    ``DOCUMEE_CACHE_MAX_BYTES`` bounds the disk level either way.
+    ``settings``: read from the environment now when not given.
     """
-    enabled, env_dir, max_bytes = cache_settings()
+    if settings is None:
+        from ..config import Settings
+
+        settings = Settings.load()
     if isinstance(cache, ReadCache):
         return cache
     if cache is False:
         return None
+    env_dir = os.path.expanduser(settings.cache_dir) if settings.cache_dir else None
     if cache is None:
-        if enabled is False or (enabled is None and env_dir is None):
+        if settings.cache is False or (settings.cache is None and env_dir is None):
             return None
-        return shared_cache(env_dir, max_bytes=max_bytes)
+        return shared_cache(env_dir, max_bytes=settings.cache_max_bytes)
     if cache is True:
-        return shared_cache(env_dir, max_bytes=max_bytes)
+        return shared_cache(env_dir, max_bytes=settings.cache_max_bytes)
     if isinstance(cache, str | os.PathLike) and os.fspath(cache):
-        return shared_cache(cache, max_bytes=max_bytes)
+        return shared_cache(cache, max_bytes=settings.cache_max_bytes)
     raise ConfigurationError(
-        "cache must be True, False, None, a directory or a ReadCache, "
-        f"not {type(cache).__name__}"
+        f"cache must be True, False, None, a directory or a ReadCache, not {type(cache).__name__}"
     )
 
 
-def with_cache(store: Store, cache: CacheArg) -> Store:
+def with_cache(store: Store, cache: CacheArg, settings: Settings | None = None) -> Store:
     """``store`` read through the cache asked for, or ``store`` itself.
 
     Local and in-memory stores are returned as they are: reading them costs
@@ -757,7 +715,7 @@ def with_cache(store: Store, cache: CacheArg) -> Store:
     from .local import LocalStore
     from .memory import MemoryStore
 
-    found = resolve_cache(cache)
+    found = resolve_cache(cache, settings)
     if found is None or isinstance(store, CachingStore | LocalStore | MemoryStore):
         return store
     return CachingStore(store, found)

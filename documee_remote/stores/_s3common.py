@@ -1,8 +1,8 @@
 """What every S3 backend means by S3's answers: one table, one translation, one set of rules.
 
 :class:`~documee_remote.stores.s3.S3Store` (boto3), the s3fs driver of
-:class:`~documee_remote.stores.fsspec.FsspecStore` (aiobotocore) and
-:class:`~documee_remote.stores.obstore.ObstoreStore` (obstore) each turn their
+:class:`~documee_remote.stores._fsspec.FsspecStore` (aiobotocore) and
+:class:`~documee_remote.stores._obstore.ObstoreStore` (obstore) each turn their
 own client's exceptions into an :class:`S3Answer` (error code, HTTP status,
 retries) and map their own transport failures. What S3 *means* is decided here,
 once, so that switching ``backend="fsspec"`` or ``"obstore"`` changes nothing else:
@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..config.sessions import connection_refused
 from ..errors import (
     AlreadyExistsError,
     ConditionalRequestConflictError,
@@ -51,7 +52,7 @@ from ..errors import (
     ThrottledError,
     UnsupportedOperationError,
 )
-from ..layout import LIFECYCLE_TAG_KEY, lifecycle_kind
+from ._keys import LIFECYCLE_TAG_KEY, lifecycle_kind
 from .base import normalize_etag
 
 __all__ = [
@@ -520,7 +521,6 @@ def botocore_error(
 
 def connection_detail(exc: Any) -> str:
     """What a connection error says: the endpoint (scheme, host and port only) and why."""
-    from ..config import connection_refused
 
     parts = urlsplit(str(exc.kwargs.get("endpoint_url") or ""))
     port = f":{parts.port}" if parts.port else ""

@@ -35,7 +35,7 @@ from ..errors import (
     StoreClosedError,
     UnsupportedOperationError,
 )
-from ..layout import validate_key, validate_prefix
+from ._keys import validate_key, validate_prefix
 
 __all__ = [
     "DEFAULT_CONCURRENCY",

@@ -41,8 +41,8 @@ from ..errors import (
     ObjectTooLargeError,
     PreconditionFailedError,
 )
-from ..layout import validate_key
 from . import _s3common as s3c
+from ._keys import validate_key
 from ._s3common import (
     ERROR_CODES,
     STATUS_FALLBACK,

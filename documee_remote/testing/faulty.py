@@ -34,18 +34,17 @@ from __future__ import annotations
 
 import builtins
 import copy
-import random
 import re
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, cast
 
 from ..errors import DocumeeRemoteError
 from ..stores.base import ObjectMeta, Store, StoredObject
+from ._rules import Rule, RuleBook, check_occurrence, key_matches
 
 if TYPE_CHECKING:
     from .moto_server import MotoServer
@@ -80,11 +79,12 @@ KeyPattern = str | re.Pattern[str] | Callable[[str], bool] | None
 
 
 @dataclass(slots=True)
-class FaultRule:
+class FaultRule(Rule):
     """One rule of a :class:`FaultPlan`; see :meth:`FaultPlan.add`.
 
     ``seen`` counts calls that matched the rule's operation and key, ``fired``
-    the faults it injected.
+    the faults it injected (:class:`~._rules.Rule`, the occurrence every
+    injector's rules share).
     """
 
     name: str
@@ -94,20 +94,13 @@ class FaultRule:
     after: bool = False
     truncate: float | int | None = None
     delay: float = 0.0
-    nth: int = 1
-    times: int | None = 1
-    probability: float = 1.0
-    seen: int = 0
-    fired: int = 0
 
     def matches(self, operation: str, key: str) -> bool:
         """Whether a call passes this rule's filters (occurrence not considered)."""
         if self.ops and operation not in self.ops:
             return False
-        if self.key is None:
-            return True
-        if isinstance(self.key, str | re.Pattern):
-            return re.search(self.key, key) is not None
+        if self.key is None or isinstance(self.key, str | re.Pattern):
+            return key_matches(self.key, key)
         return bool(self.key(key))
 
     def make_error(self, operation: str, key: str, url: str) -> BaseException:
@@ -152,9 +145,8 @@ class FaultPlan:
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
-        self._random = random.Random(seed)
-        self._lock = threading.Lock()
-        self._rules: list[FaultRule] = []
+        self._book: RuleBook[FaultRule] = RuleBook(seed)
+        self._lock = self._book.lock
         self._injected: Counter[str] = Counter()
         self._calls: Counter[str] = Counter()
         self._events: list[InjectedFault] = []
@@ -213,12 +205,7 @@ class FaultPlan:
             raise ValueError("a fractional truncation must be in [0, 1)")
         if isinstance(truncate, int) and truncate < 0:
             raise ValueError("a truncation must not be negative")
-        if nth < 1:
-            raise ValueError("nth counts from 1")
-        if times is not None and times < 1:
-            raise ValueError("times must be at least 1, or None for unlimited")
-        if not 0.0 <= probability <= 1.0:
-            raise ValueError("probability must be between 0 and 1")
+        check_occurrence(nth, times, probability)
         if delay < 0:
             raise ValueError("delay must not be negative")
         rule = FaultRule(
@@ -233,19 +220,15 @@ class FaultPlan:
             times=times,
             probability=probability,
         )
-        with self._lock:
-            self._rules.append(rule)
-        return rule
+        return self._book.add(rule)
 
     def remove(self, rule: FaultRule) -> None:
         """Stop applying ``rule`` (its faults stay counted)."""
-        with self._lock:
-            self._rules = [r for r in self._rules if r is not rule]
+        self._book.remove(rule)
 
     def clear(self) -> None:
         """Remove every rule (the counters are kept; see :meth:`reset_counters`)."""
-        with self._lock:
-            self._rules = []
+        self._book.clear()
 
     def reset_counters(self) -> None:
         """Zero the counters and forget the recorded events."""
@@ -257,8 +240,7 @@ class FaultPlan:
     @property
     def rules(self) -> builtins.list[FaultRule]:
         """The active rules (a copy of the list)."""
-        with self._lock:
-            return builtins.list(self._rules)
+        return self._book.rules
 
     @property
     def injected(self) -> Counter[str]:
@@ -293,20 +275,8 @@ class FaultPlan:
         """
         with self._lock:
             self._calls[operation] += 1
-            chosen: FaultRule | None = None
-            for rule in self._rules:
-                if not rule.matches(operation, key):
-                    continue
-                rule.seen += 1
-                if chosen is not None or rule.seen < rule.nth:
-                    continue
-                if rule.times is not None and rule.fired >= rule.times:
-                    continue
-                if rule.probability < 1.0 and self._random.random() >= rule.probability:
-                    continue
-                chosen = rule
+            chosen = self._book.pick(lambda rule: rule.matches(operation, key))
             if chosen is not None:
-                chosen.fired += 1
                 self._injected[chosen.name] += 1
                 self._events.append(InjectedFault(chosen.name, operation, key, chosen.after))
             return chosen
@@ -403,32 +373,19 @@ _WSGIApp = Callable[[_Environ, _StartResponse], Iterable[bytes]]
 
 
 @dataclass(slots=True)
-class HttpFaultRule:
+class HttpFaultRule(Rule):
     """One rule of :class:`HttpFaults`; see :meth:`HttpFaults.add`."""
 
     action: HttpAction
     method: str | None = None
     key: re.Pattern[str] | str | None = None
     value: float = 0.0
-    nth: int = 1
-    times: int | None = 1
-    probability: float = 1.0
-    seen: int = 0
-    fired: int = 0
 
     def matches(self, method: str, key: str | None) -> bool:
         """Whether a request passes this rule's filters."""
         if self.method is not None and method != self.method:
             return False
-        if self.key is None:
-            return True
-        return key is not None and re.search(self.key, key) is not None
-
-
-@dataclass
-class _HttpState:
-    rules: list[HttpFaultRule] = field(default_factory=list)
-    injected: Counter[str] = field(default_factory=Counter)
+        return key_matches(self.key, key)
 
 
 class HttpFaults:
@@ -442,9 +399,9 @@ class HttpFaults:
 
     def __init__(self, server: MotoServer, *, seed: int = 0) -> None:
         self.server = server
-        self._lock = threading.Lock()
-        self._state = _HttpState()
-        self._random = random.Random(seed)
+        self._book: RuleBook[HttpFaultRule] = RuleBook(seed)
+        self._lock = self._book.lock
+        self._injected: Counter[str] = Counter()
         self._original: _WSGIApp | None = None
 
     # -- rules --------------------------------------------------------------------------
@@ -477,8 +434,7 @@ class HttpFaults:
             raise ValueError(f"unknown action {action!r}")
         if action == "truncate" and not 0.0 <= value < 1.0:
             raise ValueError("truncate takes a fraction in [0, 1)")
-        if nth < 1 or (times is not None and times < 1) or not 0.0 <= probability <= 1.0:
-            raise ValueError("nth >= 1, times >= 1 or None, 0 <= probability <= 1")
+        check_occurrence(nth, times, probability)
         rule = HttpFaultRule(
             action=action,
             method=method.upper() if method else None,
@@ -488,38 +444,23 @@ class HttpFaults:
             times=times,
             probability=probability,
         )
-        with self._lock:
-            self._state.rules.append(rule)
-        return rule
+        return self._book.add(rule)
 
     def clear(self) -> None:
         """Remove every rule (counters are kept)."""
-        with self._lock:
-            self._state.rules = []
+        self._book.clear()
 
     @property
     def injected(self) -> Counter[str]:
         """Faults injected so far, by action (a snapshot)."""
         with self._lock:
-            return Counter(self._state.injected)
+            return Counter(self._injected)
 
     def _choose(self, method: str, key: str | None) -> HttpFaultRule | None:
         with self._lock:
-            chosen: HttpFaultRule | None = None
-            for rule in self._state.rules:
-                if not rule.matches(method, key):
-                    continue
-                rule.seen += 1
-                if chosen is not None or rule.seen < rule.nth:
-                    continue
-                if rule.times is not None and rule.fired >= rule.times:
-                    continue
-                if rule.probability < 1.0 and self._random.random() >= rule.probability:
-                    continue
-                chosen = rule
+            chosen = self._book.pick(lambda rule: rule.matches(method, key))
             if chosen is not None:
-                chosen.fired += 1
-                self._state.injected[chosen.action] += 1
+                self._injected[chosen.action] += 1
             return chosen
 
     # -- installing -----------------------------------------------------------------------

@@ -55,7 +55,6 @@ import argparse
 import contextlib
 import html
 import io
-import random
 import re
 import socket
 import threading
@@ -69,6 +68,8 @@ from http import HTTPStatus
 from types import TracebackType
 from typing import Any, Literal, Self
 from urllib.parse import parse_qs
+
+from ._rules import Rule, RuleBook, check_occurrence, key_matches
 
 __all__ = [
     "ACCESS_DENIED",
@@ -172,23 +173,19 @@ KeyMatcher = str | re.Pattern[str] | Callable[[RequestInfo], bool] | None
 
 
 @dataclass(slots=True)
-class FaultRule:
+class FaultRule(Rule):
     """One rule of the :class:`FaultInjector`; see :meth:`FaultInjector.add`.
 
     ``seen`` counts requests that matched the rule's filters, ``fired`` the
-    faults it injected.
+    faults it injected (:class:`~._rules.Rule`, the occurrence every
+    injector's rules share).
     """
 
     fault: Fault
     method: str | None = None
     key: KeyMatcher = None
     after: bool = False
-    nth: int = 1
-    times: int | None = 1
-    probability: float = 1.0
     service: str | None = "s3"
-    seen: int = 0
-    fired: int = 0
 
     def matches(self, info: RequestInfo) -> bool:
         """Whether the request passes this rule's filters (occurrence not considered)."""
@@ -196,11 +193,9 @@ class FaultRule:
             return False
         if self.method is not None and info.method != self.method.upper():
             return False
-        if self.key is None:
-            return True
         if callable(self.key) and not isinstance(self.key, re.Pattern):
             return bool(self.key(info))
-        return info.key is not None and re.search(self.key, info.key) is not None
+        return key_matches(self.key, info.key)
 
 
 @dataclass
@@ -220,8 +215,8 @@ class FaultInjector:
     """
 
     def __init__(self, *, latency_ms: float = 0.0) -> None:
-        self._lock = threading.Lock()
-        self._rules: list[FaultRule] = []
+        self._book: RuleBook[FaultRule] = RuleBook()
+        self._lock = self._book.lock
         self._stats = _Stats()
         self._default_latency_ms = latency_ms
         self.latency_ms = latency_ms
@@ -230,7 +225,6 @@ class FaultInjector:
         self.strip_conditional_headers = False
         #: The :data:`QUIRKS` in effect (see :meth:`emulate`).
         self.quirks: frozenset[str] = frozenset()
-        self._random = random.Random()
 
     def add(
         self,
@@ -267,12 +261,7 @@ class FaultInjector:
             Only requests signed for this service (``"s3"``, ``"sts"``); None
             for any.
         """
-        if nth < 1:
-            raise ValueError("nth counts from 1")
-        if times is not None and times < 1:
-            raise ValueError("times must be at least 1, or None for unlimited")
-        if not 0.0 <= probability <= 1.0:
-            raise ValueError("probability must be between 0 and 1")
+        check_occurrence(nth, times, probability)
         rule = FaultRule(
             fault=fault,
             method=method.upper() if method else None,
@@ -283,9 +272,7 @@ class FaultInjector:
             probability=probability,
             service=service,
         )
-        with self._lock:
-            self._rules.append(rule)
-        return rule
+        return self._book.add(rule)
 
     def emulate(self, *quirks: str) -> None:
         """Behave like the named servers (keys of :data:`QUIRKS`) until :meth:`clear`.
@@ -299,13 +286,12 @@ class FaultInjector:
 
     def remove(self, rule: FaultRule) -> None:
         """Stop applying ``rule``."""
-        with self._lock:
-            self._rules = [r for r in self._rules if r is not rule]
+        self._book.remove(rule)
 
     def clear(self) -> None:
         """Remove every rule, reset counters, latency, header stripping and quirks."""
+        self._book.clear()
         with self._lock:
-            self._rules = []
             self._stats = _Stats()
             self.latency_ms = self._default_latency_ms
             self.strip_conditional_headers = False
@@ -333,20 +319,8 @@ class FaultInjector:
         with self._lock:
             if info.service == "s3":
                 self._stats.requests[info.method] += 1
-            chosen: FaultRule | None = None
-            for rule in self._rules:
-                if not rule.matches(info):
-                    continue
-                rule.seen += 1
-                if chosen is not None or rule.seen < rule.nth:
-                    continue
-                if rule.times is not None and rule.fired >= rule.times:
-                    continue
-                if rule.probability < 1.0 and self._random.random() >= rule.probability:
-                    continue
-                chosen = rule
+            chosen = self._book.pick(lambda rule: rule.matches(info))
             if chosen is not None:
-                chosen.fired += 1
                 self._stats.faults[chosen.fault.name] += 1
             return chosen
 

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from documee_remote.stores import Store
-from documee_remote.stores.fsspec import FsspecStore
-from documee_remote.stores.obstore import ObstoreStore
+from documee_remote.stores._fsspec import FsspecStore
+from documee_remote.stores._obstore import ObstoreStore
 from documee_remote.stores.s3 import S3Store
 from documee_remote.testing.fixtures import S3Backdoor
 from documee_remote.testing.seaweed import SeaweedServer

@@ -8,7 +8,7 @@ pydantic's ``ValidationError`` for the rest, with the messages it always had.
 It also gives the options' JSON schema.
 
 The model is built from ``S3Options.model_fields`` and the rule functions of
-:mod:`.config`, so the two validators cannot drift apart field by field;
+:mod:`.options`, so the two validators cannot drift apart field by field;
 ``tests/test_config.py`` also checks them against each other on many inputs.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
-from .config import (
+from .options import (
     S3Options,
     _check_combinations,
     _check_endpoint_url,
