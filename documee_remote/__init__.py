@@ -43,8 +43,9 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .journal import CompactionPolicy, CompactReport, GraphUpdate
+    from .compaction import CompactionPolicy, CompactReport
     from .manager import AppendReport, PersistenceManager, Transaction
+    from .merge import GraphUpdate
     from .models import CodebaseAnalysis, FileAnalysis
     from .retry import RetryPolicy, TransactionStats
     from .stores import Store, open_store
@@ -53,9 +54,9 @@ if TYPE_CHECKING:
 # cheap (no pydantic, no codec) for a cold start that only opens a store.
 _LAZY = {
     "AppendReport": ".manager",
-    "CompactReport": ".journal",
-    "CompactionPolicy": ".journal",
-    "GraphUpdate": ".journal",
+    "CompactReport": ".compaction",
+    "CompactionPolicy": ".compaction",
+    "GraphUpdate": ".merge",
     "CodebaseAnalysis": ".models",
     "FileAnalysis": ".models",
     "PersistenceManager": ".manager",

@@ -35,15 +35,13 @@ from .errors import CorruptObjectError, NotFoundError
 from .stores._cache import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MEMORY_BYTES,
-    CacheArg,
     CacheInfo,
     CacheStats,
     CachingStore,
     ReadCache,
     default_cache_dir,
-    resolve_cache,
-    shared_cache,
 )
+from .stores._cache_config import CacheArg, resolve_cache, shared_cache, with_cache
 
 if TYPE_CHECKING:
     from .models import CodebaseAnalysis
@@ -65,6 +63,7 @@ __all__ = [
     "load_shared",
     "resolve_cache",
     "shared_cache",
+    "with_cache",
 ]
 
 

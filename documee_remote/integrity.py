@@ -23,20 +23,22 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from . import codec, journal, layout
+from ._engine.context import Engine
+from ._engine.hashes import cas_hashes
+from ._engine.journal_io import prune_journal
+from ._engine.reads import read_view
 from .errors import (
     CorruptObjectError,
     NotFoundError,
     ObjectTooLargeError,
     PreconditionFailedError,
 )
+from .models import CodebaseAnalysis
 from .retry import TransactionStats
-from .stores.base import ObjectMeta, etag_of
-
-if TYPE_CHECKING:
-    from .manager import PersistenceManager
+from .stores.base import ObjectMeta, Store, etag_of
 
 __all__ = [
     "Finding",
@@ -47,6 +49,21 @@ __all__ = [
     "too_large_detail",
     "verify",
 ]
+
+
+class Checked(Protocol):
+    """What verify and gc need of a :class:`~documee_remote.PersistenceManager`."""
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def engine(self) -> Engine: ...
+
+    def load_analysis(self, codebase_id: str) -> CodebaseAnalysis | None: ...
+
+    def get_file_hashes(self, codebase_id: str) -> dict[str, str]: ...
+
 
 #: Per-file objects younger than this may belong to a merge in flight: a merge
 #: writes them before it commits analysis.json.
@@ -145,7 +162,7 @@ def too_large_detail(limit: int | None, size: int | None) -> str:
 
 
 def _too_large(
-    pm: PersistenceManager, exc: ObjectTooLargeError, fallback: str, listing: dict[str, ObjectMeta]
+    pm: Checked, exc: ObjectTooLargeError, fallback: str, listing: dict[str, ObjectMeta]
 ) -> Finding:
     key = exc.key or fallback
     meta = listing.get(key)
@@ -153,7 +170,7 @@ def _too_large(
     return Finding(FindingKind.OBJECT_TOO_LARGE, key, None, detail)
 
 
-def _listing(pm: PersistenceManager, codebase_id: str) -> dict[str, ObjectMeta]:
+def _listing(pm: Checked, codebase_id: str) -> dict[str, ObjectMeta]:
     prefix = layout.codebase_prefix(codebase_id)
     return {meta.key: meta for meta in pm.store.list_meta(prefix)}
 
@@ -167,7 +184,7 @@ def _per_file_keys(listing: dict[str, ObjectMeta], codebase_id: str) -> Iterator
 
 
 def verify(
-    pm: PersistenceManager,
+    pm: Checked,
     codebase_id: str,
     *,
     repair: bool = False,
@@ -289,7 +306,8 @@ def verify(
             ]
             if repair and stray:
                 gone = set(stray)
-                pm._cas_hashes(
+                cas_hashes(
+                    pm.engine,
                     codebase_id,
                     lambda current: {p: h for p, h in current.items() if p not in gone},
                     retry=None,
@@ -301,9 +319,7 @@ def verify(
     return report
 
 
-def _classify_per_file(
-    pm: PersistenceManager, key: str, codebase_id: str
-) -> tuple[FindingKind, str]:
+def _classify_per_file(pm: Checked, key: str, codebase_id: str) -> tuple[FindingKind, str]:
     try:
         obj = pm.store.get(key)
     except NotFoundError:
@@ -315,7 +331,7 @@ def _classify_per_file(
     return FindingKind.PER_FILE_DIFFERS, "differs from the entry in analysis.json"
 
 
-def _rewrite(pm: PersistenceManager, key: str, body: bytes, meta: ObjectMeta | None) -> bool:
+def _rewrite(pm: Checked, key: str, body: bytes, meta: ObjectMeta | None) -> bool:
     try:
         if meta is None:
             pm.store.put(key, body, if_none_match="*")
@@ -327,7 +343,7 @@ def _rewrite(pm: PersistenceManager, key: str, body: bytes, meta: ObjectMeta | N
 
 
 def _delete_unchanged(
-    pm: PersistenceManager, keys: Iterable[str], listing: dict[str, ObjectMeta]
+    pm: Checked, keys: Iterable[str], listing: dict[str, ObjectMeta]
 ) -> list[str]:
     """Delete ``keys`` concurrently, each only if still at its listed ETag; return those kept."""
     keys = list(keys)
@@ -335,7 +351,7 @@ def _delete_unchanged(
 
 
 def gc(
-    pm: PersistenceManager,
+    pm: Checked,
     codebase_id: str,
     *,
     grace_seconds: float = DEFAULT_GRACE_SECONDS,
@@ -352,7 +368,7 @@ def gc(
     """
     report = GcReport(codebase_id, dry_run=dry_run)
     listing = _listing(pm, codebase_id)
-    view = pm._read_view(codebase_id)
+    view = read_view(pm.engine, codebase_id)
     analysis = view.analysis
     if analysis is None:
         return report
@@ -360,8 +376,8 @@ def gc(
         # Folded deltas (those up to the stored watermark, never pending ones)
         # older than the grace period, and markers a newer marker replaces.
         whole = journal.parse_listing(codebase_id, listing.values())  # not from a floor
-        pruned, _ = pm._prune_journal(
-            codebase_id, whole, view.watermark, grace_seconds=grace_seconds
+        pruned, _ = prune_journal(
+            pm.engine, codebase_id, whole, view.watermark, grace_seconds=grace_seconds
         )
         report.removed.extend(sorted(pruned))
     referenced = {layout.file_analysis_key(codebase_id, p) for p in analysis.file_analyses}

@@ -58,29 +58,25 @@ whose newest analysis is still in the journal.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from . import codec, layout
-from .errors import ConfigurationError, CorruptObjectError
-from .leases import BOOKKEEPING_KEY
-from .merge import apply_file_changes, refresh_derived
+from .bookkeeping import peek_watermark, set_watermark, watermark
+from .compaction import CompactionPolicy, CompactReport
+from .errors import CorruptObjectError
+from .merge import GraphUpdate, apply_file_changes, apply_graph_update, refresh_derived
 from .models import (
-    CircularDependency,
     CodebaseAnalysis,
-    DependencyEdge,
-    DetectedPattern,
     FileAnalysis,
-    FileNode,
 )
 from .stores.base import ObjectMeta
 
@@ -112,8 +108,6 @@ _SEQ_DIGITS = 20
 _DELTA_SUFFIX = ".json"
 _MARKER_SUFFIX = ".folded"
 _NAME_RE = re.compile(rf"\A(\d{{{_SEQ_DIGITS}}})(\.json|\.folded)\Z")
-_WATERMARK = "journal"
-_DECODER = json.JSONDecoder()
 
 
 def delta_key(codebase_id: str, seq: int) -> str:
@@ -190,54 +184,6 @@ def parse_listing(
         target = listing.deltas if match.group(2) == _DELTA_SUFFIX else listing.markers
         target[int(match.group(1))] = meta
     return listing
-
-
-class GraphUpdate(BaseModel):
-    """A merge's change to the dependency graph and global patterns, as data.
-
-    A function cannot be stored in a delta, but this can, so merges that bring
-    their part of the graph still go through the journal. Applied to the
-    analysis after the merge's file analyses:
-
-    - ``nodes`` are set by path, and nodes of the merge's removed files dropped;
-    - the edges *from* the merge's files (analysed or removed) are replaced by
-      ``edges``: a shard owns the outgoing edges of the files it analysed;
-    - ``external_dependencies`` are set by name;
-    - ``circular_dependencies`` and ``global_patterns`` replace the stored
-      ones when given (they are codebase-wide: the last analyser to compute
-      them wins).
-    """
-
-    model_config = ConfigDict(extra="forbid", defer_build=True, hide_input_in_errors=True)
-
-    nodes: dict[str, FileNode] = {}
-    edges: list[DependencyEdge] = []
-    external_dependencies: dict[str, int] = {}
-    circular_dependencies: list[CircularDependency] | None = None
-    global_patterns: list[DetectedPattern] | None = None
-
-
-def apply_graph_update(
-    analysis: CodebaseAnalysis,
-    update: GraphUpdate,
-    files: Iterable[str],
-    removed: Iterable[str] = (),
-) -> None:
-    """Apply ``update`` for a merge of ``files`` (analysed) and ``removed`` paths."""
-    graph = analysis.dependency_graph
-    analysed = set(files)
-    gone = set(removed) - analysed  # a path both removed and analysed stays
-    owned = analysed | gone
-    for path in gone:
-        graph.nodes.pop(path, None)
-    graph.nodes.update(update.nodes)
-    if owned or update.edges:
-        graph.edges = [e for e in graph.edges if e.from_file not in owned] + list(update.edges)
-    graph.external_dependencies.update(update.external_dependencies)
-    if update.circular_dependencies is not None:
-        graph.circular_dependencies = list(update.circular_dependencies)
-    if update.global_patterns is not None:
-        analysis.global_patterns = list(update.global_patterns)
 
 
 class Delta(BaseModel):
@@ -345,51 +291,6 @@ def decode_delta(data: bytes, *, key: str, codebase_id: str) -> Delta:
     return delta
 
 
-def watermark(analysis: CodebaseAnalysis | None) -> int:
-    """The highest journal seq folded into ``analysis`` (0 when none)."""
-    if analysis is None or not analysis.__pydantic_extra__:
-        return 0
-    book = analysis.__pydantic_extra__.get(BOOKKEEPING_KEY)
-    if isinstance(book, dict):
-        value = book.get(_WATERMARK, 0)
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-            return value
-    return 0
-
-
-#: How the bookkeeping key starts in this library's (and upstream's) indent-2 output:
-#: a newline and two spaces put it at the top level, since a raw newline cannot
-#: occur inside a JSON string.
-_BOOK_MARK = b'\n  "' + BOOKKEEPING_KEY.encode() + b'": '
-
-
-def peek_watermark(raw: bytes) -> int:
-    """The watermark of ``analysis.json`` bytes, without parsing the whole document.
-
-    The bookkeeping key is written last, so it is found from the end. Returns
-    0 when it is not there in the expected layout: callers use this only as a
-    shortcut ("already folded"), falling back to a full parse otherwise.
-    """
-    at = raw.rfind(_BOOK_MARK)
-    if at < 0:
-        return 0
-    tail = raw[at + len(_BOOK_MARK) :].decode("utf-8", "replace")
-    try:
-        book, _ = _DECODER.raw_decode(tail)
-    except ValueError:
-        return 0
-    value = book.get(_WATERMARK, 0) if isinstance(book, dict) else 0
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def set_watermark(analysis: CodebaseAnalysis, seq: int) -> None:
-    """Record ``seq`` as folded, keeping the rest of the bookkeeping (the fence)."""
-    found = (analysis.__pydantic_extra__ or {}).get(BOOKKEEPING_KEY)
-    book = dict(found) if isinstance(found, dict) else {}
-    book[_WATERMARK] = seq
-    setattr(analysis, BOOKKEEPING_KEY, book)
-
-
 def fold(analysis: CodebaseAnalysis, deltas: Sequence[tuple[int, Delta]]) -> None:
     """Apply deltas, in the given (ascending seq) order, and recompute what derives."""
     if not deltas:
@@ -425,117 +326,3 @@ def fold_hashes(deltas: Sequence[tuple[int, Delta]]) -> tuple[dict[str, str], se
                 claims[path] = digest
                 unclaimed.discard(path)
     return claims, unclaimed
-
-
-@dataclass(frozen=True, slots=True)
-class CompactionPolicy:
-    """When merges fold the journal into ``analysis.json``.
-
-    ``"eager"`` (the default) compacts after every merge, so ``analysis.json``
-    is always complete for readers that know only the original format.
-    ``"deferred"`` leaves deltas for readers of this library to fold until
-    ``max_deltas`` of them or ``max_bytes`` of them are pending, or a scheduled
-    ``compact`` runs: a small merge then costs a few small requests instead of
-    a rewrite of ``analysis.json``.
-    """
-
-    mode: Literal["eager", "deferred"] = "eager"
-    #: Deferred: compact when this many deltas are pending.
-    max_deltas: int = 64
-    #: Deferred: or when the pending deltas hold this many bytes.
-    max_bytes: int = 32 * 1024 * 1024
-    #: Folded deltas younger than this are kept (see the module doc); a
-    #: writer whose seq pick is older than a quarter of it picks again.
-    grace_seconds: float = 1800.0
-    #: Eager appends: how long a writer waits for a newer writer's compaction
-    #: to fold its delta (group commit) before compacting itself.
-    group_wait_seconds: float = 10.0
-
-    def __post_init__(self) -> None:
-        if self.mode not in ("eager", "deferred"):
-            raise ConfigurationError(
-                f"compaction mode must be 'eager' or 'deferred', not {self.mode!r}"
-            )
-        if self.max_deltas < 1 or self.max_bytes < 1:
-            raise ConfigurationError("compaction thresholds must be at least 1")
-        if self.grace_seconds < 0 or self.group_wait_seconds < 0:
-            raise ConfigurationError("journal grace and wait periods cannot be negative")
-
-    @classmethod
-    def of(cls, value: CompactionPolicy | str | None) -> CompactionPolicy:
-        """A policy from a policy (used as it is), a mode name (the environment's
-        thresholds fill in the rest) or ``None`` (the environment's, see
-        :meth:`from_environment`): explicit values win, the environment fills in."""
-        if isinstance(value, CompactionPolicy):
-            return value
-        policy = cls.from_environment()
-        if value is None:
-            return policy
-        return replace(policy, mode=value)  # type: ignore[arg-type]  # checked in __post_init__
-
-    @classmethod
-    def from_environment(cls, environ: Mapping[str, str] | None = None) -> CompactionPolicy:
-        """The policy ``DOCUMEE_COMPACTION`` (``eager``/``deferred``),
-        ``DOCUMEE_COMPACTION_MAX_DELTAS``, ``DOCUMEE_COMPACTION_MAX_BYTES``,
-        ``DOCUMEE_JOURNAL_GRACE_SECONDS`` and ``DOCUMEE_COMPACTION_GROUP_WAIT_SECONDS``
-        describe; the defaults where unset (or empty).
-
-        Raises
-        ------
-        ConfigurationError
-            A value that is not a mode or not a number in range, naming the variable.
-        """
-        env = os.environ if environ is None else environ
-        fields: dict[str, Any] = {}
-        mode = (env.get("DOCUMEE_COMPACTION") or "").strip().lower()
-        if mode:
-            if mode not in ("eager", "deferred"):
-                raise ConfigurationError("DOCUMEE_COMPACTION must be 'eager' or 'deferred'")
-            fields["mode"] = mode
-        for name, key, kind, least in (
-            ("DOCUMEE_COMPACTION_MAX_DELTAS", "max_deltas", int, 1),
-            ("DOCUMEE_COMPACTION_MAX_BYTES", "max_bytes", int, 1),
-            ("DOCUMEE_JOURNAL_GRACE_SECONDS", "grace_seconds", float, 0),
-            ("DOCUMEE_COMPACTION_GROUP_WAIT_SECONDS", "group_wait_seconds", float, 0),
-        ):
-            raw = (env.get(name) or "").strip()
-            if not raw:
-                continue
-            what = "a whole number" if kind is int else "a number"
-            try:
-                value = kind(raw)
-            except ValueError:
-                raise ConfigurationError(f"{name} must be {what}") from None
-            if not least <= value < float("inf"):  # also refuses NaN
-                raise ConfigurationError(f"{name} must be {what} of at least {least}")
-            fields[key] = value
-        return cls(**fields)
-
-    def due(self, pending: int, pending_bytes: int) -> bool:
-        """Whether a merge leaving ``pending`` deltas should compact now."""
-        if self.mode == "eager":
-            return pending > 0
-        return pending >= self.max_deltas or pending_bytes >= self.max_bytes
-
-
-@dataclass(slots=True)
-class CompactReport:
-    """What :meth:`~documee_remote.PersistenceManager.compact` did."""
-
-    codebase_id: str
-    #: Deltas this call folded into ``analysis.json`` (0: nothing was pending).
-    folded: int = 0
-    #: The watermark after the call: the highest seq ``analysis.json`` holds.
-    watermark: int = 0
-    #: Whether this call wrote ``analysis.json``.
-    analysis_written: bool = False
-    #: Folded deltas and markers deleted (those past the grace period).
-    deleted: int = 0
-    #: Folded deltas kept because they are younger than the grace period.
-    kept_young: int = 0
-    attempts: int = 0
-    conflicts: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return asdict(self)

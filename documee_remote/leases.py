@@ -37,11 +37,12 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Protocol, Self
 
 from . import layout
+from .bookkeeping import recorded_fence
 from .errors import (
     ConflictError,
     CorruptObjectError,
@@ -49,18 +50,38 @@ from .errors import (
     NotFoundError,
     PreconditionFailedError,
 )
+from .retry import Again, TransactionStats, cas_loop
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import TracebackType
 
-    from .manager import PersistenceManager
+    from .models import CodebaseAnalysis
+    from .stores import Store
 
-__all__ = ["FencedError", "Lease", "LeaseHeldError", "LeaseLostError"]
+__all__ = ["FenceKeeper", "FencedError", "Lease", "LeaseHeldError", "LeaseLostError"]
 
-#: Reserved top-level key of analysis.json where documee-remote keeps its
-#: bookkeeping (the highest fencing token). Upstream's reader ignores
-#: unknown keys, and the models keep it as an extra field.
-BOOKKEEPING_KEY = "documee_remote"
+
+class FenceKeeper(Protocol):
+    """What a lease needs: the store its object lives in, and the fence in ``analysis.json``.
+
+    :class:`~documee_remote.PersistenceManager` is one: a lease reads the
+    recorded fence with ``load_analysis`` and records its token with an
+    ``update_analysis`` that changes nothing but the fence.
+    """
+
+    @property
+    def store(self) -> Store: ...
+
+    def load_analysis(self, codebase_id: str) -> CodebaseAnalysis | None: ...
+
+    def update_analysis(
+        self,
+        codebase_id: str,
+        fn: Callable[[CodebaseAnalysis], None],
+        *,
+        fencing_token: int | None = None,
+    ) -> CodebaseAnalysis: ...
 
 
 class LeaseHeldError(ConflictError):
@@ -126,21 +147,33 @@ class _Record:
         return record
 
 
+@dataclass(slots=True)
+class _LostRaces:
+    """Paces a lease's acquisition after lost write races (see :func:`cas_loop`).
+
+    Gives up once three races in a row are lost and ``wait`` has run out; in
+    between, sleeps a random time growing with the losses, at most ``poll``.
+    """
+
+    deadline: float
+    poll: float
+    stats: TransactionStats = field(default_factory=TransactionStats)
+
+    def next_attempt(self) -> bool:
+        if self.stats.attempts == 0:
+            self.stats.attempts = 1
+            return True
+        lost = self.stats.conflicts
+        if lost >= 3 and time.monotonic() >= self.deadline:
+            return False
+        time.sleep(random.uniform(0.0, min(self.poll, 0.005 * 2 ** min(lost, 10))))
+        self.stats.attempts += 1
+        return True
+
+
 def default_owner() -> str:
     """``host:pid:random``: unique per holder, readable in error messages."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def recorded_fence(extra: dict[str, Any] | None) -> int:
-    """The highest fencing token recorded in an analysis's bookkeeping (0 if none)."""
-    if not extra:
-        return 0
-    book = extra.get(BOOKKEEPING_KEY)
-    if isinstance(book, dict):
-        fence = book.get("fence", 0)
-        if isinstance(fence, int) and not isinstance(fence, bool):
-            return fence
-    return 0
 
 
 class Lease:
@@ -156,7 +189,7 @@ class Lease:
 
     def __init__(
         self,
-        pm: PersistenceManager,
+        pm: FenceKeeper,
         codebase_id: str,
         *,
         ttl: float,
@@ -200,50 +233,63 @@ class Lease:
         store = self._pm.store
         deadline = time.monotonic() + self.wait
         watched: tuple[str, float] | None = None  # (etag, when we first saw it)
-        lost = 0  # write races lost in a row
-        while True:
-            try:
-                current = store.get(self.key)
-            except NotFoundError:
-                if self._try_write(None, self._next_token(0)):
-                    return self._acquired()
-                lost = self._lost_race(lost, deadline)
-                continue
-            record = _Record.decode(current.data, self.key)
-            now = time.monotonic()
-            if watched is None or watched[0] != current.etag:
-                watched = (current.etag, now)
-            expired = (
-                record.released
-                or datetime.now(UTC) > record.expires_at + timedelta(seconds=self.clock_skew)
-                or now - watched[1] >= record.ttl
-            )
-            if expired:
-                if self._try_write(current.etag, self._next_token(record.token)):
-                    return self._acquired()
-                lost = self._lost_race(lost, deadline)
-                continue
-            if now >= deadline:
-                raise LeaseHeldError(
-                    f"lease on {self.codebase_id!r} is held by {record.owner} "
-                    f"(token {record.token}) until {record.expires_at.isoformat()}",
-                    holder=record.owner,
-                    expires_at=record.expires_at,
-                    key=self.key,
-                )
-            time.sleep(min(self.poll, max(0.0, deadline - now)))
 
-    def _lost_race(self, lost: int, deadline: float) -> int:
-        """Back off after a lost write race; give up once ``wait`` has run out."""
-        lost += 1
-        if lost >= 3 and time.monotonic() >= deadline:
-            raise ConflictError(
-                f"lease on {self.codebase_id!r}: {lost} writes in a row lost to other "
-                "writers (or S3 409s)",
+        def attempt() -> Again | None:
+            """Wait until the lease is free or expired, then try to write our record."""
+            nonlocal watched
+            while True:
+                try:
+                    current = store.get(self.key)
+                except NotFoundError:
+                    return self._try_acquire(None, 0)
+                record = _Record.decode(current.data, self.key)
+                now = time.monotonic()
+                if watched is None or watched[0] != current.etag:
+                    watched = (current.etag, now)
+                expired = (
+                    record.released
+                    or datetime.now(UTC) > record.expires_at + timedelta(seconds=self.clock_skew)
+                    or now - watched[1] >= record.ttl
+                )
+                if expired:
+                    return self._try_acquire(current.etag, record.token)
+                if now >= deadline:
+                    raise LeaseHeldError(
+                        f"lease on {self.codebase_id!r} is held by {record.owner} "
+                        f"(token {record.token}) until {record.expires_at.isoformat()}",
+                        holder=record.owner,
+                        expires_at=record.expires_at,
+                        key=self.key,
+                    )
+                time.sleep(min(self.poll, max(0.0, deadline - now)))
+
+        races = _LostRaces(deadline, self.poll)
+
+        def exhausted(last_error: Exception | None) -> Exception:
+            return ConflictError(
+                f"lease on {self.codebase_id!r}: {races.stats.conflicts} writes in a row "
+                "lost to other writers (or S3 409s)",
                 key=self.key,
             )
-        time.sleep(random.uniform(0.0, min(self.poll, 0.005 * 2 ** min(lost, 10))))
-        return lost
+
+        # Every lost race counts, however long the holder was waited for in between;
+        # a lost race that is also a transient error is still a lost race here.
+        cas_loop(races, attempt, exhausted=exhausted, raise_transient=False)
+        return self._acquired()
+
+    def _try_acquire(self, etag: str | None, lease_token: int) -> Again | None:
+        """Write our record over the version ``etag`` (None: create); Again when beaten."""
+        token = self._next_token(lease_token)
+        record = self._record(token, released=False)
+        try:
+            if etag is None:
+                self._etag = self._pm.store.put(self.key, record.encode(), if_none_match="*")
+            else:
+                self._etag = self._pm.store.put(self.key, record.encode(), if_match=etag)
+        except (PreconditionFailedError, ConflictError) as exc:
+            return Again(exc, lost=True)  # another contender won this round; look again
+        self.token = token
+        return None
 
     def _next_token(self, lease_token: int) -> int:
         analysis_fence = 0
@@ -254,18 +300,6 @@ class Lease:
         if analysis is not None:
             analysis_fence = recorded_fence(analysis.__pydantic_extra__)
         return max(lease_token, analysis_fence) + 1
-
-    def _try_write(self, etag: str | None, token: int) -> bool:
-        record = self._record(token, released=False)
-        try:
-            if etag is None:
-                self._etag = self._pm.store.put(self.key, record.encode(), if_none_match="*")
-            else:
-                self._etag = self._pm.store.put(self.key, record.encode(), if_match=etag)
-        except (PreconditionFailedError, ConflictError):
-            return False  # another contender won this round; look again
-        self.token = token
-        return True
 
     def _record(self, token: int, *, released: bool) -> _Record:
         now = datetime.now(UTC)

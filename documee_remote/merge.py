@@ -12,7 +12,8 @@ ranking), checked against every real fixture in the tests:
   file order.
 
 What cannot be recomputed from file analyses (the dependency graph, global
-patterns) is kept as it is unless the caller passes a function that merges it.
+patterns) is kept as it is unless the caller passes a function that merges it,
+or a :class:`GraphUpdate` that says, as data, what a merge changes in them.
 """
 
 from __future__ import annotations
@@ -20,11 +21,24 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from .models import CodebaseAnalysis, CodebaseMetrics, DependencyGraph, FileAnalysis
+from pydantic import BaseModel, ConfigDict
+
+from .models import (
+    CircularDependency,
+    CodebaseAnalysis,
+    CodebaseMetrics,
+    DependencyEdge,
+    DependencyGraph,
+    DetectedPattern,
+    FileAnalysis,
+    FileNode,
+)
 
 __all__ = [
     "TOP_TEACHING_FILES",
+    "GraphUpdate",
     "apply_file_changes",
+    "apply_graph_update",
     "compute_metrics",
     "new_analysis",
     "now_iso",
@@ -123,3 +137,51 @@ def refresh_derived(analysis: CodebaseAnalysis, *, add_analysis_time_ms: float =
     analysis.metrics = metrics
     analysis.top_teaching_files = rank_teaching_files(analysis.file_analyses)
     analysis.analyzed_at = now_iso()
+
+
+class GraphUpdate(BaseModel):
+    """A merge's change to the dependency graph and global patterns, as data.
+
+    A function cannot be stored in a delta, but this can, so merges that bring
+    their part of the graph still go through the journal. Applied to the
+    analysis after the merge's file analyses:
+
+    - ``nodes`` are set by path, and nodes of the merge's removed files dropped;
+    - the edges *from* the merge's files (analysed or removed) are replaced by
+      ``edges``: a shard owns the outgoing edges of the files it analysed;
+    - ``external_dependencies`` are set by name;
+    - ``circular_dependencies`` and ``global_patterns`` replace the stored
+      ones when given (they are codebase-wide: the last analyser to compute
+      them wins).
+    """
+
+    model_config = ConfigDict(extra="forbid", defer_build=True, hide_input_in_errors=True)
+
+    nodes: dict[str, FileNode] = {}
+    edges: list[DependencyEdge] = []
+    external_dependencies: dict[str, int] = {}
+    circular_dependencies: list[CircularDependency] | None = None
+    global_patterns: list[DetectedPattern] | None = None
+
+
+def apply_graph_update(
+    analysis: CodebaseAnalysis,
+    update: GraphUpdate,
+    files: Iterable[str],
+    removed: Iterable[str] = (),
+) -> None:
+    """Apply ``update`` for a merge of ``files`` (analysed) and ``removed`` paths."""
+    graph = analysis.dependency_graph
+    analysed = set(files)
+    gone = set(removed) - analysed  # a path both removed and analysed stays
+    owned = analysed | gone
+    for path in gone:
+        graph.nodes.pop(path, None)
+    graph.nodes.update(update.nodes)
+    if owned or update.edges:
+        graph.edges = [e for e in graph.edges if e.from_file not in owned] + list(update.edges)
+    graph.external_dependencies.update(update.external_dependencies)
+    if update.circular_dependencies is not None:
+        graph.circular_dependencies = list(update.circular_dependencies)
+    if update.global_patterns is not None:
+        analysis.global_patterns = list(update.global_patterns)

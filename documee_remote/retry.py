@@ -1,5 +1,8 @@
 """RetryPolicy: how long optimistic transactions keep trying after losing a race.
 
+Also the one compare-and-swap retry loop (:func:`cas_loop`) that every
+conditional read-modify-write in the library runs under.
+
 Backoff is exponential with full jitter (sleep a uniform random time between
 0 and ``min(cap, base * 2**attempt)``), which spreads colliding writers apart
 better than any fixed schedule; the policy is bounded both by a number of
@@ -12,10 +15,13 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
-from .errors import UnsupportedOperationError
+from .errors import TransientError, UnsupportedOperationError
 
 __all__ = ["RetryPolicy", "TransactionStats"]
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,3 +176,56 @@ class RefusalWatch:
                 "cannot be made safe on it; run `documee-remote doctor` to check it",
                 key=self.key,
             )
+
+
+@dataclass(frozen=True, slots=True)
+class Again:
+    """An attempt's verdict: try again (within the policy), after ``error``.
+
+    ``lost``: the attempt lost a race to another writer (a 412, or S3's 409),
+    which counts as a conflict; otherwise the storage failed transiently.
+    """
+
+    error: Exception
+    lost: bool = False
+
+
+class Pacing(Protocol):
+    """How a :func:`cas_loop` paces its attempts (:class:`Backoff` is the usual one)."""
+
+    @property
+    def stats(self) -> TransactionStats: ...
+
+    def next_attempt(self) -> bool:
+        """Wait as needed and return True when another attempt may start."""
+        ...
+
+
+def cas_loop(
+    backoff: Pacing,
+    attempt: Callable[[], _T | Again],
+    *,
+    exhausted: Callable[[Exception | None], Exception],
+    raise_transient: bool = True,
+) -> _T:
+    """The one compare-and-swap retry loop: run ``attempt`` until it returns a result.
+
+    ``attempt`` reads, decides and writes conditionally; it returns its result,
+    or :class:`Again` to be run again as ``backoff`` allows. The loop knows
+    nothing of what is written: callers bring their own reads, conditions and
+    refusal checks (a :class:`RefusalWatch`). When the policy runs out, the
+    last error is raised as it is if it is a transient storage error and
+    ``raise_transient`` (the storage kept failing, which is not contention),
+    and otherwise ``exhausted(last_error)``, raised from the last error.
+    """
+    last_error: Exception | None = None
+    while backoff.next_attempt():
+        outcome = attempt()
+        if not isinstance(outcome, Again):
+            return outcome
+        if outcome.lost:
+            backoff.stats.conflicts += 1
+        last_error = outcome.error
+    if raise_transient and isinstance(last_error, TransientError):
+        raise last_error
+    raise exhausted(last_error) from last_error

@@ -23,7 +23,7 @@ What moves (every field of Documee's format that holds a file path):
 ``file_path``, ``imports`` and ``imported_by``, ``edges[].from_file`` and
 ``to_file``, ``circular_dependencies[].cycle``, ``top_teaching_files`` paths,
 ``file_hashes.json`` keys, and the paths of merges (``removed``, a
-:class:`~documee_remote.journal.GraphUpdate`). Documee's format has no field
+:class:`~documee_remote.merge.GraphUpdate`). Documee's format has no field
 holding the codebase's root itself. What does not move: paths outside the
 checkout (relative ones, ``<codebase>``, other directories), free text that
 mentions a path (docstrings, evidence, explanations, linter messages), module
@@ -65,7 +65,7 @@ from typing import Any, TypeVar, overload
 from . import interop, layout
 from .errors import ConfigurationError, InvalidKeyError
 from .interop import AnalysisInput
-from .journal import GraphUpdate
+from .merge import GraphUpdate
 from .models import (
     CircularDependency,
     CodebaseAnalysis,
@@ -339,7 +339,7 @@ def move_hashes(hashes: Mapping[str, str], move: Move) -> dict[str, str]:
 
 
 def move_graph_update(update: GraphUpdate, move: Move) -> GraphUpdate:
-    """A merge's :class:`~documee_remote.journal.GraphUpdate` with its paths moved."""
+    """A merge's :class:`~documee_remote.merge.GraphUpdate` with its paths moved."""
     circular = update.circular_dependencies
     patterns = update.global_patterns
     return update.model_copy(

@@ -11,14 +11,17 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from documee_remote import AppendReport, PersistenceManager, codec, journal
+from documee_remote._engine import reads
+from documee_remote._engine.context import Engine
 from documee_remote.errors import CorruptObjectError, InvalidKeyError
-from documee_remote.journal import CompactionPolicy, Delta, GraphUpdate
+from documee_remote.journal import CompactionPolicy, Delta, GraphUpdate, JournalListing
 from documee_remote.merge import new_analysis
 from documee_remote.models import (
     CircularDependency,
@@ -29,6 +32,8 @@ from documee_remote.models import (
 from documee_remote.retry import RetryPolicy
 from documee_remote.stores import LocalStore, MemoryStore, ObjectMeta, Store
 from documee_remote.testing.factories import make_file_analysis
+
+_T = TypeVar("_T")
 
 FAST = RetryPolicy(max_attempts=50, base_delay=0.0005, max_delay=0.005, deadline=20)
 H = "ab" * 32
@@ -447,7 +452,9 @@ def unhooked(store: MemoryStore) -> MemoryStore:
     return view
 
 
-def test_a_reader_whose_analysis_predates_a_pruning_compaction_reads_again() -> None:
+def test_a_reader_whose_analysis_predates_a_pruning_compaction_reads_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The hole rule: a listing that shows a compaction's deletions, with an analysis.json
     read from before that compaction, is detected and read again, never folded short."""
     store = HookStore()
@@ -469,10 +476,21 @@ def test_a_reader_whose_analysis_predates_a_pruning_compaction_reads_again() -> 
             compactor.merge_file_analyses("cb", {"/late.py": make_file_analysis("/late.py")}, {})
 
     reader = PersistenceManager(store, retry=FAST)
-    reader._with_listing = lambda cid, fn: (fn(), reader._list_journal(cid))  # type: ignore[method-assign]
+    concurrent = reads.with_listing
+    ordered: list[str] = []
+
+    def in_order(eng: Engine, cid: str, fn: Callable[[], _T]) -> tuple[_T, JournalListing]:
+        # The reader's GET of analysis.json first, then its listing (not at once).
+        if eng is not reader.engine:
+            return concurrent(eng, cid, fn)
+        ordered.append(cid)
+        return fn(), reads.list_journal(eng, cid)
+
+    monkeypatch.setattr(reads, "with_listing", in_order)
     store.hook = hook
     view = reader.load_analysis("cb")
     assert done
+    assert ordered  # the reader read in order
     assert view is not None
     assert set(view.file_analyses) == {"/f0.py", "/f1.py", "/f2.py", "/late.py"}
 
@@ -822,7 +840,7 @@ def test_a_manager_with_an_old_floor_sees_a_codebase_begun_again() -> None:
     for n in range(5):
         old.merge_file_analyses("cb", {f"/f{n}.py": make_file_analysis(f"/f{n}.py")}, {})
     old.compact("cb")
-    assert old._floors["cb"] == 5
+    assert old.engine.floors["cb"] == 5
     other = PersistenceManager(store, retry=FAST, compaction="deferred")
     assert other.delete_analysis("cb") is True
     other.append_file_analyses("cb", {"/new.py": make_file_analysis("/new.py")}, {})

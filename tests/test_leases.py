@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from documee_remote import PersistenceManager
-from documee_remote.leases import BOOKKEEPING_KEY, FencedError, LeaseHeldError, LeaseLostError
+from documee_remote.bookkeeping import BOOKKEEPING_KEY
+from documee_remote.leases import FencedError, LeaseHeldError, LeaseLostError
 from documee_remote.stores import LocalStore, MemoryStore, Store
 from documee_remote.testing.factories import make_file_analysis
 

@@ -22,6 +22,7 @@ from documee_remote import (
     TransactionStats,
     UnsupportedOperationError,
 )
+from documee_remote._engine.reads import read_analysis
 from documee_remote.codec import load_codebase_analysis
 from documee_remote.errors import CorruptObjectError, InvalidKeyError
 from documee_remote.journal import CompactionPolicy
@@ -313,7 +314,7 @@ def check_merge_race(
             _merge_worker, [(factory, w, merges, compaction) for w in range(workers)]
         )
     pm = PersistenceManager(store)
-    stored, _, _ = pm._read_analysis("race1")
+    stored, _, _ = read_analysis(pm.engine, "race1")
     assert stored is not None
     if compaction == "eager":  # analysis.json alone holds everything
         assert len(stored.file_analyses) == workers * merges

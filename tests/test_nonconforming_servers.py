@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from documee_remote import PersistenceManager, RetryPolicy, TransactionStats
+from documee_remote._engine.hashes import cas_hashes
 from documee_remote.doctor import run_checks
 from documee_remote.errors import TooManyConflictsError, UnsupportedOperationError
 from documee_remote.journal import listing_start_after
@@ -176,7 +177,8 @@ def test_file_hashes_refused_by_the_endpoint_is_told_so(s3_endpoint: S3Endpoint)
         store.put("cb1/file_hashes.json", b"{}")
         s3_endpoint.server.faults.emulate("ceph16")
         with pytest.raises(UnsupportedOperationError, match="documee-remote doctor"):
-            pm._cas_hashes(
+            cas_hashes(
+                pm.engine,
                 "cb1",
                 lambda current: {**current, "/a.py": "a" * 64},
                 retry=FAST,

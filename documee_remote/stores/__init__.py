@@ -48,7 +48,7 @@ from .local import LocalStore
 from .memory import MemoryStore
 
 if TYPE_CHECKING:
-    from ._cache import CacheArg
+    from ._cache_config import CacheArg
     from ._fsspec import FsspecStore
     from ._obstore import ObstoreStore
     from .s3 import S3Store
@@ -159,7 +159,7 @@ def open_store(
 
 def with_cache(store: Store, cache: CacheArg, settings: Settings | None = None) -> Store:
     """``store`` read through the cache ``cache`` asks for (see :func:`open_store`)."""
-    from ._cache import with_cache as wrap
+    from ._cache_config import with_cache as wrap
 
     return wrap(store, cache, settings)
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from .. import codec, journal, layout
+from ..bookkeeping import BOOKKEEPING_KEY, recorded_fence
 from ..errors import (
     ConflictError,
     CorruptObjectError,
@@ -17,7 +18,6 @@ from ..errors import (
     PreconditionFailedError,
     TransientError,
 )
-from ..leases import BOOKKEEPING_KEY, recorded_fence
 from ..models import CodebaseAnalysis, FileAnalysis
 from ..stores import Store, etag_of
 

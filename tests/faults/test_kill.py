@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from documee_remote import PersistenceManager, codec
+from documee_remote._engine.reads import read_analysis
 from documee_remote.stores import LocalStore
 
 from ._helpers import assert_consistent, check_objects_parse, version_of
@@ -118,7 +119,7 @@ def test_sigkilled_writers_lose_nothing_acknowledged(
     parsed = check_objects_parse(store)  # every object parses
     # analysis.json alone (what upstream reads) is consistent too, and with the deltas
     # still in the journal folded by a compaction, holds everything.
-    stored_view, _, _ = pm._read_analysis("kill")
+    stored_view, _, _ = read_analysis(pm.engine, "kill")
     if stored_view is not None:
         assert_consistent(stored_view, "kill")
         assert set(codec.loads(store.get("kill/file_hashes.json").data)) <= set(
