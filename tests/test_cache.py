@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import multiprocessing
 import os
 import threading
@@ -594,3 +595,63 @@ def test_default_directories(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     if os.name == "posix" and os.uname().sysname == "Linux":
         monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
         assert default_cache_dir() == tmp_path / "documee-remote"
+
+
+# -- the CLI and the Lambda handler -----------------------------------------------------------
+
+
+def test_the_cli_reads_through_the_cache_and_manages_it(
+    no_cache_env: pytest.MonkeyPatch, s3_endpoint: S3Endpoint, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from documee_remote.cli import cli
+
+    writer = PersistenceManager(remote(s3_endpoint, "s3"))
+    writer.save_analysis("cb", make_analysis("cb", n=2))
+    env = {
+        "DOCUMEE_S3_ENDPOINT_URL": s3_endpoint.endpoint_url,
+        "DOCUMEE_S3_REGION": s3_endpoint.region,
+        "DOCUMEE_STORE_URL": s3_endpoint.url("store-root/"),
+        "DOCUMEE_CACHE_DIR": str(tmp_path / "cli-cache"),
+    }
+    runner = CliRunner()
+    shown = runner.invoke(cli, ["show", "cb", "--json"], env=env, catch_exceptions=False)
+    assert shown.exit_code == 0, shown.output
+    info = runner.invoke(cli, ["cache", "info", "--json"], env=env, catch_exceptions=False)
+    assert info.exit_code == 0, info.output
+    found = json.loads(info.stdout)
+    assert found["directory"] == str(tmp_path / "cli-cache")
+    assert found["entries"] >= 1  # analysis.json, read by show
+    cleared = runner.invoke(cli, ["cache", "clear", "--json"], env=env, catch_exceptions=False)
+    assert json.loads(cleared.stdout)["removed"] == found["entries"]
+    again = runner.invoke(cli, ["cache", "info", "--json"], env=env, catch_exceptions=False)
+    assert json.loads(again.stdout)["entries"] == 0
+    bad = runner.invoke(cli, ["cache", "info"], env={**env, "DOCUMEE_CACHE_MAX_BYTES": "x"})
+    assert bad.exit_code == 8
+    assert "DOCUMEE_CACHE_MAX_BYTES" in bad.output
+    writer.close()
+
+
+def test_the_lambda_handler_uses_the_cache_when_configured(
+    no_cache_env: pytest.MonkeyPatch, s3_endpoint: S3Endpoint, tmp_path: Path
+) -> None:
+    from documee_remote import aws_lambda
+
+    monkeypatch = no_cache_env
+    monkeypatch.setenv("DOCUMEE_STORE_URL", s3_endpoint.url("store-root/"))
+    monkeypatch.setenv("DOCUMEE_S3_ENDPOINT_URL", s3_endpoint.endpoint_url)
+    monkeypatch.setenv("DOCUMEE_CACHE", "true")
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "documee-compact")
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))  # Lambda's /tmp, here
+    aws_lambda.clear_caches()
+    writer = PersistenceManager(remote(s3_endpoint, "s3"))
+    writer.save_analysis("cb", make_analysis("cb", n=2))
+    try:
+        pm = aws_lambda.get_manager()
+        assert isinstance(pm.store, CachingStore)
+        assert pm.store.cache.directory == tmp_path / "documee-remote-cache"
+        assert pm.load_analysis("cb") is aws_lambda.get_manager().load_analysis("cb")
+    finally:
+        aws_lambda.clear_caches()
+        writer.close()
