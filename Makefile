@@ -51,6 +51,7 @@ $(BENCH_STAMP): $(STAMP)
 ## bench: the benchmarks; tables and plots land in benchmarks/results/
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.cache_bench
 
 ## lambda: the deployment zip for AWS Lambda (dist/documee-remote-lambda.zip)
 lambda: $(STAMP)

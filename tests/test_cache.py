@@ -222,7 +222,9 @@ def test_a_new_process_revalidates_the_disk_entry_without_a_body(
     counting: CountingStore, tmp_path: Path
 ) -> None:
     counting.put("cb/analysis.json", b"body")
-    CachingStore(counting, ReadCache(tmp_path / "c")).get("cb/analysis.json")
+    first = ReadCache(tmp_path / "c")
+    CachingStore(counting, first).get("cb/analysis.json")
+    first.flush()
     fresh = ReadCache(tmp_path / "c")  # what another process sees
     assert CachingStore(counting, fresh).get("cb/analysis.json").data == b"body"
     assert counting.bodies["cb/analysis.json"] == 1
@@ -248,13 +250,16 @@ def test_a_damaged_entry_is_ignored_and_replaced(
     counting: CountingStore, tmp_path: Path, damage: Any
 ) -> None:
     counting.put("cb/analysis.json", b"the real body " * 10)
-    CachingStore(counting, ReadCache(tmp_path / "c")).get("cb/analysis.json")
-    [path] = _entry_files(ReadCache(tmp_path / "c"))
+    first = ReadCache(tmp_path / "c")
+    CachingStore(counting, first).get("cb/analysis.json")
+    first.flush()
+    [path] = _entry_files(first)
     path.write_bytes(damage(path.read_bytes()))
     fresh = ReadCache(tmp_path / "c")
     assert CachingStore(counting, fresh).get("cb/analysis.json").data == b"the real body " * 10
     assert fresh.stats.corrupt == 1
     assert counting.bodies["cb/analysis.json"] == 2  # fetched again
+    fresh.flush()
     again = ReadCache(tmp_path / "c")
     assert CachingStore(counting, again).get("cb/analysis.json").data == b"the real body " * 10
     assert again.stats.disk_hits == 1  # the entry was replaced by a whole one
@@ -269,6 +274,7 @@ def test_eviction_keeps_the_directory_under_its_bound(
         counting.put(f"cb/file_{i:016x}.json", bytes([i]) * 1000)
         store.get(f"cb/file_{i:016x}.json")
         assert cache.info().bytes <= 10_000
+    cache.flush()
     assert cache.stats.evicted > 0
     # The most recent entries stayed, the oldest went.
     assert cache.lookup(store.entry_key(f"cb/file_{39:016x}.json")) is not None
@@ -281,6 +287,7 @@ def test_an_object_over_the_bound_is_not_kept_on_disk(
     cache = ReadCache(tmp_path / "c", max_bytes=100)
     counting.put("cb/analysis.json", b"x" * 1000)
     CachingStore(counting, cache).get("cb/analysis.json")
+    cache.flush()
     assert _entry_files(cache) == []
 
 
@@ -289,6 +296,7 @@ def test_the_directory_is_private(counting: CountingStore, tmp_path: Path) -> No
     cache = ReadCache(tmp_path / "c")
     counting.put("cb/analysis.json", b"secret analysis")
     CachingStore(counting, cache).get("cb/analysis.json")
+    cache.flush()
     assert (tmp_path / "c").stat().st_mode & 0o777 == 0o700
 
 
@@ -316,7 +324,8 @@ def test_two_stores_never_share_entries(counting: CountingStore, cache: ReadCach
 def _reader(directory: str, rounds: int, queue: Any) -> None:
     """A process that reads through a cache directory it shares with others."""
     store = _SharedStore(directory)
-    cache = ReadCache(Path(directory) / "cache")
+    # No memory level: every read goes through the entries all the processes write.
+    cache = ReadCache(Path(directory) / "cache", memory_bytes=0)
     caching = CachingStore(store, cache)
     bad = 0
     for _ in range(rounds):
@@ -325,7 +334,8 @@ def _reader(directory: str, rounds: int, queue: Any) -> None:
             # Whole and the bytes of the ETag it came with: never half of an entry.
             if etag_of(obj.data) != obj.etag or len(set(obj.data)) != 1:
                 bad += 1
-    queue.put((bad, cache.stats.corrupt))
+    cache.flush()
+    queue.put((bad, cache.stats.corrupt, cache.stats.disk_hits))
 
 
 class _SharedStore(MemoryStore):
@@ -361,7 +371,8 @@ def test_processes_sharing_a_directory_never_see_half_written_entries(tmp_path: 
     for p in procs:
         p.join(30)
         assert p.exitcode == 0
-    assert results == [(0, 0)] * 4
+    assert [(bad, corrupt) for bad, corrupt, _ in results] == [(0, 0)] * 4
+    assert sum(hits for _, _, hits in results) > 0  # the entries were really shared
 
 
 # -- every S3 backend, through the moto server --------------------------------------------------
@@ -655,3 +666,17 @@ def test_the_lambda_handler_uses_the_cache_when_configured(
     finally:
         aws_lambda.clear_caches()
         writer.close()
+
+
+def test_the_benchmark_runs_and_a_hit_moves_no_body(tmp_path: Path) -> None:
+    """benchmarks/cache_bench.py end to end, tiny (the numbers are judged by `make bench`)."""
+    pytest.importorskip("moto")
+    from benchmarks import cache_bench
+
+    rows = {r["row"]: r for r in cache_bench.run(20, 0.0, 1, tmp_path)}
+    assert (tmp_path / "cache.md").exists()
+    for name in ("memory hit (shared)", "disk hit, new process", "memory hit after the merge"):
+        assert rows[name]["requests"] == 2, name
+        assert rows[name]["statuses"].get("304") == 1, name
+        assert rows[name]["bytes"] < 2000, name  # the listing's XML, no object body
+    assert rows["after one merge (changed)"]["bytes"] > rows["memory hit (shared)"]["bytes"]

@@ -51,6 +51,7 @@ import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -215,6 +216,7 @@ class ReadCache:
         self._waiting: dict[str, _Flight[Any]] = {}
         self._stripes = [threading.Lock() for _ in range(256)]
         self._ready = False
+        self._writer: ThreadPoolExecutor | None = None
 
     def __repr__(self) -> str:
         return f"ReadCache({str(self.directory)!r}, max_bytes={self.max_bytes})"
@@ -294,15 +296,34 @@ class ReadCache:
         return sum(w for _, w in self._parsed.values())
 
     def store(self, ck: str, etag: str, data: bytes) -> None:
-        """Keep ``data`` (at ``etag``) in memory and on disk."""
+        """Keep ``data`` (at ``etag``) in memory, and on disk by a background writer.
+
+        The read that fetched ``data`` does not wait for the disk (70 MB with an
+        fsync costs more than the fetch): entries are written in order by one
+        thread, which the interpreter waits for at exit. :meth:`flush` waits.
+        """
         entry = _Entry(etag, bytes(data))
         self._remember(ck, entry)
         if self.disk and len(data) <= self.max_bytes:
-            try:
-                self._write_disk(ck, entry)
-            except OSError as exc:
-                # A full or read-only disk costs the disk level, never the read.
-                logger.warning("cannot write the read cache in %s: %s", self.directory, exc)
+            with self._lock:
+                if self._writer is None:
+                    self._writer = ThreadPoolExecutor(1, thread_name_prefix="documee-cache-write")
+                writer = self._writer
+            writer.submit(self._write_quietly, ck, entry)
+
+    def flush(self) -> None:
+        """Wait until every entry handed to the disk level is on disk."""
+        with self._lock:
+            writer = self._writer
+        if writer is not None:
+            writer.submit(lambda: None).result()
+
+    def _write_quietly(self, ck: str, entry: _Entry) -> None:
+        try:
+            self._write_disk(ck, entry)
+        except OSError as exc:
+            # A full or read-only disk costs the disk level, never the read.
+            logger.warning("cannot write the read cache in %s: %s", self.directory, exc)
 
     def _ensure_directory(self) -> None:
         if self._ready:
@@ -450,6 +471,7 @@ class ReadCache:
 
     def info(self) -> CacheInfo:
         """Entries and bytes on disk and in this process's memory."""
+        self.flush()
         entries = size = 0
         for item in self._entries():
             if item.name.endswith(_SUFFIX):
@@ -469,6 +491,7 @@ class ReadCache:
 
     def clear(self) -> int:
         """Remove every entry, in memory and on disk; return how many files went."""
+        self.flush()
         with self._lock:
             self._memory.clear()
             self._parsed.clear()
