@@ -184,10 +184,14 @@ def run(files: int, latency: float, repeat: int, out: Path) -> list[dict[str, An
             plain = Reader(server.endpoint, None)
             cold = [measure(server, plain, "load", codebase_id=cid) for _ in range(repeat)]
             rows.append(_row("cold (no cache)", cold))
+            misses = []
+            for k in range(repeat - 1):
+                empty = Reader(server.endpoint, str(Path(tmp) / f"empty-{k}"))
+                misses.append(measure(server, empty, "load", codebase_id=cid))
+                empty.close()
             cached = Reader(server.endpoint, cache_dir)
-            rows.append(
-                _row("miss (cache on, empty)", [measure(server, cached, "load", codebase_id=cid)])
-            )
+            misses.append(measure(server, cached, "load", codebase_id=cid))
+            rows.append(_row("miss (cache on, empty)", misses))
             hits = [measure(server, cached, "load", codebase_id=cid) for _ in range(repeat)]
             rows.append(_row("memory hit (shared)", hits))
             copies = [
