@@ -451,7 +451,9 @@ class PersistenceManager:
             if committed is None:
                 # Deferred and not yet due: the journal holds the merge, and
                 # the analysis returned is the one readers see.
-                committed = self.load_analysis(codebase_id) or new_analysis(codebase_id)
+                # A private copy: the caller owns what a merge returns (the read cache's
+                # shared, read-only result is for loads).
+                committed = self.load_analysis(codebase_id, copy=True) or new_analysis(codebase_id)
             return self.sharing.analysis_in(local_id, committed)
         committed = merging.merge_directly(
             self.engine,

@@ -680,3 +680,14 @@ def test_the_benchmark_runs_and_a_hit_moves_no_body(tmp_path: Path) -> None:
         assert rows[name]["statuses"].get("304") == 1, name
         assert rows[name]["bytes"] < 2000, name  # the listing's XML, no object body
     assert rows["after one merge (changed)"]["bytes"] > rows["memory hit (shared)"]["bytes"]
+
+
+def test_what_a_deferred_merge_returns_is_the_callers(
+    counting: CountingStore, cache: ReadCache
+) -> None:
+    pm = PersistenceManager(CachingStore(counting, cache), compaction="deferred")
+    pm.save_analysis("cb", make_analysis("cb", n=2))
+    pm.load_analysis("cb")  # the shared parse exists
+    merged = pm.merge_file_analyses("cb", {"/src/x.py": make_file_analysis("/src/x.py")}, {})
+    assert not is_frozen(merged)
+    merged.analyzed_at = "the caller's"  # no ReadOnlyAnalysisError
