@@ -116,16 +116,23 @@ def load_shared(store: Store, codebase_id: str) -> CodebaseAnalysis | _Miss | No
     mark = journal.peek_watermark(obj.data)
     if listing.above(mark) or listing.missing_above(mark) or listing.start > mark + 1:
         return MISS
-    ck = store.entry_key(key)
-    found = store.cache.parsed(ck, obj.etag, "analysis")
-    if found is not None:
-        return found  # type: ignore[return-value]
+    data = obj.data
+
+    def parse() -> tuple[object, int]:
+        try:
+            analysis = codec.load_codebase_analysis(data, key=key, codebase_id=codebase_id)
+        except CorruptObjectError:
+            raise _NotAloneError from None  # the full read reads once more, then calls it corrupt
+        if journal.watermark(analysis) != mark:
+            raise _NotAloneError  # peek_watermark found no bookkeeping where it looked
+        return freeze(analysis), len(data)
+
     try:
-        analysis = codec.load_codebase_analysis(obj.data, key=key, codebase_id=codebase_id)
-    except CorruptObjectError:
-        return MISS  # the full read tries once more before calling it corrupt
-    if journal.watermark(analysis) != mark:
-        return MISS  # peek_watermark found no bookkeeping where it looked
-    freeze(analysis)
-    store.cache.keep_parsed(ck, obj.etag, "analysis", analysis, len(obj.data))
-    return analysis
+        found = store.cache.parse_once(store.entry_key(key), obj.etag, "analysis", parse)
+    except _NotAloneError:
+        return MISS
+    return found  # type: ignore[return-value]
+
+
+class _NotAloneError(Exception):
+    """The shared path cannot answer; the manager's full read will."""

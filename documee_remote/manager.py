@@ -102,6 +102,8 @@ class PersistenceManager:
     **options:
         Store options (see :func:`~documee_remote.open_store`); the ``DOCUMEE_*``
         variables fill in those not given, whether a URL is given or not.
+        ``cache=`` reads through the ETag-validated read cache
+        (:mod:`documee_remote.cache`), also around a :class:`Store` passed in.
 
     Examples
     --------

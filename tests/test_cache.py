@@ -691,3 +691,44 @@ def test_what_a_deferred_merge_returns_is_the_callers(
     merged = pm.merge_file_analyses("cb", {"/src/x.py": make_file_analysis("/src/x.py")}, {})
     assert not is_frozen(merged)
     merged.analyzed_at = "the caller's"  # no ReadOnlyAnalysisError
+
+
+class _CountingParses:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from documee_remote import codec
+
+        self.calls = 0
+        real = codec.load_codebase_analysis
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            time.sleep(0.05)  # a parse takes a while: the others arrive meanwhile
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(codec, "load_codebase_analysis", counting)
+
+
+def test_sixteen_concurrent_loads_fetch_once_and_parse_once(
+    counting: CountingStore, cache: ReadCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pm = PersistenceManager(CachingStore(counting, cache))
+    pm.save_analysis("cb", make_analysis("cb", n=5))
+    parses = _CountingParses(monkeypatch)
+    counting.delay = 0.1
+    barrier = threading.Barrier(16)
+    got: list[Any] = []
+
+    def load() -> None:
+        barrier.wait()
+        got.append(pm.load_analysis("cb"))
+
+    threads = [threading.Thread(target=load) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 16
+    assert all(a is got[0] for a in got)  # one shared result
+    assert counting.bodies["cb/analysis.json"] == 1
+    assert counting.gets["cb/analysis.json"] <= 2
+    assert parses.calls == 1

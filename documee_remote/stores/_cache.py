@@ -381,6 +381,25 @@ class ReadCache:
             self.stats.parsed_hits += 1
             return found[0]
 
+    def parse_once(
+        self, ck: str, etag: str, kind: str, parse: Callable[[], tuple[object, int]]
+    ) -> object:
+        """The kept parse of these bytes, or ``parse()``'s (value, weight), kept.
+
+        Concurrent callers for one key wait for one parse instead of each
+        parsing 70 MB (joining a parse under way is safe: same ETag, same bytes).
+        """
+        found = self.parsed(ck, etag, kind)
+        if found is not None:
+            return found
+        with self._stripes[int(ck[:8], 16) % len(self._stripes)]:
+            found = self.parsed(ck, etag, kind)
+            if found is not None:
+                return found
+            value, weight = parse()
+            self.keep_parsed(ck, etag, kind, value, weight)
+            return value
+
     def keep_parsed(self, ck: str, etag: str, kind: str, value: object, weight: int) -> None:
         """Keep ``value``, parsed from the body at ``etag``; older parses of the key go."""
         with self._lock:
