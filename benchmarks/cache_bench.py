@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import statistics
 import sys
 import tempfile
@@ -227,6 +228,8 @@ def run(files: int, latency: float, repeat: int, out: Path) -> list[dict[str, An
             "latency_ms": latency,
             "repeat": repeat,
             "analysis_bytes": len(ds.analysis),
+            # Other work on the machine (2 cores, shared) shows up in every number.
+            "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         },
     )
     return rows
@@ -236,7 +239,8 @@ def table(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines = [
         f"Read cache: load_analysis of a {meta['files']}-file analysis "
         f"({meta['analysis_bytes'] / 1e6:.1f} MB analysis.json), {meta['latency_ms']:g} ms "
-        f"added per request, boto3 backend; wall = median of {meta['repeat']} where repeated.",
+        f"added per request, boto3 backend; wall = median of {meta['repeat']} where repeated; "
+        f"load average after: {meta.get('loadavg_after')}.",
         "",
         "| load | wall s | ÷ cold | requests | bytes moved | answers |",
         "| --- | ---: | ---: | ---: | ---: | --- |",
