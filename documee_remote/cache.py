@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, cast
 
 from . import codec, journal, layout
 from ._readonly import ReadOnlyAnalysisError, freeze, is_frozen
@@ -55,6 +55,7 @@ __all__ = [
     "CacheInfo",
     "CacheStats",
     "CachingStore",
+    "Miss",
     "ReadCache",
     "ReadOnlyAnalysisError",
     "default_cache_dir",
@@ -67,13 +68,20 @@ __all__ = [
 ]
 
 
-class _Miss:
+class Miss:
+    """:func:`load_shared` could not answer alone; ``listing``: the journal as it listed it."""
+
+    __slots__ = ("listing",)
+
+    def __init__(self, listing: journal.JournalListing | None = None) -> None:
+        self.listing = listing
+
     def __repr__(self) -> str:
         return "MISS"
 
 
-#: :func:`load_shared` could not answer alone (pending journal deltas, no cache).
-MISS: Final = _Miss()
+#: :func:`load_shared` could not answer alone and listed nothing (no cache).
+MISS: Final = Miss()
 
 _SIDE: list[ThreadPoolExecutor] = []  # one pool, made on first use
 _SIDE_LOCK = threading.Lock()
@@ -86,7 +94,7 @@ def _side() -> ThreadPoolExecutor:
         return _SIDE[0]
 
 
-def load_shared(store: Store, codebase_id: str) -> CodebaseAnalysis | _Miss | None:
+def load_shared(store: Store, codebase_id: str) -> CodebaseAnalysis | Miss | None:
     """The shared, read-only analysis of ``codebase_id``, or :data:`MISS`.
 
     Two requests at once: a conditional GET of ``analysis.json`` (304, no body,
@@ -94,8 +102,8 @@ def load_shared(store: Store, codebase_id: str) -> CodebaseAnalysis | _Miss | No
     listing shows nothing above ``analysis.json``'s watermark, the answer is
     ``analysis.json`` alone, parsed once per ETag and shared. Otherwise (merges
     pending in the journal, a hole in it, a body that does not parse) this
-    answers :data:`MISS` and the manager's full read (which folds the journal,
-    and retries) takes over.
+    answers a :class:`Miss` carrying its listing, and the manager's full read
+    (which folds the journal, and retries) takes over from it.
     """
     if not isinstance(store, CachingStore):
         return MISS
@@ -112,10 +120,10 @@ def load_shared(store: Store, codebase_id: str) -> CodebaseAnalysis | _Miss | No
     finally:
         listing = listed.result()
     if obj is None:
-        return None if not listing.deltas else MISS
+        return None if not listing.deltas else Miss(listing)
     mark = journal.peek_watermark(obj.data)
     if listing.above(mark) or listing.missing_above(mark) or listing.start > mark + 1:
-        return MISS
+        return Miss(listing)
     data = obj.data
 
     def parse() -> tuple[object, int]:
@@ -130,8 +138,8 @@ def load_shared(store: Store, codebase_id: str) -> CodebaseAnalysis | _Miss | No
     try:
         found = store.cache.parse_once(store.entry_key(key), obj.etag, "analysis", parse)
     except _NotAloneError:
-        return MISS
-    return found  # type: ignore[return-value]
+        return Miss(listing)
+    return cast("CodebaseAnalysis", found)
 
 
 class _NotAloneError(Exception):

@@ -224,13 +224,15 @@ class PersistenceManager:
             parse (upstream ships empty ones).
         """
         stored_id = self.sharing.stored_id(codebase_id)
+        listing = None
         if not copy and stored_id == codebase_id and type(self.store).__name__ == "CachingStore":
-            from .cache import MISS, load_shared  # only with the cache on
+            from .cache import Miss, load_shared  # only with the cache on
 
             shared = load_shared(self.store, stored_id)
-            if shared is not MISS:
-                return shared  # type: ignore[return-value]
-        stored = reading.read_view(self.engine, stored_id).analysis
+            if not isinstance(shared, Miss):
+                return shared
+            listing = shared.listing  # the full read below need not list again
+        stored = reading.read_view(self.engine, stored_id, listing=listing).analysis
         return self.sharing.analysis_in(codebase_id, stored)
 
     def get_file_hashes(self, codebase_id: str) -> dict[str, str]:

@@ -312,13 +312,69 @@ def test_clear_and_info(counting: CountingStore, cache: ReadCache) -> None:
     assert (cache.info().entries, cache.info().memory_entries) == (0, 0)
 
 
-def test_two_stores_never_share_entries(counting: CountingStore, cache: ReadCache) -> None:
-    other = CountingStore()
-    counting.put("cb/analysis.json", b"A")
-    other.put("cb/analysis.json", b"A")  # the same bytes and ETag, another store
-    a, b = CachingStore(counting, cache), CachingStore(other, cache)
-    a.identity, b.identity = "s3://one/", "s3://two/"
+def test_two_stores_never_share_entries(s3_endpoint: S3Endpoint, tmp_path: Path) -> None:
+    from documee_remote.stores._cache import store_identity
+
+    cache = ReadCache(tmp_path / "c")
+    a = CachingStore(s3_endpoint.store("team-a/"), cache)
+    b = CachingStore(s3_endpoint.store("team-b/"), cache)
+    a.inner.put("cb/analysis.json", b"A's")
+    b.inner.put("cb/analysis.json", b"B's")
+    assert a.get("cb/analysis.json").data == b"A's"
+    assert b.get("cb/analysis.json").data == b"B's"
     assert a.entry_key("cb/analysis.json") != b.entry_key("cb/analysis.json")
+    # The same bucket and prefix behind another endpoint is another store too.
+    elsewhere = s3_endpoint.store("team-a/", endpoint_url="http://127.0.0.1:9")
+    assert store_identity(elsewhere) != store_identity(a.inner)
+    for store in (a, b, elsewhere):
+        store.close()
+
+
+def test_entries_hold_no_credentials(
+    s3_endpoint: S3Endpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = os.environ["AWS_SECRET_ACCESS_KEY"]
+    cache = ReadCache(tmp_path / "c")
+    store = CachingStore(s3_endpoint.store(), cache)
+    store.inner.put("cb/analysis.json", b"{}")
+    store.get("cb/analysis.json")
+    cache.flush()
+    files = [p for p in (tmp_path / "c").rglob("*") if p.is_file()]
+    assert files
+    for path in files:
+        data = path.read_bytes()
+        assert secret.encode() not in data
+        assert b"AKIA" not in data
+    store.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_listed_deltas_cost_no_request_on_the_server(
+    s3_endpoint: S3Endpoint, backend: str, tmp_path: Path
+) -> None:
+    reader = PersistenceManager(
+        remote(s3_endpoint, backend, cache=ReadCache(tmp_path / "c")), compaction="deferred"
+    )
+    writer = PersistenceManager(remote(s3_endpoint, backend), compaction="deferred")
+    try:
+        writer.save_analysis("cb", make_analysis("cb", n=2))
+        for i in range(3):
+            path = f"/src/new{i}.py"
+            writer.append_file_analyses("cb", {path: make_file_analysis(path)}, {})
+        first = reader.load_analysis("cb")
+        assert first is not None
+        assert len(first.file_analyses) == 5
+        faults = s3_endpoint.server.faults
+        faults.clear()
+        again = reader.load_analysis("cb")
+        assert again is not None
+        assert len(again.file_analyses) == 5
+        # A listing and analysis.json (304); the 3 pending deltas cost nothing.
+        assert faults.requests["GET"] <= 3, faults.requests
+        assert reader.store.cache.stats.unrequested >= 3  # type: ignore[attr-defined]
+    finally:
+        reader.close()
+        writer.close()
 
 
 def _reader(directory: str, rounds: int, queue: Any) -> None:

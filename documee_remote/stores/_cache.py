@@ -396,6 +396,11 @@ class ReadCache:
             found = self.parsed(ck, etag, kind)
             if found is not None:
                 return found
+            with self._lock:
+                # An older version's parse goes first: parsing next to it would hold
+                # two analyses of 70 MB at once (callers that still use it keep it).
+                for stale in [k for k in self._parsed if k[0] == ck and k[2] == kind]:
+                    del self._parsed[stale]
             value, weight = parse()
             self.keep_parsed(ck, etag, kind, value, weight)
             return value
