@@ -21,6 +21,7 @@ __all__ = [
     "peek_watermark",
     "record_fence",
     "recorded_fence",
+    "recorded_watermark",
     "set_watermark",
     "watermark",
 ]
@@ -47,16 +48,21 @@ def recorded_fence(extra: dict[str, Any] | None) -> int:
     return 0
 
 
-def watermark(analysis: CodebaseAnalysis | None) -> int:
-    """The highest journal seq folded into ``analysis`` (0 when none)."""
-    if analysis is None or not analysis.__pydantic_extra__:
+def recorded_watermark(extra: dict[str, Any] | None) -> int:
+    """The watermark recorded in an analysis's bookkeeping (0 if none), from a plain dict."""
+    if not extra:
         return 0
-    book = analysis.__pydantic_extra__.get(BOOKKEEPING_KEY)
+    book = extra.get(BOOKKEEPING_KEY)
     if isinstance(book, dict):
         value = book.get(_WATERMARK, 0)
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return value
     return 0
+
+
+def watermark(analysis: CodebaseAnalysis | None) -> int:
+    """The highest journal seq folded into ``analysis`` (0 when none)."""
+    return 0 if analysis is None else recorded_watermark(analysis.__pydantic_extra__)
 
 
 #: How the bookkeeping key starts in this library's (and upstream's) indent-2 output:

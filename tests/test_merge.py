@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from documee_remote import (
@@ -462,7 +462,8 @@ def _planted_analysis(extras: dict[str, dict[str, Any]]) -> bytes:
             "circular_dependencies": [{"cycle": ["/a.py", "/a.py"]}],
             "external_dependencies": {"os": 1},
         },
-        "global_patterns": [fa["patterns"][0]],
+        # A copy: planting extras in one site must not plant them in the other.
+        "global_patterns": [dict(fa["patterns"][0])],
         "top_teaching_files": [],
         "metrics": compute_metrics({}).to_dict(),
         "analyzed_at": "2024-01-01T00:00:00",
@@ -487,11 +488,20 @@ def _with_extras(path: str, extras: dict[str, Any]) -> Any:
     )
 
 
+#: Hypothesis's find: one field name, other values, at a file's pattern and the global one.
+_SAME_NAME_AT_TWO_SITES = {
+    **{name: {"x1": 1} for name in EXTRA_SITES},
+    "pattern": {"x0": []},
+    "global pattern": {"x0": None},
+}
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     extras=st.fixed_dictionaries(dict.fromkeys(EXTRA_SITES, _extras)),
     file_extras=_extras,
 )
+@example(extras=_SAME_NAME_AT_TWO_SITES, file_extras={"x2": 2})
 def test_unknown_fields_survive_every_write_path(
     extras: dict[str, dict[str, Any]], file_extras: dict[str, Any]
 ) -> None:

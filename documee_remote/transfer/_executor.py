@@ -10,7 +10,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from .. import codec, journal, layout
-from ..bookkeeping import BOOKKEEPING_KEY, recorded_fence
+from ..bookkeeping import (
+    peek_watermark,
+    record_fence,
+    recorded_fence,
+    recorded_watermark,
+    set_watermark,
+)
 from ..errors import (
     ConflictError,
     CorruptObjectError,
@@ -72,11 +78,7 @@ def _book_of(data: bytes, key: str) -> _Book | None:
         return None
     files = doc.get("file_analyses")
     paths = frozenset(files) if isinstance(files, dict) else frozenset()
-    book = doc.get(BOOKKEEPING_KEY)
-    mark = book.get("journal", 0) if isinstance(book, dict) else 0
-    if not isinstance(mark, int) or isinstance(mark, bool) or mark < 0:
-        mark = 0
-    return _Book(paths, mark, recorded_fence(doc))
+    return _Book(paths, recorded_watermark(doc), recorded_fence(doc))
 
 
 class _Claims:
@@ -428,11 +430,9 @@ class _Copier:
         if ours is None:
             return None
         rebased = ours.model_copy()
-        journal.set_watermark(rebased, mark)
+        set_watermark(rebased, mark)
         if fence:
-            book = dict((rebased.__pydantic_extra__ or {}).get(BOOKKEEPING_KEY) or {})
-            book["fence"] = fence
-            setattr(rebased, BOOKKEEPING_KEY, book)
+            record_fence(rebased, fence)
         logger.info(
             "%s: writing analysis.json with the destination's journal watermark %d and fence %d",
             action.codebase_id,
@@ -469,7 +469,7 @@ class _Copier:
         if not candidates:
             return None
         try:
-            dst_mark = journal.peek_watermark(self.dst.get(layout.analysis_key(codebase_id)).data)
+            dst_mark = peek_watermark(self.dst.get(layout.analysis_key(codebase_id)).data)
         except NotFoundError:
             dst_mark = 0
         hidden = []
