@@ -17,7 +17,8 @@ root is frozen when it is handed out, and every list, dict or model is frozen
 the first time it is reached through a frozen one (attribute access, indexing,
 iteration, ``values()``, ``items()``, ``get()``). What is never looked at is
 never touched. ``copy.deepcopy`` and ``model_copy(deep=True)`` give ordinary,
-mutable objects; ``to_dict()`` and ``model_dump()`` give plain data as always.
+mutable objects, and so does a pickle round trip (``multiprocessing``);
+``to_dict()`` and ``model_dump()`` give plain data as always.
 
 The way around it (``obj.__dict__[...]``, ``list.append(frozen, x)``) is not
 guarded: this protects against mistakes, not against intent.
@@ -192,6 +193,17 @@ def _model_deepcopy(self: BaseModel, memo: dict[int, Any] | None = None) -> Base
     return mutable
 
 
+def _model_reduce(self: BaseModel) -> tuple[Any, ...]:
+    # The twin class has no importable name: a pickled shared analysis comes back
+    # as an ordinary, private one of its base class.
+    base = type(self).__mro__[1]
+    return (_private_copy, (base, self.model_dump(round_trip=True)))
+
+
+def _private_copy(base: type[BaseModel], data: dict[str, Any]) -> BaseModel:
+    return base.model_validate(data)
+
+
 def _twin(cls: type[BaseModel]) -> type[BaseModel]:
     twin = _TWINS.get(cls)
     if twin is None:
@@ -208,6 +220,8 @@ def _twin(cls: type[BaseModel]) -> type[BaseModel]:
                 "__getattribute__": _model_getattribute,
                 "__getattr__": _model_getattr,
                 "__deepcopy__": _model_deepcopy,
+                "__reduce__": _model_reduce,
+                "__reduce_ex__": lambda self, protocol: _model_reduce(self),
             },
         )
         _TWINS[cls] = twin

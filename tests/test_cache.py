@@ -788,3 +788,31 @@ def test_sixteen_concurrent_loads_fetch_once_and_parse_once(
     assert counting.bodies["cb/analysis.json"] == 1
     assert counting.gets["cb/analysis.json"] <= 2
     assert parses.calls == 1
+
+
+def test_documees_own_class_gets_private_analyses(
+    counting: CountingStore, cache: ReadCache
+) -> None:
+    from documee_remote.documee import PersistenceManager as DocumeesManager
+
+    pm = DocumeesManager(CachingStore(counting, cache))
+    pm.save_analysis("cb", make_analysis("cb", n=2))
+    pm.load_analysis("cb")
+    loaded = pm.load_analysis("cb")
+    assert loaded is not None
+    assert not is_frozen(loaded)
+    assert counting.bodies["cb/analysis.json"] == 1  # still no second body
+
+
+def test_a_pickled_shared_analysis_comes_back_private(pms: tuple[PersistenceManager, Any]) -> None:
+    import pickle
+
+    from documee_remote import codec
+
+    pm, _ = pms
+    shared = pm.load_analysis("cb")
+    assert shared is not None
+    back = pickle.loads(pickle.dumps(shared))
+    assert not is_frozen(back)
+    assert codec.dump_codebase_analysis(back) == codec.dump_codebase_analysis(shared)
+    back.analyzed_at = "mine"
