@@ -32,13 +32,11 @@ from typing import Any, NoReturn, SupportsIndex, TypeVar, cast, overload
 
 from pydantic import BaseModel
 
+from .errors import ReadOnlyAnalysisError
+
 __all__ = ["ReadOnlyAnalysisError", "ReadOnlyDict", "ReadOnlyList", "freeze", "is_frozen"]
 
 _M = TypeVar("_M")
-
-
-class ReadOnlyAnalysisError(TypeError):
-    """A shared, read-only result of the read cache was about to be changed."""
 
 
 def _refuse(self: object, *args: object, **kwargs: object) -> NoReturn:

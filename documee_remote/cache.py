@@ -13,7 +13,7 @@ Shared or private results
 With the cache on, ``load_analysis(codebase_id)`` returns one parsed analysis
 shared by every caller in the process while ``analysis.json`` keeps its ETag,
 made read-only (:mod:`documee_remote._readonly`): changing it raises
-:class:`~documee_remote._readonly.ReadOnlyAnalysisError`, so no caller can
+:class:`~documee_remote.errors.ReadOnlyAnalysisError`, so no caller can
 corrupt the cache or what another caller holds. ``load_analysis(codebase_id,
 copy=True)`` returns a private, mutable analysis, parsed from the cached bytes
 (no body moves; the parse is the cost). The shared result is the default

@@ -34,6 +34,7 @@ from .errors import (
     ObjectTooLargeError,
     PermissionDeniedError,
     PreconditionFailedError,
+    ReadOnlyAnalysisError,
     ReadOnlyError,
     ServiceUnavailableError,
     StorageFullError,
@@ -110,6 +111,8 @@ ERROR_CODES: Mapping[type[BaseException], Codes] = {
     ObjectTooLargeError: Codes(EXIT_ERROR, 413),
     PermissionDeniedError: Codes(EXIT_PERMISSION, 403),
     ReadOnlyError: Codes(EXIT_PERMISSION, 403),
+    # A caller's bug (changing a shared analysis), not the store's refusal.
+    ReadOnlyAnalysisError: Codes(EXIT_ERROR, 500),
     StorageFullError: Codes(EXIT_ERROR, 507),
     UnsupportedOperationError: Codes(EXIT_ERROR, 501),
     StoreClosedError: Codes(EXIT_ERROR, 500),

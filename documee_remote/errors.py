@@ -19,6 +19,7 @@ Callers catch these and never a dependency's exception::
     ├── PermissionDeniedError         the store said no (also PermissionError)
     ├── StorageFullError              the disk or quota is full; nothing was half-written
     ├── ReadOnlyError                 a write on a store opened read-only (also PermissionError)
+    ├── ReadOnlyAnalysisError         a change to an analysis the read cache shares (also TypeError)
     ├── UnsupportedOperationError     the backend cannot do this safely (see Store.capabilities)
     ├── StoreClosedError              the store was used after close() (also ValueError)
     ├── ConfigurationError            a bad URL, option or environment variable (also ValueError)
@@ -48,6 +49,7 @@ __all__ = [
     "ObjectTooLargeError",
     "PermissionDeniedError",
     "PreconditionFailedError",
+    "ReadOnlyAnalysisError",
     "ReadOnlyError",
     "ServiceUnavailableError",
     "StorageFullError",
@@ -174,6 +176,13 @@ class StorageFullError(DocumeeRemoteError):
 
 class ReadOnlyError(DocumeeRemoteError, PermissionError):
     """A write or delete on a store opened with ``read_only=True``."""
+
+
+class ReadOnlyAnalysisError(DocumeeRemoteError, TypeError):
+    """An analysis shared through the read cache was about to be changed.
+
+    ``load_analysis(codebase_id, copy=True)`` gives one that may be changed.
+    """
 
 
 class UnsupportedOperationError(DocumeeRemoteError):
