@@ -52,6 +52,7 @@ $(BENCH_STAMP): $(STAMP)
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 	$(BIN)/python -m benchmarks.stall
+	$(BIN)/python -m benchmarks.cache_bench
 
 ## lambda: the deployment zip for AWS Lambda (dist/documee-remote-lambda.zip)
 lambda: $(STAMP)

@@ -18,11 +18,14 @@ read or from code, is used as given. Everything else is
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .manager import DEFAULT_LOCAL_ROOT
 from .manager import PersistenceManager as _PersistenceManager
 from .stores import Store
+
+if TYPE_CHECKING:
+    from .models import CodebaseAnalysis
 
 __all__ = ["PersistenceManager"]
 
@@ -40,3 +43,13 @@ class PersistenceManager(_PersistenceManager):
         ):
             base_path = None  # the environment decides; upstream's directory otherwise
         super().__init__(base_path, **options)
+
+    def load_analysis(self, codebase_id: str, *, copy: bool = True) -> CodebaseAnalysis | None:
+        """As documee-remote's, but private by default even with the read cache on.
+
+        Documee's engine puts the file analyses it loads into the new analysis it
+        builds and goes on working on that tree; it is not written to expect
+        read-only objects, so it gets its own copy (no body moves on a cache
+        hit; the parse is the cost).
+        """
+        return super().load_analysis(codebase_id, copy=copy)

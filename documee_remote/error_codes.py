@@ -30,9 +30,11 @@ from .errors import (
     InvalidKeyError,
     MissingDependencyError,
     NotFoundError,
+    NotModifiedError,
     ObjectTooLargeError,
     PermissionDeniedError,
     PreconditionFailedError,
+    ReadOnlyAnalysisError,
     ReadOnlyError,
     ServiceUnavailableError,
     StorageFullError,
@@ -93,6 +95,8 @@ class Codes(NamedTuple):
 ERROR_CODES: Mapping[type[BaseException], Codes] = {
     DocumeeRemoteError: Codes(EXIT_ERROR, 500),
     NotFoundError: Codes(EXIT_NOT_FOUND, 404),
+    # Raised only to the cache that asked; never reaches a user unless a caller lets it.
+    NotModifiedError: Codes(EXIT_ERROR, 304),
     PreconditionFailedError: Codes(EXIT_CONFLICT, 409),
     AlreadyExistsError: Codes(EXIT_CONFLICT, 409),
     ConflictError: Codes(EXIT_CONFLICT, 409),
@@ -107,6 +111,8 @@ ERROR_CODES: Mapping[type[BaseException], Codes] = {
     ObjectTooLargeError: Codes(EXIT_ERROR, 413),
     PermissionDeniedError: Codes(EXIT_PERMISSION, 403),
     ReadOnlyError: Codes(EXIT_PERMISSION, 403),
+    # A caller's bug (changing a shared analysis), not the store's refusal.
+    ReadOnlyAnalysisError: Codes(EXIT_ERROR, 500),
     StorageFullError: Codes(EXIT_ERROR, 507),
     UnsupportedOperationError: Codes(EXIT_ERROR, 501),
     StoreClosedError: Codes(EXIT_ERROR, 500),

@@ -7,6 +7,7 @@ Callers catch these and never a dependency's exception::
 
     DocumeeRemoteError
     ├── NotFoundError                 (also FileNotFoundError)
+    ├── NotModifiedError              a conditional GET found the ETag it named: keep your copy
     ├── PreconditionFailedError       a conditional write or delete lost: stale If-Match
     │   └── AlreadyExistsError        If-None-Match="*" on an existing key (also FileExistsError)
     ├── ConflictError                 concurrent writers collided
@@ -18,6 +19,7 @@ Callers catch these and never a dependency's exception::
     ├── PermissionDeniedError         the store said no (also PermissionError)
     ├── StorageFullError              the disk or quota is full; nothing was half-written
     ├── ReadOnlyError                 a write on a store opened read-only (also PermissionError)
+    ├── ReadOnlyAnalysisError         a change to an analysis the read cache shares (also TypeError)
     ├── UnsupportedOperationError     the backend cannot do this safely (see Store.capabilities)
     ├── StoreClosedError              the store was used after close() (also ValueError)
     ├── ConfigurationError            a bad URL, option or environment variable (also ValueError)
@@ -43,9 +45,11 @@ __all__ = [
     "InvalidKeyError",
     "MissingDependencyError",
     "NotFoundError",
+    "NotModifiedError",
     "ObjectTooLargeError",
     "PermissionDeniedError",
     "PreconditionFailedError",
+    "ReadOnlyAnalysisError",
     "ReadOnlyError",
     "ServiceUnavailableError",
     "StorageFullError",
@@ -100,6 +104,16 @@ def _rebuild(
 
 class NotFoundError(DocumeeRemoteError, FileNotFoundError):
     """The key does not exist."""
+
+
+class NotModifiedError(DocumeeRemoteError):
+    """``get(key, if_none_match=etag)`` found the object still at ``etag`` (S3's 304).
+
+    An outcome more than a failure: the caller's copy of those bytes is current,
+    and no body was sent. Only a conditional ``get`` raises it; each backend
+    translates its client's form of the answer (botocore's 304 ``ClientError``,
+    obstore's ``NotModifiedError``) into this one type.
+    """
 
 
 class PreconditionFailedError(DocumeeRemoteError):
@@ -162,6 +176,13 @@ class StorageFullError(DocumeeRemoteError):
 
 class ReadOnlyError(DocumeeRemoteError, PermissionError):
     """A write or delete on a store opened with ``read_only=True``."""
+
+
+class ReadOnlyAnalysisError(DocumeeRemoteError, TypeError):
+    """An analysis shared through the read cache was about to be changed.
+
+    ``load_analysis(codebase_id, copy=True)`` gives one that may be changed.
+    """
 
 
 class UnsupportedOperationError(DocumeeRemoteError):

@@ -130,6 +130,8 @@ class PersistenceManager:
     **options:
         Store options (see :func:`~documee_remote.open_store`); the ``DOCUMEE_*``
         variables fill in those not given, whether a URL is given or not.
+        ``cache=`` reads through the ETag-validated read cache
+        (:mod:`documee_remote.cache`), also around a :class:`Store` passed in.
 
     Examples
     --------
@@ -231,11 +233,17 @@ class PersistenceManager:
         codebase_id, analysis = self.sharing.analysis_out(codebase_id, analysis)
         return saving.save(self.engine, codebase_id, analysis)
 
-    def load_analysis(self, codebase_id: str) -> CodebaseAnalysis | None:
+    def load_analysis(self, codebase_id: str, *, copy: bool = False) -> CodebaseAnalysis | None:
         """Load a codebase's analysis, or ``None`` when it has none.
 
         Merges still pending in the journal are folded in, so the result is
         what the next compaction will write.
+
+        With the read cache on (``cache=``), an unchanged analysis is one
+        parsed result shared by every caller and read-only (changing it raises
+        ``ReadOnlyAnalysisError``); ``copy=True`` gives a private one you may
+        change, parsed from the cached bytes (see :mod:`documee_remote.cache`).
+        Without the cache every result is private.
 
         Raises
         ------
@@ -243,7 +251,16 @@ class PersistenceManager:
             ``analysis.json`` (or a pending journal delta) exists but does not
             parse (upstream ships empty ones).
         """
-        stored = reading.read_view(self.engine, self.sharing.stored_id(codebase_id)).analysis
+        stored_id = self.sharing.stored_id(codebase_id)
+        listing = None
+        if not copy and stored_id == codebase_id and type(self.store).__name__ == "CachingStore":
+            from .cache import Miss, load_shared  # only with the cache on
+
+            shared = load_shared(self.store, stored_id)
+            if not isinstance(shared, Miss):
+                return shared
+            listing = shared.listing  # the full read below need not list again
+        stored = reading.read_view(self.engine, stored_id, listing=listing).analysis
         return self.sharing.analysis_in(codebase_id, stored)
 
     def get_file_hashes(self, codebase_id: str) -> dict[str, str]:
@@ -466,7 +483,9 @@ class PersistenceManager:
             if committed is None:
                 # Deferred and not yet due: the journal holds the merge, and
                 # the analysis returned is the one readers see.
-                committed = self.load_analysis(codebase_id)
+                # A private copy: the caller owns what a merge returns (the read cache's
+                # shared, read-only result is for loads).
+                committed = self.load_analysis(codebase_id, copy=True)
                 if committed is None:
                     committed = merging_rules.new_analysis(codebase_id)
             return self.sharing.analysis_in(local_id, committed)

@@ -14,6 +14,7 @@ Commands
 ``compact [ID]``        fold a codebase's journal into ``analysis.json``
 ``doctor``              check credentials, bucket settings and conditional writes
 ``analyze PATH``        analyse a source tree and merge the results into the store
+``cache info|clear``    the read cache's directory: what it holds; empty it
 
 Every command takes ``--store URL`` (default: ``DOCUMEE_STORE_URL``),
 ``--backend``, ``--read-only``, ``--json``, ``--quiet`` and ``--debug``, either
@@ -85,6 +86,7 @@ from ..errors import DocumeeRemoteError
 from ._app import EXIT_CODES_HELP, CliState, _reset_logging, common_options
 from ._output import _report_error
 from .analyze import analyze_command
+from .cache import cache_group
 from .doctor import doctor_command
 from .ls_show import ls_command, show_command
 from .maintenance import compact_command, gc_command, verify_command
@@ -156,6 +158,7 @@ cli.add_command(gc_command)
 cli.add_command(compact_command)
 cli.add_command(doctor_command)
 cli.add_command(analyze_command)
+cli.add_command(cache_group)
 
 
 # -- entry points ----------------------------------------------------------------------------------

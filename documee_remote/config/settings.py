@@ -181,6 +181,22 @@ _SETTINGS: dict[str, SettingField] = {
         "(default 1 GiB).",
         _int_parser(0),
     ),
+    "cache": SettingField(
+        "DOCUMEE_CACHE",
+        "DOCUMEE_CACHE: true to read remote stores through the read cache in its default "
+        "directory (false keeps it off, even with DOCUMEE_CACHE_DIR).",
+        _parse_bool,
+    ),
+    "cache_dir": SettingField(
+        "DOCUMEE_CACHE_DIR",
+        "DOCUMEE_CACHE_DIR: the read cache's directory; setting it turns the cache on.",
+        _text_parser(),
+    ),
+    "cache_max_bytes": SettingField(
+        "DOCUMEE_CACHE_MAX_BYTES",
+        "DOCUMEE_CACHE_MAX_BYTES: the bound of the read cache's directory (default 1 GiB).",
+        _int_parser(0),
+    ),
     **{
         "s3_" + name: SettingField(
             f"DOCUMEE_S3_{name.upper()}",
@@ -241,6 +257,9 @@ class Settings:
     ``DOCUMEE_CONCURRENCY``         parallel requests of bulk operations
     ``DOCUMEE_READ_ONLY``           ``true`` to refuse every write
     ``DOCUMEE_MAX_OBJECT_SIZE``     refuse to read objects larger than this (bytes)
+    ``DOCUMEE_CACHE``               ``true``: the read cache, in its default directory
+    ``DOCUMEE_CACHE_DIR``           the read cache's directory (turns it on)
+    ``DOCUMEE_CACHE_MAX_BYTES``     the bound of that directory
     ``DOCUMEE_S3_<OPTION>``         each field of :class:`S3Options`, e.g.
                                     ``DOCUMEE_S3_ENDPOINT_URL``, ``DOCUMEE_S3_REGION``,
                                     ``DOCUMEE_S3_ROLE_ARN``, ``DOCUMEE_S3_SSE``
@@ -264,6 +283,9 @@ class Settings:
     concurrency: int | None
     read_only: bool | None
     max_object_size: int | None
+    cache: bool | None
+    cache_dir: str | None
+    cache_max_bytes: int | None
     s3_endpoint_url: str | None
     s3_region: str | None
     s3_profile: str | None

@@ -48,6 +48,7 @@ from .local import LocalStore
 from .memory import MemoryStore
 
 if TYPE_CHECKING:
+    from ._cache_config import CacheArg
     from ._fsspec import FsspecStore
     from ._obstore import ObstoreStore
     from .s3 import S3Store
@@ -96,6 +97,7 @@ def open_store(
     *,
     backend: str | None = None,
     settings: Settings | None = None,
+    cache: CacheArg = None,
     **options: Any,
 ) -> Store:
     """Open a store from a URL, completing the call's options with the ``DOCUMEE_*`` settings.
@@ -123,6 +125,13 @@ def open_store(
     settings:
         The :class:`~documee_remote.config.Settings` that fill in; by default
         read from the environment now.
+    cache:
+        Read through a :class:`~documee_remote.cache.ReadCache` revalidated by
+        ETag: ``True`` (``DOCUMEE_CACHE_DIR`` or the platform's cache
+        directory), a directory, a ``ReadCache``, ``False`` (off); ``None``:
+        the ``DOCUMEE_CACHE*`` variables decide (off when unset). A no-op on
+        local and in-memory stores. A :class:`Store` passed in is wrapped only
+        when ``cache`` is given here.
     options:
         Passed to the backend: ``read_only``, ``concurrency``,
         ``max_object_size`` for every backend; ``endpoint_url``, ``region``,
@@ -139,7 +148,28 @@ def open_store(
     if isinstance(url, Store):
         if options or backend or settings is not None:
             raise ConfigurationError("options cannot be applied to an already open store")
-        return url
+        return url if cache is None else with_cache(url, cache)
+    if settings is None:
+        settings = Settings.load()
+    store = _open(url, backend, settings, options)
+    if cache is None and not (settings.cache or settings.cache_dir):
+        return store  # the cache's module is not even imported when it is off
+    return with_cache(store, cache, settings)
+
+
+def with_cache(store: Store, cache: CacheArg, settings: Settings | None = None) -> Store:
+    """``store`` read through the cache ``cache`` asks for (see :func:`open_store`)."""
+    from ._cache_config import with_cache as wrap
+
+    return wrap(store, cache, settings)
+
+
+def _open(
+    url: str | os.PathLike[str] | None,
+    backend: str | None,
+    settings: Settings | None,
+    options: dict[str, Any],
+) -> Store:
     if settings is None:
         settings = Settings.load()
     if url is None:

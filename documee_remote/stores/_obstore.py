@@ -505,11 +505,15 @@ class ObstoreStore(s3c.S3Location, Store):
         etag = result.meta["e_tag"]
         return StoredObject(data=data, etag=normalize_etag(etag) if etag else etag_of(data))
 
-    def _get(self, key: str) -> StoredObject:
+    def _get_if_none_match(self, key: str, etag: str) -> StoredObject:
+        # S3's 304 comes back as obstore's NotModifiedError: translated by _STATUS_OF.
+        return self._get(key, {"if_none_match": etag})
+
+    def _get(self, key: str, condition: dict[str, Any] | None = None) -> StoredObject:
         attempts = self.options.max_attempts
         for attempt in range(1, attempts + 1):
             try:
-                result = obstore.get(self._store, self._prefix + key)
+                result = obstore.get(self._store, self._prefix + key, options=condition)  # type: ignore[arg-type]
             except (oe.BaseError, OSError) as exc:
                 raise self._error(exc, "get", key) from exc
             # The size is known from the response headers: refuse before reading the body.

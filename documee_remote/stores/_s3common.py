@@ -42,6 +42,7 @@ from ..errors import (
     DocumeeRemoteError,
     InvalidKeyError,
     NotFoundError,
+    NotModifiedError,
     ObjectTooLargeError,
     PermissionDeniedError,
     PreconditionFailedError,
@@ -101,6 +102,9 @@ ERROR_CODES: Mapping[str, type[DocumeeRemoteError]] = {
     "NoSuchBucketPolicy": NotFoundError,
     "NoSuchLifecycleConfiguration": NotFoundError,
     "404": NotFoundError,
+    # a GET's If-None-Match that matched (304, no body was sent)
+    "304": NotModifiedError,
+    "NotModified": NotModifiedError,
     # conditional requests; AlreadyExistsError when the write was create-only
     "PreconditionFailed": PreconditionFailedError,
     "412": PreconditionFailedError,
@@ -176,6 +180,7 @@ ERROR_CODES: Mapping[str, type[DocumeeRemoteError]] = {
 #: known to be transient.
 STATUS_FALLBACK: Mapping[int, type[DocumeeRemoteError]] = {
     301: ConfigurationError,
+    304: NotModifiedError,
     307: ConfigurationError,
     403: PermissionDeniedError,
     404: NotFoundError,
@@ -281,6 +286,8 @@ def translate(
         )
     if cls is NotFoundError:
         return NotFoundError(f"{at} not found", key=key)
+    if cls is NotModifiedError:
+        return NotModifiedError(f"{at} is unchanged (304 Not Modified)", key=key)
     detail = answer.code or (f"HTTP {answer.status}" if answer.status else "error")
     if answer.message and answer.message != answer.code:
         detail += f": {answer.message[:200]}"

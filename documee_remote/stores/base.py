@@ -29,6 +29,7 @@ from typing import Self, TypeVar
 from ..errors import (
     AlreadyExistsError,
     NotFoundError,
+    NotModifiedError,
     PreconditionFailedError,
     ReadOnlyError,
     StoreClosedError,
@@ -210,18 +211,37 @@ class Store(ABC):
 
     # -- the operations -------------------------------------------------------------
 
-    def get(self, key: str) -> StoredObject:
+    def get(self, key: str, *, if_none_match: str | None = None) -> StoredObject:
         """Read a whole object.
+
+        Parameters
+        ----------
+        if_none_match:
+            An ETag the caller holds the bytes of: if the object still has it,
+            :class:`~documee_remote.errors.NotModifiedError` is raised and no
+            body is sent (S3's conditional GET, 304). Backends without one read
+            the object and compare.
 
         Raises
         ------
         NotFoundError
             The key does not exist.
+        NotModifiedError
+            ``if_none_match`` names the stored ETag.
         ObjectTooLargeError
             The object is larger than ``max_object_size``.
         """
         self._check_open()
+        if if_none_match is not None:
+            return self._get_if_none_match(validate_key(key), normalize_etag(if_none_match))
         return self._get(validate_key(key))
+
+    def _get_if_none_match(self, key: str, etag: str) -> StoredObject:
+        """A conditional GET; backends with a native one override this (the S3 ones do)."""
+        obj = self._get(key)
+        if obj.etag == etag:
+            raise NotModifiedError(f"{key!r} in {self.url} is unchanged", key=key)
+        return obj
 
     def head(self, key: str) -> ObjectMeta:
         """Read an object's ETag, size and last-modified time without its body.

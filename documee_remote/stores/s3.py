@@ -335,12 +335,16 @@ class S3Store(s3c.S3Location, Store):
                 return s3c.missing_key(answer)
         return answer
 
-    def _get(self, key: str) -> StoredObject:
+    def _get_if_none_match(self, key: str, etag: str) -> StoredObject:
+        # S3 answers 304 without a body; the error table turns it into NotModifiedError.
+        return self._get(key, {"IfNoneMatch": etag})
+
+    def _get(self, key: str, condition: dict[str, Any] | None = None) -> StoredObject:
         attempts = self.options.max_attempts
         for attempt in range(1, attempts + 1):
             with self._translating("get", key):
                 response = self._client.get_object(
-                    Bucket=self._bucket, Key=self._prefix + key, **self._owner
+                    Bucket=self._bucket, Key=self._prefix + key, **self._owner, **(condition or {})
                 )
             body = response["Body"]
             try:

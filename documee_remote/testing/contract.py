@@ -37,6 +37,7 @@ from ..errors import (
     ConflictError,
     InvalidKeyError,
     NotFoundError,
+    NotModifiedError,
     ObjectTooLargeError,
     PreconditionFailedError,
     ReadOnlyError,
@@ -210,6 +211,35 @@ class StoreContract:
         assert got.data == b"raw bytes"
         assert got.etag == etag_of(b"raw bytes")
         assert store.head("cb/raw.json").etag == etag_of(b"raw bytes")
+
+    # -- conditional reads and the read cache (issue 15) ---------------------------------
+
+    def test_conditional_get(self, store: Store, backdoor: Backdoor) -> None:
+        etag = store.put("cb/c.json", b"one")
+        with pytest.raises(NotModifiedError):
+            store.get("cb/c.json", if_none_match=etag)
+        with pytest.raises(NotModifiedError):
+            store.get("cb/c.json", if_none_match=etag.strip('"'))  # unquoted too
+        backdoor.write("cb/c.json", b"two")  # another writer
+        got = store.get("cb/c.json", if_none_match=etag)
+        assert (got.data, got.etag) == (b"two", etag_of(b"two"))
+        with pytest.raises(NotFoundError):
+            store.get("cb/none.json", if_none_match=etag)
+
+    def test_read_cache_never_serves_stale_bytes(
+        self, store: Store, backdoor: Backdoor, tmp_path: Path
+    ) -> None:
+        from ..stores._cache import CachingStore, ReadCache
+
+        cached = CachingStore(store, ReadCache(tmp_path / "read-cache"))
+        for version in range(3):
+            backdoor.write("cb/analysis.json", b"version %d" % version)
+            assert cached.get("cb/analysis.json").data == b"version %d" % version
+            assert cached.get("cb/analysis.json").data == b"version %d" % version
+        assert cached.cache.stats.revalidated == 3
+        store.delete("cb/analysis.json")  # not through the cache
+        with pytest.raises(NotFoundError):
+            cached.get("cb/analysis.json")
 
     # -- conditional writes -------------------------------------------------------------
 

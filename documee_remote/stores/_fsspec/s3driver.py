@@ -116,10 +116,14 @@ class _S3Driver(_Driver):
 
     # -- single objects -----------------------------------------------------------------
 
-    async def aget(self, key: str) -> StoredObject:
+    async def aget(self, key: str, condition: dict[str, Any] | None = None) -> StoredObject:
         # One GetObject: the ETag comes with exactly the bytes it describes.
+        # ``condition``: {"IfNoneMatch": etag}, S3's conditional GET through s3fs's
+        # own client (s3fs's cat_file has no way to send it); 304 -> NotModifiedError.
         try:
-            response = await self.call("get_object", Bucket=self.bucket, Key=self.s3_key(key))
+            response = await self.call(
+                "get_object", Bucket=self.bucket, Key=self.s3_key(key), **(condition or {})
+            )
             body = response["Body"]
             try:
                 size = int(response.get("ContentLength") or 0)
@@ -209,6 +213,9 @@ class _S3Driver(_Driver):
 
     def get(self, key: str) -> StoredObject:
         return self.run(self.aget, key)
+
+    def get_if_none_match(self, key: str, etag: str) -> StoredObject:
+        return self.run(self.aget, key, {"IfNoneMatch": etag})
 
     def head(self, key: str) -> ObjectMeta:
         return self.run(self.ahead, key)

@@ -197,6 +197,14 @@ class FsspecStore(Store):
     def _get(self, key: str) -> StoredObject:
         return self._driver.get(key)
 
+    def _get_if_none_match(self, key: str, etag: str) -> StoredObject:
+        # S3 through s3fs has a conditional GET; other filesystems read and compare.
+        conditional = getattr(self._driver, "get_if_none_match", None)
+        if conditional is None:
+            return super()._get_if_none_match(key, etag)
+        result: StoredObject = conditional(key, etag)
+        return result
+
     def _head(self, key: str) -> ObjectMeta:
         return self._driver.head(key)
 
