@@ -215,10 +215,15 @@ class AsyncPersistenceManager:
         """:meth:`PersistenceManager.load_analysis <documee_remote.PersistenceManager.load_analysis>`.
 
         Concurrent loads of one codebase share one read and one result object
-        (treat it as read-only); ``private=True`` reads for this caller alone.
+        (treat it as read-only); ``private=True`` reads for this caller alone, a
+        result it may change (with the read cache on too: ``copy=True``).
         """  # noqa: E501
         return await self._read(
-            ("load_analysis", codebase_id), private, self.sync.load_analysis, codebase_id
+            ("load_analysis", codebase_id),
+            private,
+            self.sync.load_analysis,
+            codebase_id,
+            copy=private,
         )
 
     async def get_file_hashes(self, codebase_id: str, *, private: bool = False) -> dict[str, str]:

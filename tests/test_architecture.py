@@ -21,7 +21,7 @@ BIG_ALLOWED: dict[str, str] = {
     "documee_remote.analysis.reference": "one concept: the reference analyser of Python",
     "documee_remote.manager": (
         "one concept: upstream's API and the public verbs, each delegating to the engine; "
-        "over the line by the docstrings of the read cache's copy= and the async layer"
+        "over the line by the lazy imports that keep cold start low and the read cache's copy="
     ),
     "documee_remote.stores._obstore": (
         "one concept: the obstore backend; its error table and boto3 credential bridge "
