@@ -253,7 +253,7 @@ class PersistenceManager:
         """
         stored_id = self.sharing.stored_id(codebase_id)
         listing = None
-        if not copy and stored_id == codebase_id and type(self.store).__name__ == "CachingStore":
+        if not copy and stored_id == codebase_id and self.store.reads_through_cache:
             from .cache import Miss, load_shared  # only with the cache on
 
             shared = load_shared(self.store, stored_id)

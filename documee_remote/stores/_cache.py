@@ -562,6 +562,8 @@ class CachingStore(Store):
     wrapper does not have (``options``, ``client``...) are the wrapped store's.
     """
 
+    reads_through_cache = True
+
     def __init__(
         self,
         inner: Store,

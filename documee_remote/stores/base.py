@@ -177,6 +177,10 @@ class Store(ABC):
     #: What this backend can do; see :class:`Capabilities`.
     capabilities: Capabilities
 
+    #: Whether reads go through a read cache that shares parsed results
+    #: (:class:`~documee_remote.cache.CachingStore`); the manager asks it for them.
+    reads_through_cache: bool = False
+
     def __init__(
         self,
         *,
