@@ -300,6 +300,30 @@ def test_a_cancelled_joiner_leaves_the_flight_to_the_others() -> None:
 # --------------------------------------------------------------------- cancellation
 
 
+async def _merge_then_cancel(
+    apm: AsyncPersistenceManager,
+    i: int,
+    delay: float,
+    acknowledged: list[str],
+    cancelled: list[str],
+) -> None:
+    """Merge one new file, cancel the await after ``delay``; record which way it ended."""
+    path = f"/src/new/file_{i}.py"
+    task = asyncio.create_task(
+        apm.merge_file_analyses(
+            CID, {path: make_file_analysis(path, seed=i)}, {path: content_hash(path)}
+        )
+    )
+    await asyncio.sleep(delay)
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        cancelled.append(path)
+    else:
+        acknowledged.append(path)
+
+
 @pytest.mark.parametrize("compaction", ["eager", "deferred"])
 def test_cancelled_merges_never_leave_a_half_done_merge(compaction: str) -> None:
     """Cancel merges at many points of their flight; then every invariant holds.
@@ -318,24 +342,12 @@ def test_cancelled_merges_never_leave_a_half_done_merge(compaction: str) -> None
 
     async def main() -> None:
         async with AsyncPersistenceManager(store, compaction=compaction) as apm:
-
-            async def one(i: int, delay: float) -> None:
-                path = f"/src/new/file_{i}.py"
-                task = asyncio.create_task(
-                    apm.merge_file_analyses(
-                        CID, {path: make_file_analysis(path, seed=i)}, {path: content_hash(path)}
-                    )
+            await asyncio.gather(
+                *(
+                    _merge_then_cancel(apm, i, d, acknowledged, cancelled)
+                    for i, d in enumerate(delays)
                 )
-                await asyncio.sleep(delay)
-                task.cancel()
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    cancelled.append(path)
-                else:
-                    acknowledged.append(path)
-
-            await asyncio.gather(*(one(i, d) for i, d in enumerate(delays)))
+            )
             await apm.drain()
             assert not apm._writes
 
@@ -369,23 +381,12 @@ def test_cancelled_merges_on_s3_leave_nothing_repair_cannot_fix(s3_endpoint: S3E
         async with AsyncPersistenceManager(url, **options) as apm:
             await apm.save_analysis(CID, _analysis(2))
 
-            async def one(i: int, delay: float) -> None:
-                path = f"/src/new/file_{i}.py"
-                task = asyncio.create_task(
-                    apm.merge_file_analyses(
-                        CID, {path: make_file_analysis(path, seed=i)}, {path: content_hash(path)}
-                    )
+            await asyncio.gather(
+                *(
+                    _merge_then_cancel(apm, i, d, acknowledged, cancelled)
+                    for i, d in enumerate([0.0, 0.01, 0.03, 0.06, 0.2])
                 )
-                await asyncio.sleep(delay)
-                task.cancel()
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    cancelled.append(path)
-                else:
-                    acknowledged.append(path)
-
-            await asyncio.gather(*(one(i, d) for i, d in enumerate([0.0, 0.01, 0.03, 0.06, 0.2])))
+            )
             await apm.drain()
             final = await apm.load_analysis(CID, private=True)
             assert final is not None
