@@ -253,3 +253,11 @@ def _command(name: str) -> Callable[[_F], click.Command]:
         return click.command(name, epilog=EXIT_CODES_HELP)(common_options(fn))
 
     return decorate
+
+
+def require_store(store: Store) -> None:
+    """For commands that read the store: a file, a codebase folder or a missing directory
+    is an error naming it, not an empty store."""
+    from ..transfer import check_store_location
+
+    check_store_location(store, must_exist=True)

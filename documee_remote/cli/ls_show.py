@@ -22,11 +22,12 @@ from ..errors import (
     InvalidKeyError,
     ObjectTooLargeError,
 )
-from ..stores import ObjectMeta, Store
+from ..stores import ObjectMeta
 from ._app import (
     CliState,
     _command,
     pass_state,
+    require_store,
 )
 from ._output import (
     _codebase_not_found,
@@ -131,7 +132,7 @@ def ls_command(state: CliState, deep: bool) -> None:
     reports its metrics.total_files and whether it is corrupt.
     """
     with state.manager() as pm:
-        _require_store(pm.store)
+        require_store(pm.store)
         with _spinner(state, "listing the store"):
             summaries = summarise_codebases(pm.store.list_meta(""))
         if deep:
@@ -329,10 +330,3 @@ def _show_file(state: CliState, pm: PersistenceManager, codebase_id: str, file_p
         table.add_row(name, Text(value))
     out.print(table)
 
-
-def _require_store(store: Store) -> None:
-    """Commands that read the store: a file, a codebase folder or a missing directory is
-    an error naming it, not an empty store."""
-    from ..transfer import check_store_location
-
-    check_store_location(store, must_exist=True)

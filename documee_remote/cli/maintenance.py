@@ -24,6 +24,7 @@ from ._app import (
     CliState,
     _command,
     pass_state,
+    require_store,
 )
 from ._output import (
     _codebase_not_found,
@@ -32,7 +33,7 @@ from ._output import (
     _spinner,
     _table,
 )
-from .ls_show import _require_store, summarise_codebases
+from .ls_show import summarise_codebases
 
 if TYPE_CHECKING:
     from ..integrity import VerifyReport
@@ -87,7 +88,7 @@ def verify_command(
     """
     reports: list[VerifyReport] = []
     with state.manager() as pm:
-        _require_store(pm.store)
+        require_store(pm.store)
         for cid in _codebases_to_check(state, pm, codebase_id):
             with _spinner(state, f"verifying {cid}"):
                 reports.append(pm.verify(cid, repair=repair, grace_seconds=grace_seconds))
