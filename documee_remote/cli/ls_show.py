@@ -329,4 +329,3 @@ def _show_file(state: CliState, pm: PersistenceManager, codebase_id: str, file_p
     for name, value in rows:
         table.add_row(name, Text(value))
     out.print(table)
-
