@@ -38,8 +38,9 @@ class CompactionPolicy:
     #: Folded deltas younger than this are kept (see the module doc); a
     #: writer whose seq pick is older than a quarter of it picks again.
     grace_seconds: float = 1800.0
-    #: Eager appends: how long a writer waits for a newer writer's compaction
-    #: to fold its delta (group commit) before compacting itself.
+    #: Eager merges (group commit): how long the folding writer keeps folding
+    #: for others after its own delta, and how long a folder may go without
+    #: progress before a waiting writer takes over (see ``_engine.folder``).
     group_wait_seconds: float = 10.0
 
     def __post_init__(self) -> None:
@@ -116,8 +117,11 @@ class CompactReport:
     codebase_id: str
     #: Deltas this call folded into ``analysis.json`` (0: nothing was pending).
     folded: int = 0
-    #: The watermark after the call: the highest seq ``analysis.json`` holds.
+    #: The legacy journal's watermark after the call: the highest legacy seq
+    #: ``analysis.json`` holds (journals written before named deltas).
     watermark: int = 0
+    #: The number of the newest commit that folded named deltas, after the call.
+    commit: int = 0
     #: Whether this call wrote ``analysis.json``.
     analysis_written: bool = False
     #: Folded deltas and markers deleted (those past the grace period).

@@ -1,58 +1,69 @@
 """The delta journal: small immutable deltas instead of rewriting ``analysis.json``.
 
-A merge that goes through the journal writes its per-file objects, then one
-delta object holding the same file analyses (plus removed paths, hashes and
-the analysis time)::
+A merge writes its per-file objects, then one delta object holding the same
+file analyses (plus removed paths, hashes and the analysis time), under a name
+its writer chooses, so concurrent writers never contend for a name::
 
-    <codebase_id>/_journal/<seq>.json     a delta, seq zero-padded to 20 digits
-    <codebase_id>/_journal/<seq>.folded   a marker: deltas <= seq are folded
+    <codebase_id>/_journal/w<ms>-<random>.json  a delta (13-digit ms, 16 hex digits)
+    <codebase_id>/_journal/c<n>.folded          marker: commits up to n published
+    <codebase_id>/_journal/_folder.json         who folds now, and what it folded last
 
-Deltas are created with ``If-None-Match: *``, so two writers can never own the
-same ``seq``; each picks ``seq`` = the highest listed + 1 and, when it loses,
-lists again. ``analysis.json`` records the **watermark** W, the highest ``seq``
-folded into it, in its bookkeeping key (``"documee_remote": {"journal": W}``,
-beside the fencing token). A reader of this library folds the deltas above W,
-in ``seq`` order (newest analysis of a path wins), onto ``analysis.json``;
-:meth:`~documee_remote.PersistenceManager.compact` does the same and commits
-the result with ``If-Match``, moving W. Readers that know only the original
-format read ``analysis.json`` alone, which is why eager compaction (after every
-merge) is the default.
+``analysis.json`` is the commit point. Its bookkeeping (``"documee_remote"``,
+see :mod:`documee_remote.bookkeeping`) records which deltas it holds: the
+**folded map** ``{name: n}`` (n: the number of the commit that folded it), the
+commit counter ``n``, the commits' times, and a **floor** ``M`` below which
+every delta counts as folded. A delta is *pending* when it is listed, named at
+or above the floor, and not in the folded map; readers of this library fold
+the pending deltas onto ``analysis.json`` in name order, and a compaction does
+the same and commits the result with ``If-Match``, adding them to the map.
+Readers that know only the original format read ``analysis.json`` alone,
+which is why eager compaction (every merge returns once folded) is the default.
 
-Why no update is lost, and what the rules below protect:
+Why no acknowledged update is lost or replayed:
 
-- **Seqs are dense.** A writer creates ``max + 1`` only after seeing ``max``,
-  so every seq below an existing delta exists or was folded and deleted. A
-  reader that lists the journal and finds a hole in (W, max] knows that its
-  ``analysis.json`` is older than its listing (a compaction moved W and
-  deleted deltas in between) and reads again.
-- **Folded deltas are deleted only after a grace period**
-  (:attr:`CompactionPolicy.grace_seconds`, 30 minutes by default), and the
-  delta at W never: so ``max`` never drops below W, and a writer that picked
-  ``seq`` from an old listing finds it taken rather than re-creating a folded
-  number that every reader would skip. Writers list again when their pick is
-  older than a quarter of the grace period; on S3 a signed request is refused
-  after 15 minutes anyway, which bounds how long a PUT can hang in flight.
+- **Names never collide, so writing a delta never waits for another writer.**
+  A name is ``w`` + the writer's clock in ms + 64 random bits, created with
+  ``If-None-Match: *`` (a collision only picks another name). The ms part is
+  at least one more than every name the writer listed just before (a hybrid
+  logical clock), so a merge that starts after another was acknowledged sorts
+  after it even when the clocks disagree; pending deltas fold in name order.
+- **Membership is decided at fold time and recorded in the commit.** A
+  compaction folds exactly the pending deltas it listed and records them in
+  the same ``analysis.json`` it writes with ``If-Match``: a delta is folded
+  by one commit or by none, never twice, and one that landed too late for a
+  compaction's listing stays pending for the next (order among merges that
+  overlapped is the order of their folds).
+- **Folded deltas are deleted only ``grace_seconds`` after their commit**, so
+  a reader whose ``analysis.json`` read is older than a compaction still
+  finds the deltas that compaction folded in its listing (the two requests
+  run at once; a gap of the grace period between them is impossible).
+- **The folded map forgets a name only below the floor**, and the floor
+  trails the compactor's clock by ``grace_seconds`` plus
+  :data:`LATE_WRITE_SECONDS`: a writer renames its delta when an attempt would
+  start with a name older than a quarter of the grace period, and an S3
+  request lands within 15 minutes of signing from a clock within 15 minutes of
+  S3's, so no delta can still land below the floor; a delta below it is
+  folded history, even once its entry is gone.
 - **Folding is deterministic and idempotent.** Deltas are immutable and carry
   the file analyses themselves (not references to per-file objects, which
   the next writer of a path overwrites), so every reader and every compactor
   that folds the same deltas computes the same analysis.
-- **The marker is only a hint.** It is written after the commit and after the
-  folded deltas' hashes are published, so it may lag W (a compactor can die
-  in between); everything that uses it treats deltas above it as possibly
-  pending, which costs work, never correctness, and the next compaction
-  publishes their hashes again.
-- **Listings start at a watermark already seen** (``start_after``): the delta
-  at the current watermark is never deleted and watermarks only grow, so a
-  listing that finds the delta at an older one is complete from there up;
-  one that does not lists the whole journal. The journal may hold a grace
-  period's worth of folded deltas, but a merge or a read lists only the
-  newest few; compaction lists it all every 16 seqs, to prune.
+- **The marker is only a hint.** ``c<n>.folded`` is written after the commit
+  and after its deltas' hashes are published, so it may lag ``n`` (a
+  compactor can die in between); the next compaction publishes the hashes of
+  every delta folded by a commit above the newest marker again.
+
+The journal written before this layout (``<seq:020d>.json`` deltas with dense
+seqs taken by ``If-None-Match``, ``<seq>.folded`` markers and the watermark
+``"journal": W``) is still read and folded: deltas above ``W`` are pending,
+folded before the named ones, and a compaction moves ``W`` as before (a hole in
+the seqs above ``W`` means a stale read). New writers only write named deltas.
 
 ``file_hashes.json`` describes the compacted analysis: a compaction withdraws
 the claims of files it removes before its commit and publishes the folded
 deltas' hashes after it, and this library's
 :meth:`~documee_remote.PersistenceManager.get_file_hashes` lays the hashes of
-deltas above the newest marker over it, so an analyser never skips a file
+pending and unpublished deltas over it, so an analyser never skips a file
 whose newest analysis is still in the journal.
 """
 
@@ -60,17 +71,26 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import socket
+import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from . import codec, layout
-from .bookkeeping import peek_watermark, set_watermark, watermark
+from .bookkeeping import (
+    Folded,
+    peek_watermark,
+    recorded_folded,
+    set_folded,
+    set_watermark,
+    watermark,
+)
 from .compaction import CompactionPolicy, CompactReport
 from .errors import CorruptObjectError
 from .merge import GraphUpdate, apply_file_changes, apply_graph_update, refresh_derived
@@ -82,24 +102,33 @@ from .stores.base import ObjectMeta
 
 __all__ = [
     "DELTA_FORMAT",
+    "LATE_WRITE_SECONDS",
     "CompactReport",
     "CompactionPolicy",
     "Delta",
+    "DeltaRef",
     "GraphUpdate",
     "JournalListing",
     "apply_graph_update",
     "decode_delta",
     "delta_key",
+    "encode_commit_marker",
     "encode_delta",
     "encode_marker",
     "fold",
     "fold_hashes",
+    "fold_order",
     "listing_start_after",
     "marker_key",
+    "name_ms",
+    "named_key",
+    "new_name",
     "parse_listing",
     "peek_watermark",
+    "ref_key",
     "set_watermark",
     "watermark",
+    "writer_id",
 ]
 
 #: The ``format`` every delta carries; a reader refuses formats it does not know.
@@ -108,6 +137,54 @@ _SEQ_DIGITS = 20
 _DELTA_SUFFIX = ".json"
 _MARKER_SUFFIX = ".folded"
 _NAME_RE = re.compile(rf"\A(\d{{{_SEQ_DIGITS}}})(\.json|\.folded)\Z")
+_NAMED_RE = re.compile(r"\A(w(\d{13})-[0-9a-f]{16})\.json\Z")
+_COMMIT_MARKER_RE = re.compile(rf"\Ac(\d{{{_SEQ_DIGITS}}})\.folded\Z")
+
+#: A delta: a legacy seq (``int``) or a named delta's name (``str``, ``w<ms>-<hex>``).
+DeltaRef: TypeAlias = int | str
+
+#: Seconds past which no delta can still land: a writer renames a delta whose
+#: attempt would start with a name older than a quarter of the grace period, an
+#: S3 request is refused 15 minutes after signing and from a clock more than 15
+#: minutes off S3's; 45 minutes bounds all three. The folded map forgets names
+#: this much (plus the grace period) older than the newest it holds.
+LATE_WRITE_SECONDS = 2700.0
+
+
+def named_key(codebase_id: str, name: str) -> str:
+    """``<codebase_id>/_journal/<name>.json`` for a named delta."""
+    return layout.journal_prefix(codebase_id) + name + _DELTA_SUFFIX
+
+
+def ref_key(codebase_id: str, ref: DeltaRef) -> str:
+    """The key of a delta, legacy or named."""
+    return delta_key(codebase_id, ref) if isinstance(ref, int) else named_key(codebase_id, ref)
+
+
+def name_ms(name: str) -> int:
+    """The ms stamp of a named delta's name."""
+    return int(name[1:14])
+
+
+def new_name(after_ms: int = 0) -> str:
+    """A fresh delta name: this clock's ms, at least ``after_ms``, and 64 random bits."""
+    ms = max(time.time_ns() // 1_000_000, after_ms)
+    return f"w{ms:013d}-{secrets.token_hex(8)}"
+
+
+def commit_marker_key(codebase_id: str, commit: int) -> str:
+    """The marker saying "commits up to ``commit`` published their hashes" (a hint)."""
+    return layout.journal_prefix(codebase_id) + f"c{commit:0{_SEQ_DIGITS}d}{_MARKER_SUFFIX}"
+
+
+def encode_commit_marker(commit: int) -> bytes:
+    """The body of a commit marker."""
+    return codec.dumps({"format": DELTA_FORMAT, "published_through": commit})
+
+
+def named_start_after(codebase_id: str, ms: int) -> str:
+    """The ``start_after`` of a listing of the deltas named at ``ms`` or later (nothing else)."""
+    return layout.journal_prefix(codebase_id) + f"w{ms:013d}"
 
 
 def delta_key(codebase_id: str, seq: int) -> str:
@@ -129,11 +206,52 @@ def encode_marker(seq: int) -> bytes:
 class JournalListing:
     """One listing of a codebase's journal."""
 
+    #: Legacy deltas by seq, and their markers.
     deltas: dict[int, ObjectMeta] = field(default_factory=dict)
     markers: dict[int, ObjectMeta] = field(default_factory=dict)
-    #: The lowest seq this listing is complete from (a listing may start in
-    #: the middle of a long journal: see :func:`listing_start_after`).
+    #: The lowest legacy seq this listing is complete from (a listing may
+    #: start in the middle of a long legacy journal: see
+    #: :func:`listing_start_after`); named deltas and commit markers sort
+    #: after every legacy name, so a listing always holds all of them.
     start: int = 1
+    #: Named deltas by name, and commit markers by commit number.
+    named: dict[str, ObjectMeta] = field(default_factory=dict)
+    commit_markers: dict[int, ObjectMeta] = field(default_factory=dict)
+
+    @property
+    def max_named_ms(self) -> int:
+        """The highest ms stamp among the named deltas listed (0 when none)."""
+        return max((name_ms(n) for n in self.named), default=0)
+
+    @property
+    def published(self) -> int:
+        """A lower bound of the commits whose hashes are published: the newest commit marker."""
+        return max(self.commit_markers, default=0)
+
+    def pending_named(self, folded: Folded) -> list[str]:
+        """The named deltas listed that ``folded`` does not hold, in fold (name) order."""
+        return sorted(n for n in self.named if not folded.holds(n, name_ms(n)))
+
+    def unmarked_named(self) -> list[str]:
+        """Named deltas at least as new as the newest commit marker: the pending ones, estimated.
+
+        For the deferred policy's threshold only; what is pending is decided
+        by the folded map in ``analysis.json``.
+        """
+        if not self.commit_markers:
+            return sorted(self.named)
+        marked_at = self.commit_markers[max(self.commit_markers)].last_modified
+        return sorted(n for n, meta in self.named.items() if meta.last_modified >= marked_at)
+
+    def with_named(self, name: str, meta: ObjectMeta) -> JournalListing:
+        """This listing plus one named delta the caller has just created."""
+        return JournalListing(
+            self.deltas,
+            self.markers,
+            self.start,
+            {**self.named, name: meta},
+            self.commit_markers,
+        )
 
     @property
     def max_seq(self) -> int:
@@ -157,7 +275,9 @@ class JournalListing:
 
     def with_delta(self, seq: int, meta: ObjectMeta) -> JournalListing:
         """This listing plus one delta the caller has just created."""
-        return JournalListing({**self.deltas, seq: meta}, self.markers, self.start)
+        return JournalListing(
+            {**self.deltas, seq: meta}, self.markers, self.start, self.named, self.commit_markers
+        )
 
 
 def listing_start_after(codebase_id: str, seq: int) -> str:
@@ -171,23 +291,28 @@ def parse_listing(
 ) -> JournalListing:
     """Sort a listing of ``journal_prefix(codebase_id)`` into deltas and markers.
 
-    Objects with other names (a tool's leftovers) are ignored: they are not
-    part of the protocol, and refusing the whole journal for them would stop
-    every merge.
+    Objects with other names (a tool's leftovers, the folder record) are
+    ignored: they are not deltas, and refusing the whole journal for them
+    would stop every merge.
     """
     prefix = layout.journal_prefix(codebase_id)
     listing = JournalListing(start=start)
     for meta in metas:
-        match = _NAME_RE.match(meta.key[len(prefix) :]) if meta.key.startswith(prefix) else None
-        if match is None:
+        if not meta.key.startswith(prefix):
             continue
-        target = listing.deltas if match.group(2) == _DELTA_SUFFIX else listing.markers
-        target[int(match.group(1))] = meta
+        name = meta.key[len(prefix) :]
+        if match := _NAME_RE.match(name):
+            target = listing.deltas if match.group(2) == _DELTA_SUFFIX else listing.markers
+            target[int(match.group(1))] = meta
+        elif match := _NAMED_RE.match(name):
+            listing.named[match.group(1)] = meta
+        elif match := _COMMIT_MARKER_RE.match(name):
+            listing.commit_markers[int(match.group(1))] = meta
     return listing
 
 
 class Delta(BaseModel):
-    """One merge, as stored in the journal (the seq is in the key, not the body)."""
+    """One merge, as stored in the journal (its name is in the key, not the body)."""
 
     model_config = ConfigDict(extra="allow", defer_build=True, hide_input_in_errors=True)
 
@@ -202,7 +327,7 @@ class Delta(BaseModel):
     graph: GraphUpdate | None = None
 
 
-def _writer_id() -> str:
+def writer_id() -> str:
     # Unique per delta so that, after a PUT whose response was lost, the
     # writer can tell its own delta from one another writer put there.
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
@@ -227,7 +352,7 @@ def encode_delta(
         "format": DELTA_FORMAT,
         "codebase_id": codebase_id,
         "created_at": datetime.now(UTC).isoformat(),
-        "writer": _writer_id(),
+        "writer": writer_id(),
         "analysis_time_ms": analysis_time_ms,
         "removed": sorted(set(removed)),
         "file_hashes": dict(file_hashes or {}),
@@ -291,22 +416,66 @@ def decode_delta(data: bytes, *, key: str, codebase_id: str) -> Delta:
     return delta
 
 
-def fold(analysis: CodebaseAnalysis, deltas: Sequence[tuple[int, Delta]]) -> None:
-    """Apply deltas, in the given (ascending seq) order, and recompute what derives."""
+def fold_order(ref: DeltaRef) -> tuple[int, int, str]:
+    """The sort key of the fold order: legacy deltas by seq, then named deltas by name."""
+    return (0, ref, "") if isinstance(ref, int) else (1, 0, ref)
+
+
+def fold(
+    analysis: CodebaseAnalysis,
+    deltas: Sequence[tuple[DeltaRef, Delta]],
+    *,
+    grace_seconds: float = 0.0,
+    now: float | None = None,
+) -> None:
+    """Apply deltas in fold order, recompute what derives, and record them as folded.
+
+    Legacy deltas move the watermark; named ones are added to the folded map
+    under a new commit number, and the map forgets names that fell below
+    the floor more than ``grace_seconds`` after their commit (see the module
+    doc). The caller passes every pending delta it listed.
+    """
     if not deltas:
         return
+    ordered = sorted(deltas, key=lambda item: fold_order(item[0]))
     added_ms = 0.0
-    for _, delta in deltas:
+    for _, delta in ordered:
         apply_file_changes(analysis, delta.file_analyses, delta.removed)
         if delta.graph is not None:
             apply_graph_update(analysis, delta.graph, delta.file_analyses, delta.removed)
         added_ms += delta.analysis_time_ms
     refresh_derived(analysis, add_analysis_time_ms=added_ms)
-    set_watermark(analysis, deltas[-1][0])
+    seqs = [ref for ref, _ in ordered if isinstance(ref, int)]
+    if seqs:
+        set_watermark(analysis, seqs[-1])
+    names = [ref for ref, _ in ordered if isinstance(ref, str)]
+    if names:
+        set_folded(
+            analysis,
+            _record(recorded_folded(analysis.__pydantic_extra__), names, grace_seconds, now),
+        )
 
 
-def fold_hashes(deltas: Sequence[tuple[int, Delta]]) -> tuple[dict[str, str], set[str]]:
-    """The net effect of deltas (in seq order) on ``file_hashes.json``: ``(claims, unclaimed)``.
+def _record(
+    before: Folded, names: Sequence[str], grace_seconds: float, now: float | None
+) -> Folded:
+    clock = time.time() if now is None else now
+    commit = before.commit + 1
+    folded = {**before.names, **dict.fromkeys(names, commit)}
+    # The floor follows the compactor's clock, but never the newest name past
+    # it: a clock far ahead cannot declare deltas folded that are still coming.
+    newest = max(name_ms(n) for n in folded)
+    lag_ms = int((grace_seconds + LATE_WRITE_SECONDS) * 1000)
+    floor = max(before.floor, min(int(clock * 1000), newest) - lag_ms)
+    times = {**before.times, commit: int(clock)}
+    cutoff = clock - grace_seconds
+    kept = {n: c for n, c in folded.items() if name_ms(n) >= floor or times.get(c, clock) > cutoff}
+    used = {*kept.values(), commit}
+    return Folded(commit, floor, kept, {c: t for c, t in times.items() if c in used})
+
+
+def fold_hashes(deltas: Sequence[tuple[DeltaRef, Delta]]) -> tuple[dict[str, str], set[str]]:
+    """The net effect of deltas (in fold order) on ``file_hashes.json``: ``(claims, unclaimed)``.
 
     A path's newest delta decides: it claims the hash that delta recorded, or,
     when that delta removed the path or analysed it without a hash, any older

@@ -474,12 +474,14 @@ class PersistenceManager:
                 removed,
                 analysis_time_ms=analysis_time_ms,
                 retry=retry,
-                until_folded=self.compaction.mode == "eager",
                 graph=graph,
             )
             if stats is not None:
                 stats.add(appended.report.stats)
             committed = appended.committed
+            if committed is None and appended.report.folded:
+                # Another writer folded the merge: analysis.json alone holds it.
+                committed = reading.read_analysis(self.engine, codebase_id)[0]
             if committed is None:
                 # Deferred and not yet due: the journal holds the merge, and
                 # the analysis returned is the one readers see.
@@ -542,7 +544,6 @@ class PersistenceManager:
             frozenset(removed),
             analysis_time_ms=analysis_time_ms,
             retry=retry,
-            until_folded=False,
             graph=graph,
         ).report
 

@@ -1,20 +1,26 @@
-"""A merge recorded in the journal (per-file objects, one delta), then compacted."""
+"""A merge recorded in the journal (per-file objects, one named delta), then folded."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 from .. import codec, journal, layout
 from ..compaction import CompactReport
-from ..journal import Delta
+from ..errors import TransientError
+from ..journal import Delta, JournalListing
 from ..merge import GraphUpdate
 from ..models import CodebaseAnalysis, FileAnalysis
 from ..retry import RetryPolicy, TransactionStats
-from .compact import compact, compact_report, group_commit
+from ..stores import ObjectMeta
+from .commit import Transaction
+from .compact import compact, compact_report
 from .context import Engine, retrying
-from .journal_io import create_delta
+from .folder import fold_until
+from .journal_io import create_delta, newest_names
+from .reads import list_journal
 
 # The manager's logger: these records were the manager's before the engine was
 # split out of it, and handlers and filters configured for it keep working.
@@ -26,15 +32,15 @@ class AppendReport:
     """What :meth:`PersistenceManager.append_file_analyses` recorded."""
 
     codebase_id: str
-    #: The journal seq of the delta holding this merge.
-    seq: int
+    #: The name of the journal delta holding this merge (``w<ms>-<random>``).
+    delta: str
     files: int
     removed: int
     #: The compaction this call ran, if any.
     compaction: CompactReport | None
     stats: TransactionStats
     #: Whether ``analysis.json`` holds the merge (eager: always, by this call's
-    #: compaction or a concurrent writer's; deferred: once a compaction ran).
+    #: compaction or another writer's; deferred: once a compaction ran).
     folded: bool = False
 
 
@@ -43,7 +49,7 @@ class Appended:
     """An append's report, and the analysis its compaction committed or found."""
 
     report: AppendReport
-    #: None: not compacted.
+    #: None: not compacted by this call.
     committed: CodebaseAnalysis | None
 
 
@@ -56,19 +62,36 @@ def append(
     *,
     analysis_time_ms: float,
     retry: RetryPolicy | None,
-    until_folded: bool,
     graph: GraphUpdate | None = None,
 ) -> Appended:
-    """Per-file objects, then one delta; then the compaction the policy asks for."""
+    """Per-file objects, then one named delta; then the compaction the policy asks for.
+
+    Eager: returns once ``analysis.json`` holds the delta, folded by this
+    writer or by the one folding for everybody (group commit, see
+    :mod:`.folder`). Deferred: compacts only when the policy says it is due.
+    """
     policy = retry or eng.retry
+    eager = eng.compaction.mode == "eager"
     bodies = {path: codec.dump_file_analysis(fa) for path, fa in analyses.items()}
-    retrying(
-        eng,
-        lambda: eng.store.put_many(
-            {layout.file_analysis_key(codebase_id, p): b for p, b in bodies.items()}
-        ),
-        retry,
+    # The listing that names the delta (and, deferred, decides whether to
+    # compact) runs while the per-file objects are written: no added latency.
+    listed: Future[JournalListing] = eng.side().submit(
+        lambda: newest_names(eng, codebase_id) if eager else list_journal(eng, codebase_id)
     )
+    try:
+        retrying(
+            eng,
+            lambda: eng.store.put_many(
+                {layout.file_analysis_key(codebase_id, p): b for p, b in bodies.items()}
+            ),
+            retry,
+        )
+    finally:
+        try:
+            listing: JournalListing | None = listed.result()
+        except TransientError as exc:
+            logger.debug("listing the journal of %s failed, naming by clock: %s", codebase_id, exc)
+            listing = None
     body = journal.encode_delta(
         codebase_id,
         bodies,
@@ -78,62 +101,84 @@ def append(
         graph=graph,
     )
     stats = TransactionStats()
-    seq, listing = create_delta(eng, codebase_id, body, policy, stats)
-    delta = Delta(
-        format=journal.DELTA_FORMAT,
-        codebase_id=codebase_id,
-        created_at="",
-        writer="",
-        analysis_time_ms=analysis_time_ms,
-        removed=sorted(removed),
-        file_hashes=dict(file_hashes),
-        file_analyses=dict(analyses),
-        graph=graph,
-    )
-    pending = listing.above(listing.folded_hint)
-    pending_bytes = sum(listing.deltas[s].size for s in pending)
+    after_ms = listing.max_named_ms + 1 if listing is not None and listing.named else 0
+    name, meta = create_delta(eng, codebase_id, body, policy, stats, after_ms=after_ms)
     compaction: CompactReport | None = None
     committed: CodebaseAnalysis | None = None
-    group = not until_folded and eng.compaction.mode == "eager"
-    if group or until_folded or eng.compaction.due(len(pending), pending_bytes):
-        try:
-            if group:
-                txn = group_commit(eng, codebase_id, seq, delta, policy)
-            else:
-                txn = compact(
-                    eng,
-                    codebase_id,
-                    policy,
-                    until=seq if until_folded else None,
-                    listing=listing,
-                    known={seq: delta},
-                )
-        except Exception as exc:
-            exc.add_note(
-                f"the merge itself is recorded as journal delta {seq} of {codebase_id!r}: "
-                "readers of documee-remote see it, and the next compaction folds it into "
-                "analysis.json"
+    try:
+        if eager:
+            txn = fold_until(eng, codebase_id, name, policy, journal.writer_id())
+        else:
+            delta = Delta(
+                format=journal.DELTA_FORMAT,
+                codebase_id=codebase_id,
+                created_at="",
+                writer="",
+                analysis_time_ms=analysis_time_ms,
+                removed=sorted(removed),
+                file_hashes=dict(file_hashes),
+                file_analyses=dict(analyses),
+                graph=graph,
             )
-            raise
-        if txn is not None:
-            stats.add(txn.stats)
-            compaction = compact_report(txn, codebase_id)
-            committed = txn.analysis
+            txn = _compact_if_due(
+                eng,
+                codebase_id,
+                name=name,
+                delta=delta,
+                meta=meta,
+                listing=listing,
+                policy=policy,
+            )
+    except Exception as exc:
+        exc.add_note(
+            f"the merge itself is recorded as journal delta {name} of {codebase_id!r}: "
+            "readers of documee-remote see it, and the next compaction folds it into "
+            "analysis.json"
+        )
+        raise
+    if txn is not None:
+        stats.add(txn.stats)
+        compaction = compact_report(txn, codebase_id)
+        committed = txn.analysis
     logger.info(
-        "merged %d file(s), removed %d, into %s as journal delta %d%s",
+        "merged %d file(s), removed %d, into %s as journal delta %s%s",
         len(analyses),
         len(removed),
         codebase_id,
-        seq,
-        "" if compaction is None else f" (compacted to {compaction.watermark})",
+        name,
+        "" if compaction is None else f" (compacted to commit {compaction.commit})",
     )
     report = AppendReport(
-        folded=group or compaction is not None,
+        folded=eager or compaction is not None,
         codebase_id=codebase_id,
-        seq=seq,
+        delta=name,
         files=len(analyses),
         removed=len(removed),
         compaction=compaction,
         stats=stats,
     )
     return Appended(report, committed)
+
+
+def _compact_if_due(
+    eng: Engine,
+    codebase_id: str,
+    *,
+    name: str,
+    delta: Delta,
+    meta: ObjectMeta,
+    listing: JournalListing | None,
+    policy: RetryPolicy,
+) -> Transaction | None:
+    """Deferred: compact when the pending deltas (an estimate from the listing) are due."""
+    if listing is None:
+        return None
+    listing = listing.with_named(name, meta)
+    legacy = listing.above(listing.folded_hint)
+    named = listing.unmarked_named()
+    pending_bytes = sum(listing.deltas[s].size for s in legacy)
+    pending_bytes += sum(listing.named[n].size for n in named)
+    pending = len(legacy) + len(named)
+    if not eng.compaction.due(pending, pending_bytes):
+        return None
+    return compact(eng, codebase_id, policy, listing=listing, known={name: delta})

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .. import codec, interop, journal, layout
-from ..bookkeeping import record_fence, recorded_fence
+from ..bookkeeping import record_fence, recorded_fence, recorded_folded
 from ..errors import (
     ConflictError,
     PreconditionFailedError,
@@ -20,7 +20,7 @@ from ..errors import (
     TransientError,
 )
 from ..interop import AnalysisInput, FileAnalysisInput
-from ..journal import Delta, JournalListing
+from ..journal import Delta, DeltaRef, JournalListing
 from ..leases import FencedError
 from ..merge import apply_file_changes, new_analysis
 from ..models import CodebaseAnalysis
@@ -39,17 +39,14 @@ class Attempt:
 
     raw: bytes | None = None
     ops: list[Callable[[CodebaseAnalysis], AnalysisInput | None]] = field(default_factory=list)
-    # Journal deltas folded into this attempt's analysis, in seq order.
-    folded: list[tuple[int, Delta]] = field(default_factory=list)
+    # Journal deltas folded into this attempt's analysis, in fold order.
+    folded: list[tuple[DeltaRef, Delta]] = field(default_factory=list)
     listing: JournalListing | None = None
-    # Compaction on behalf of one merge: done once the watermark reaches it.
-    until: int | None = None
-    known: dict[int, Delta] | None = None
+    # Compaction on behalf of one merge: done once analysis.json holds its delta.
+    until: DeltaRef | None = None
+    known: dict[DeltaRef, Delta] | None = None
     wrote: bool = False
     compaction: bool = False
-    # Group commit: give way to a newer writer's compaction (and whether it did).
-    yield_newer: bool = False
-    yielded: bool = False
     # The journal listing of the last read, and what pruning it did: (deleted, kept young).
     listing_seen: JournalListing | None = None
     pruned: tuple[int, int] = (0, 0)
@@ -157,7 +154,7 @@ def commit(
     state = txn._state
     first = not fresh
     sent: bytes | None = None  # a body whose PUT failed transiently: it may have landed
-    sent_folded: list[tuple[int, Delta]] = []  # the deltas that body folded
+    sent_folded: list[tuple[DeltaRef, Delta]] = []  # the deltas that body folded
     watch = RefusalWatch(eng.store.url, key)
 
     def attempt() -> bool | Again:
@@ -170,10 +167,10 @@ def commit(
                     txn.codebase_id,
                     listing=state.listing,
                     known=state.known,
+                    until=state.until,
                     # After a lost race, a merge's compaction need not parse what
                     # it will not write if a rival already folded its delta.
-                    stop_at=state.until if state.listing is None else None,
-                    yield_above=state.until if state.yield_newer else None,
+                    stop_early=state.listing is None,
                 )
             except TransientError as exc:
                 return Again(exc)
@@ -187,19 +184,16 @@ def commit(
                 # what that body was made from.
                 state.wrote, state.folded = True, sent_folded
                 return True
-            if view.newer:
-                state.yielded = True  # a newer writer will fold this delta
-                return False
-            if state.until is not None and view.watermark >= state.until:
+            if view.holds_until:
                 # Another compaction folded the delta this one is for. Unparsed
-                # (stop_at), the result is this attempt's fold: the state at the
-                # highest seq it folded, which holds this merge.
+                # (stop_early), the result is this attempt's fold: the state with
+                # every pending delta folded, which holds this merge.
                 if view.analysis is not None:
                     txn.analysis = view.analysis
                 return False
             if state.compaction and not view.folded:
                 txn.analysis = view.analysis or new_analysis(txn.codebase_id)
-                if view.analysis is not None and view.listing.folded_hint < view.watermark:
+                if view.analysis is not None and unpublished(view.listing, txn.analysis):
                     on_folded(txn, policy)  # a compactor died before its marker
                 return False  # nothing pending: a compaction writes nothing
             sent = None
@@ -247,6 +241,13 @@ def commit(
 
     if cas_loop(backoff, attempt, exhausted=exhausted) and state.folded:
         on_folded(txn, policy)
+
+
+def unpublished(listing: JournalListing, analysis: CodebaseAnalysis) -> bool:
+    """Whether a commit folded deltas whose marker the listing lacks (hashes maybe unpublished)."""
+    if listing.folded_hint < journal.watermark(analysis):
+        return True
+    return listing.published < recorded_folded(analysis.__pydantic_extra__).commit
 
 
 def _fence(txn: Transaction) -> None:

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Mapping
 
 from .. import codec, journal, layout
+from ..bookkeeping import BOOKKEEPING_KEY, Folded, peek_book, recorded_folded
 from ..errors import (
     ConflictError,
     InvalidKeyError,
@@ -20,6 +21,7 @@ from ..errors import (
     TooManyConflictsError,
     TransientError,
 )
+from ..journal import DeltaRef
 from ..models import FileAnalysis
 from ..retry import Again, Backoff, RefusalWatch, RetryPolicy, TransactionStats, cas_loop
 from .context import Engine
@@ -33,23 +35,39 @@ logger = logging.getLogger("documee_remote.manager")
 def claimed(eng: Engine, codebase_id: str) -> dict[str, str]:
     """``file_hashes.json`` with the claims of deltas that may be pending laid over it.
 
+    Pending deltas (legacy ones above the newest legacy marker, named ones
+    the folded map lacks) and named deltas folded by a commit above the
+    newest commit marker (their hashes may be unpublished), in fold order.
     See :meth:`~documee_remote.PersistenceManager.get_file_hashes`.
     """
     key = layout.file_hashes_key(codebase_id)
+    analysis_key = layout.analysis_key(codebase_id)
 
-    def stored() -> dict[str, str]:
-        try:
-            obj = eng.store.get(key)
-        except NotFoundError:
-            return {}
-        return codec.load_file_hashes(obj.data, key=key, codebase_id=codebase_id)
+    def stored() -> tuple[dict[str, str], Folded]:
+        got = eng.store.get_many([key, analysis_key])
+        found, analysis = got[key], got[analysis_key]
+        hashes = (
+            codec.load_file_hashes(found.data, key=key, codebase_id=codebase_id)
+            if found is not None
+            else {}
+        )
+        book = peek_book(analysis.data) if analysis is not None else {}
+        return hashes, recorded_folded({BOOKKEEPING_KEY: book})
 
-    hashes, listing = with_listing(eng, codebase_id, stored)
-    seqs = listing.above(listing.folded_hint)
-    if not seqs:
+    (hashes, folded), listing = with_listing(eng, codebase_id, stored)
+    unpublished = sorted(
+        (n for n in listing.named if folded.names.get(n, 0) > listing.published),
+        key=lambda n: (folded.names[n], n),
+    )
+    refs: list[DeltaRef] = [
+        *listing.above(listing.folded_hint),
+        *unpublished,
+        *listing.pending_named(folded),
+    ]
+    if not refs:
         return hashes
-    deltas = get_deltas(eng, codebase_id, seqs, tolerate_missing=True)
-    claims, unclaimed = journal.fold_hashes(deltas)
+    got = dict(get_deltas(eng, codebase_id, refs, tolerate_missing=True))
+    claims, unclaimed = journal.fold_hashes([(ref, got[ref]) for ref in refs if ref in got])
     for path in unclaimed:
         hashes.pop(path, None)
     hashes.update(claims)

@@ -11,12 +11,13 @@ import contextlib
 import logging
 
 from .. import journal, layout
+from ..bookkeeping import recorded_folded
 from ..errors import ConflictError, PermissionDeniedError, TransientError
 from ..retry import RetryPolicy, TransactionStats
 from .commit import Transaction, commit
 from .context import Engine, retrying
 from .hashes import merge_hashes, withdraw_overtaken_hashes
-from .journal_io import prune_journal, put_marker
+from .journal_io import prune_journal, put_commit_marker, put_marker
 from .reads import get_deltas, list_journal, saw_watermark
 
 # The manager's logger: these records were the manager's before the engine was
@@ -44,7 +45,7 @@ def publish_folded(eng: Engine, txn: Transaction, policy: RetryPolicy) -> None:
     without a marker the next compaction publishes them again.
     """
     codebase_id = txn.codebase_id
-    mark = txn._state.folded[-1][0] if txn._state.folded else journal.watermark(txn.analysis)
+    mark = journal.watermark(txn.analysis)
     saw_watermark(eng, codebase_id, mark)
     try:
         retrying(eng, lambda: publish_hashes(eng, txn, policy, mark), policy)
@@ -59,28 +60,51 @@ def publish_folded(eng: Engine, txn: Transaction, policy: RetryPolicy) -> None:
         return
     listing = txn._state.listing_seen
     if listing is not None:
-        before = txn._state.folded[0][0] - 1 if txn._state.folded else mark
+        seqs = [ref for ref, _ in txn._state.folded if isinstance(ref, int)]
+        before = seqs[0] - 1 if seqs else mark
         if listing.start > 1 and mark // _PRUNE_EVERY > before // _PRUNE_EVERY:
             # Listings start at the last watermark seen, so deltas folded
             # before it are out of sight: every so many seqs, look at all.
             with contextlib.suppress(TransientError):
                 listing = list_journal(eng, codebase_id, full=True)
-        pruned, young = prune_journal(eng, codebase_id, listing, mark, marked=True)
+        pruned, young = prune_journal(
+            eng,
+            codebase_id,
+            listing,
+            mark,
+            marked=True,
+            folded=recorded_folded(txn.analysis.__pydantic_extra__),
+        )
         txn._state.pruned = (len(pruned), young)
 
 
 def publish_hashes(eng: Engine, txn: Transaction, policy: RetryPolicy, mark: int) -> None:
-    """Hashes and removals of the deltas above the newest marker, then the marker at
-    ``mark``. Idempotent, so it can be retried."""
+    """Hashes and removals of the deltas folded by commits above the newest markers,
+    then the markers (legacy ``mark``, and the commit's). Idempotent, so it can be retried."""
     codebase_id, listing = txn.codebase_id, txn._state.listing_seen
     hint = listing.folded_hint if listing is not None else 0
+    record = recorded_folded(txn.analysis.__pydantic_extra__)
+    published = listing.published if listing is not None else 0
     folded = dict(txn._state.folded)
-    unfinished = [s for s in (listing.deltas if listing else ()) if hint < s <= mark]
+    unfinished: list[journal.DeltaRef] = [
+        s for s in (listing.deltas if listing else ()) if hint < s <= mark
+    ]
+    unfinished += [
+        name for name in (listing.named if listing else ()) if record.names.get(name, 0) > published
+    ]
     unfinished = [s for s in unfinished if s not in folded]
     if unfinished:
         folded.update(get_deltas(eng, codebase_id, unfinished, tolerate_missing=True))
     entries = txn.analysis.file_analyses
-    claims, unclaimed = journal.fold_hashes(sorted(folded.items()))
+
+    # The order they were folded in: legacy seqs, then by commit, then by name.
+    def order(item: tuple[journal.DeltaRef, journal.Delta]) -> tuple[int, int, str]:
+        ref = item[0]
+        if isinstance(ref, int):
+            return (0, ref, "")
+        return (1, record.names.get(ref, record.commit), ref)
+
+    claims, unclaimed = journal.fold_hashes(sorted(folded.items(), key=order))
     gone = [p for p in unclaimed if p not in entries]
     if gone:
         eng.store.delete_many([layout.file_analysis_key(codebase_id, p) for p in gone])
@@ -90,4 +114,7 @@ def publish_hashes(eng: Engine, txn: Transaction, policy: RetryPolicy, mark: int
     withdraw_overtaken_hashes(
         eng, codebase_id, txn.etag, {p: entries[p] for p in claims if p in entries}, claims
     )
-    put_marker(eng, codebase_id, mark)
+    if mark > hint:
+        put_marker(eng, codebase_id, mark)
+    if record.commit > published:
+        put_commit_marker(eng, codebase_id, record.commit)

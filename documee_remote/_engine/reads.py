@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from .. import codec, journal, layout
+from ..bookkeeping import BOOKKEEPING_KEY, peek_book, recorded_folded
 from ..errors import ConflictError, CorruptObjectError, NotFoundError
-from ..journal import Delta, JournalListing
+from ..journal import Delta, DeltaRef, JournalListing
 from ..merge import new_analysis
 from ..models import CodebaseAnalysis
 from .context import Engine
@@ -32,12 +33,12 @@ class View:
     analysis: CodebaseAnalysis | None
     etag: str | None
     raw: bytes | None
-    #: The watermark of the stored ``analysis.json`` (before folding).
+    #: The legacy watermark of the stored ``analysis.json`` (before folding).
     watermark: int
-    folded: list[tuple[int, Delta]]
+    folded: list[tuple[DeltaRef, Delta]]
     listing: JournalListing
-    #: Group commit: the listing shows a delta newer than the caller's (unparsed).
-    newer: bool = False
+    #: Whether the stored ``analysis.json`` already holds the caller's delta (``until``).
+    holds_until: bool = False
 
 
 def read_analysis(
@@ -103,18 +104,18 @@ def with_listing(eng: Engine, codebase_id: str, fn: Callable[[], _T]) -> tuple[_
 def get_deltas(
     eng: Engine,
     codebase_id: str,
-    seqs: Iterable[int],
+    seqs: Iterable[DeltaRef],
     *,
-    known: Mapping[int, Delta] | None = None,
+    known: Mapping[DeltaRef, Delta] | None = None,
     tolerate_missing: bool = False,
-) -> list[tuple[int, Delta]]:
-    """Fetch and decode deltas (concurrently); ``NotFoundError`` if one has gone."""
+) -> list[tuple[DeltaRef, Delta]]:
+    """Fetch and decode deltas (concurrently), in fold order; ``NotFoundError`` if one has gone."""
     seqs = list(seqs)
     known = known or {}
-    wanted = {s: journal.delta_key(codebase_id, s) for s in seqs if s not in known}
+    wanted = {s: journal.ref_key(codebase_id, s) for s in seqs if s not in known}
     got = eng.store.get_many(wanted.values()) if wanted else {}
-    deltas = []
-    for seq in sorted({*wanted, *(s for s in seqs if s in known)}):
+    deltas: list[tuple[DeltaRef, Delta]] = []
+    for seq in sorted({*wanted, *(s for s in seqs if s in known)}, key=journal.fold_order):
         if seq in known:
             deltas.append((seq, known[seq]))
             continue
@@ -146,23 +147,35 @@ def decode_once_more(eng: Engine, codebase_id: str, key: str, data: bytes) -> De
         return journal.decode_delta(again, key=key, codebase_id=codebase_id)
 
 
+def holds(raw: bytes | None, listing: JournalListing, ref: DeltaRef) -> bool:
+    """Whether ``analysis.json`` bytes hold delta ``ref``, found without parsing them."""
+    if raw is None:
+        return False
+    if isinstance(ref, int):
+        return max(listing.folded_hint, journal.peek_watermark(raw)) >= ref
+    folded = recorded_folded({BOOKKEEPING_KEY: peek_book(raw)})
+    return folded.holds(ref, journal.name_ms(ref))
+
+
 def read_view(
     eng: Engine,
     codebase_id: str,
     *,
     listing: JournalListing | None = None,
-    known: Mapping[int, Delta] | None = None,
-    stop_at: int | None = None,
-    yield_above: int | None = None,
+    known: Mapping[DeltaRef, Delta] | None = None,
+    until: DeltaRef | None = None,
+    stop_early: bool = False,
 ) -> View:
-    """``analysis.json`` with every pending delta folded in, in seq order.
+    """``analysis.json`` with every pending delta folded in, in fold order.
 
-    With ``stop_at``, a read that shows deltas up to it folded (by a
-    marker, or the watermark found without parsing) returns at once with
-    ``analysis`` None; with ``yield_above``, so does one whose listing
-    shows a newer delta (``newer``: group commit).
+    With ``until`` (a delta the caller waits for), the view says whether
+    the stored ``analysis.json`` holds it (``holds_until``); with
+    ``stop_early`` too, a read that shows it held returns at once, without
+    parsing, with ``analysis`` None.
 
-    A hole in the listed seqs above the watermark means the listing saw
+    Pending deltas are the legacy ones above the watermark and the named
+    ones the folded map does not hold (see :mod:`documee_remote.journal`).
+    A hole in the listed legacy seqs above the watermark means the listing saw
     a compaction's deletions that the ``analysis.json`` read predates, and
     a delta that vanished between listing and GET was folded meanwhile:
     either way, read again. A hole that stays while ``analysis.json``
@@ -177,12 +190,9 @@ def read_view(
         else:
             (etag, raw), found = read_raw(eng, codebase_id), listing
         listing = None
-        if stop_at is not None and raw is not None:
-            done = max(found.folded_hint, journal.peek_watermark(raw))
-            if done >= stop_at:
-                return View(None, etag, raw, done, [], found)
-        if yield_above is not None and found.max_seq > yield_above:
-            return View(None, etag, raw, 0, [], found, newer=True)
+        held = until is not None and holds(raw, found, until)
+        if held and stop_early:
+            return View(None, etag, raw, journal.peek_watermark(raw or b""), [], found, True)
         analysis = None
         if raw is not None:
             try:
@@ -214,15 +224,21 @@ def read_view(
                 missing[0],
                 len(found.above(mark)),
             )
+        folded = recorded_folded(analysis.__pydantic_extra__ if analysis is not None else None)
+        if isinstance(until, int):
+            held = held or mark >= until
+        elif until is not None:
+            held = held or folded.holds(until, journal.name_ms(until))
+        pending: list[DeltaRef] = [*found.above(mark), *found.pending_named(folded)]
         try:
-            deltas = get_deltas(eng, codebase_id, found.above(mark), known=known)
+            deltas = get_deltas(eng, codebase_id, pending, known=known)
         except NotFoundError:
             continue
         view = analysis
         if deltas:
             view = analysis if analysis is not None else new_analysis(codebase_id)
-            journal.fold(view, deltas)
-        return View(view, etag, raw, mark, deltas, found)
+            journal.fold(view, deltas, grace_seconds=eng.compaction.grace_seconds)
+        return View(view, etag, raw, mark, deltas, found, held)
     raise ConflictError(
         f"could not read a consistent state of {codebase_id!r}: its journal was "
         f"compacted under every one of {_VIEW_ATTEMPTS} reads",

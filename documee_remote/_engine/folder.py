@@ -1,0 +1,222 @@
+"""Group commit: one writer folds the journal for everyone appending at the same time.
+
+Each eager merge must return once ``analysis.json`` holds its delta. If every
+writer compacted for itself, N writers would each read and fold the whole
+pending journal and race N compare-and-swaps: O(N²) work. Instead one writer,
+the **folder**, folds for all, and the others wait for it:
+
+- The folder record ``<codebase_id>/_journal/_folder.json`` names the folder
+  (``holder``), counts its completed folds (``cycle``) and lists the deltas the
+  last one folded (``folded``). A writer takes it when it is free (absent, or
+  ``holder`` null) or stale (unchanged for ``group_wait_seconds`` while held:
+  its holder died), with ``If-None-Match``/``If-Match``, so one writer wins.
+- The folder repeats: compact (fold every pending delta into
+  ``analysis.json`` with ``If-Match``, publish the hashes), then rewrite the
+  record with ``cycle + 1`` and the names it folded. It stops when a cycle
+  finds nothing pending, or when it has served others for
+  ``group_wait_seconds`` after its own delta, and frees the record.
+- A waiter is done when the record lists its delta, or once ``cycle`` is two
+  past the first value it read after its delta landed: the cycle after next
+  listed the journal after the waiter's read, hence after its delta landed,
+  and folded everything that listing held.
+
+The record is only a hint for efficiency: every commit is still a
+compare-and-swap of ``analysis.json`` and the folded map decides what is
+folded, so two folders (a stale one that woke up) cost work, never an update.
+A waiter that sees no progress for three ``group_wait_seconds`` compacts
+itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from .. import layout
+from ..errors import (
+    ConflictError,
+    DocumeeRemoteError,
+    NotFoundError,
+    PreconditionFailedError,
+    TransientError,
+)
+from ..retry import RetryPolicy
+from .commit import Transaction
+from .compact import compact
+from .context import Engine
+
+# The manager's logger: these records were the manager's before the engine was
+# split out of it, and handlers and filters configured for it keep working.
+logger = logging.getLogger("documee_remote.manager")
+
+#: The longest pause between two reads of the folder record by a waiter.
+_MAX_PAUSE = 0.25
+
+
+def folder_key(codebase_id: str) -> str:
+    """``<codebase_id>/_journal/_folder.json``."""
+    return layout.journal_prefix(codebase_id) + "_folder.json"
+
+
+@dataclass(frozen=True, slots=True)
+class FolderRecord:
+    """The folder record as read: ``etag`` None when it does not exist."""
+
+    holder: str | None
+    cycle: int
+    folded: frozenset[str]
+    etag: str | None
+
+    def encode(self) -> bytes:
+        return json.dumps(
+            {
+                "format": 1,
+                "holder": self.holder,
+                "cycle": self.cycle,
+                "folded": sorted(self.folded),
+                "at": datetime.now(UTC).isoformat(),
+            },
+            separators=(",", ":"),
+        ).encode()
+
+
+def read_record(eng: Engine, codebase_id: str) -> FolderRecord:
+    """The folder record; a free one when absent or unreadable (it is only a hint)."""
+    try:
+        obj = eng.store.get(folder_key(codebase_id))
+    except NotFoundError:
+        return FolderRecord(None, 0, frozenset(), None)
+    try:
+        doc = json.loads(obj.data)
+        holder = doc.get("holder")
+        cycle = doc.get("cycle", 0)
+        folded = doc.get("folded", [])
+        if not (isinstance(holder, str | None) and isinstance(cycle, int)):
+            raise ValueError("not a folder record")
+        return FolderRecord(holder, cycle, frozenset(str(n) for n in folded), obj.etag)
+    except (ValueError, AttributeError, TypeError):
+        logger.warning("the folder record of %s is not readable; taking it over", codebase_id)
+        return FolderRecord(None, 0, frozenset(), obj.etag)
+
+
+def write_record(eng: Engine, codebase_id: str, record: FolderRecord, *, over: str | None) -> str:
+    """Write ``record`` over the version ``over`` (None: create); the new ETag.
+
+    Raises ``PreconditionFailedError`` (or S3's ``ConflictError``) when
+    another writer changed the record first.
+    """
+    key, body = folder_key(codebase_id), record.encode()
+    if over is None:
+        return eng.store.put(key, body, if_none_match="*")
+    return eng.store.put(key, body, if_match=over)
+
+
+def fold_until(
+    eng: Engine, codebase_id: str, name: str, policy: RetryPolicy, writer: str
+) -> Transaction | None:
+    """Return once ``analysis.json`` holds delta ``name`` and its hashes are published.
+
+    Returns the compaction this writer ran while it was the folder (its
+    first, which folded this delta), or None when another writer's did.
+    """
+    wait = eng.compaction.group_wait_seconds
+    first_cycle: int | None = None
+    watched: tuple[str | None, float] = (None, time.monotonic())
+    progress_at = time.monotonic()
+    pause = 0.01
+    while True:
+        try:
+            record = read_record(eng, codebase_id)
+        except TransientError:
+            record = None
+        now = time.monotonic()
+        if record is not None:
+            if name in record.folded:
+                return None
+            if first_cycle is None:
+                first_cycle = record.cycle
+            elif record.cycle >= first_cycle + 2:
+                return None
+            if record.etag != watched[0]:
+                watched, progress_at = (record.etag, now), now
+            free = record.holder is None or now - watched[1] >= wait
+            if free:
+                try:
+                    etag = write_record(
+                        eng,
+                        codebase_id,
+                        FolderRecord(writer, record.cycle, record.folded, None),
+                        over=record.etag,
+                    )
+                except (PreconditionFailedError, ConflictError, TransientError):
+                    continue  # another writer took it (or the store hiccupped): read again
+                if record.holder is not None:
+                    logger.info(
+                        "journal of %s: folder %s made no progress for %.1f s; taking over",
+                        codebase_id,
+                        record.holder,
+                        wait,
+                    )
+                return _lead(
+                    eng, codebase_id, policy=policy, writer=writer, etag=etag, cycle=record.cycle
+                )
+        if now - progress_at >= 3 * wait:
+            logger.info(
+                "journal of %s: no folder made progress for %.1f s; compacting delta %s",
+                codebase_id,
+                3 * wait,
+                name,
+            )
+            return compact(eng, codebase_id, policy, until=name)
+        time.sleep(pause)
+        pause = min(pause * 1.6, _MAX_PAUSE)
+
+
+def _lead(
+    eng: Engine, codebase_id: str, *, policy: RetryPolicy, writer: str, etag: str, cycle: int
+) -> Transaction:
+    """Fold for everyone until nothing is pending (or we served long enough); free the record."""
+    first: Transaction | None = None
+    own_done_at = 0.0
+    try:
+        while True:
+            txn = compact(eng, codebase_id, policy)
+            folded = frozenset(deltas_named(txn)) if txn._state.wrote else frozenset()
+            if first is None:
+                first = txn  # it listed after our delta landed: our delta is in
+                own_done_at = time.monotonic()
+            cycle += 1
+            served = time.monotonic() - own_done_at >= eng.compaction.group_wait_seconds
+            release = not folded or served
+            record = FolderRecord(None if release else writer, cycle, folded, None)
+            try:
+                etag = write_record(eng, codebase_id, record, over=etag)
+            except (PreconditionFailedError, ConflictError):
+                # Taken over (we were too slow): our delta is folded, the new
+                # folder serves the rest.
+                return first
+            if release:
+                return first
+    except BaseException as exc:
+        # Free the record so that waiters need not wait for it to go stale;
+        # the cycle stays, since this one did not finish its fold.
+        try:
+            write_record(eng, codebase_id, FolderRecord(None, cycle, frozenset(), None), over=etag)
+        except DocumeeRemoteError as free_exc:  # the original error matters more
+            logger.debug("could not free the folder record of %s: %s", codebase_id, free_exc)
+        if first is not None and isinstance(exc, Exception):
+            logger.warning(
+                "journal of %s: folding for other writers failed after ours was folded: %s",
+                codebase_id,
+                exc,
+            )
+            return first
+        raise
+
+
+def deltas_named(txn: Transaction) -> list[str]:
+    """The named deltas a transaction folded (for reports)."""
+    return [ref for ref, _ in txn._state.folded if isinstance(ref, str)]
