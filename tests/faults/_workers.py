@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import re
+import signal
+import socket
 import time
 from collections import Counter
 from multiprocessing.connection import Connection
@@ -247,3 +251,113 @@ def kill_writer(
         )
         conn.send(("ack", path, version))  # a pipe write: survives our death once it returned
         i += 1
+
+
+# -- the folder kill test ------------------------------------------------------------------------
+
+#: Where a folder kills itself (SIGKILL, after the request landed), always while it
+#: holds ``_journal/_folder.json``: a key regex, and whether the PUT is the one that
+#: takes the record (True) or one made while holding it (False).
+FOLDER_KILL_POINTS: dict[str, tuple[str, bool]] = {
+    # took the record, folded nothing yet
+    "took-record": (r"/_journal/_folder\.json$", True),
+    # committed analysis.json; hashes, marker and record not written
+    "committed": (r"/analysis\.json$", False),
+    # published the folded deltas' hashes; marker and record not written
+    "published": (r"/file_hashes\.json$", False),
+    # wrote the commit marker; the record still names the previous cycle
+    "marked": (r"/_journal/c\d+\.folded$", False),
+}
+
+
+def _holder(store: Any, codebase_id: str) -> str | None:
+    from documee_remote._engine.folder import folder_key
+    from documee_remote.errors import NotFoundError
+
+    try:
+        return json.loads(store.get(folder_key(codebase_id)).data).get("holder")  # type: ignore[no-any-return]
+    except NotFoundError:
+        return None
+
+
+def folder_kill_writer(
+    root: str, slot: int, incarnation: int, conn: Connection, point: str, group_wait: float
+) -> None:
+    """Merge this slot's files until this process, as the folder, kills itself at ``point``.
+
+    The store wraps a LocalStore in a FaultyStore whose rule matches only
+    requests this process makes while it holds the folder record (its
+    writer ids all start with ``host:pid:``), and whose "error" is SIGKILL,
+    sent after the request landed: the death lands in the folder's critical
+    section every time, not by luck of timing.
+    """
+    from documee_remote.testing.faulty import FaultPlan, FaultyStore
+
+    inner = LocalStore(root)
+    me = f"{socket.gethostname()}:{os.getpid()}:"
+    pattern, taking = FOLDER_KILL_POINTS[point]
+
+    def in_critical_section(key: str) -> bool:
+        if not re.search(pattern, key):
+            return False
+        holder = _holder(inner, "kill")
+        held_by_me = holder is not None and holder.startswith(me)
+        return not held_by_me if taking else held_by_me
+
+    def die(operation: str, key: str) -> BaseException:
+        conn.send(("dying", point, key))
+        os.kill(os.getpid(), signal.SIGKILL)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    plan = FaultPlan(seed=incarnation)
+    plan.add("sigkill", op="put", key=in_critical_section, error=die, after=True)
+    policy = CompactionPolicy(group_wait_seconds=group_wait)
+    pm = PersistenceManager(FaultyStore(inner, plan), retry=PATIENT, compaction=policy)
+    conn.send(("ready", os.getpid()))
+    i = 0
+    while True:
+        path = f"/victim{slot}/f{i % 5}.py"
+        version = incarnation * 1_000_000 + i
+        pm.merge_file_analyses(
+            "kill", {path: versioned(path, version)}, {path: hash_of(path, version)}
+        )
+        conn.send(("ack", path, version))
+        i += 1
+
+
+def folder_survivor(
+    root: str, slot: int, conn: Connection, stop: Any, group_wait: float, least: int
+) -> None:
+    """Merge until ``stop`` is set (and at least ``least`` merges); report each merge's time.
+
+    The final message counts how this writer got past dead folders: records it
+    took over, and merges it compacted itself after no folder made progress.
+    """
+    import logging
+
+    seen: Counter[str] = Counter()
+
+    class Count(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            message = record.getMessage()
+            if "taking over" in message:
+                seen["takeovers"] += 1
+            elif "no folder made progress" in message:
+                seen["self-compactions"] += 1
+
+    manager_log = logging.getLogger("documee_remote.manager")
+    manager_log.addHandler(Count(logging.INFO))
+    manager_log.setLevel(logging.INFO)
+    policy = CompactionPolicy(group_wait_seconds=group_wait)
+    pm = PersistenceManager(LocalStore(root), retry=PATIENT, compaction=policy)
+    i = 0
+    while i < least or not stop.is_set():
+        path = f"/survivor{slot}/f{i % 7}.py"
+        version = i
+        started = time.monotonic()
+        pm.merge_file_analyses(
+            "kill", {path: versioned(path, version)}, {path: hash_of(path, version)}
+        )
+        conn.send(("ack", path, version, time.monotonic() - started))
+        i += 1
+    conn.send(("done", i, dict(seen)))
