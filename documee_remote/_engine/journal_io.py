@@ -46,21 +46,32 @@ def create_delta(
     backoff = Backoff(policy, stats=stats)
     fresh_for_ms = eng.compaction.grace_seconds / 4 * 1000
     name = journal.new_name(after_ms)
+    # Whether an earlier attempt may have stored the delta under ``name`` (a lost
+    # response that no HEAD could confirm or rule out): then the name must not
+    # change, or the merge would be stored, and folded, twice.
+    unsure = False
 
     def attempt() -> tuple[str, ObjectMeta] | Again:
-        nonlocal name
-        if journal.name_ms(name) < time.time() * 1000 - fresh_for_ms:
+        nonlocal name, unsure
+        if not unsure and journal.name_ms(name) < time.time() * 1000 - fresh_for_ms:
             name = journal.new_name(after_ms)
         key = journal.named_key(codebase_id, name)
         try:
             etag = eng.store.put(key, body, if_none_match="*")
         except (PreconditionFailedError, ConflictError) as exc:
-            if landed(eng, key, body):  # our own earlier attempt, its response lost
+            ours = landed(eng, key, body)
+            if ours:  # our own earlier attempt, its response lost
                 return name, ObjectMeta(key, etag_of(body), len(body), utcnow())
+            if ours is None:  # cannot tell whose it is: ask again under the same name
+                unsure = True
+                return Again(exc)
             name = journal.new_name(after_ms)
+            unsure = False
             return Again(exc, lost=True)
         except TransientError as exc:
-            if not landed(eng, key, body):
+            ours = landed(eng, key, body)
+            if not ours:
+                unsure = ours is None
                 return Again(exc)
             etag = etag_of(body)
         return name, ObjectMeta(key, etag, len(body), utcnow())
@@ -88,12 +99,17 @@ def newest_names(eng: Engine, codebase_id: str) -> JournalListing:
     return journal.parse_listing(codebase_id, metas)
 
 
-def landed(eng: Engine, key: str, body: bytes) -> bool:
-    """Whether a PUT whose response was lost stored ``body`` (each delta is unique)."""
+def landed(eng: Engine, key: str, body: bytes) -> bool | None:
+    """Whether a PUT whose response was lost stored ``body`` (each delta is unique).
+
+    None when the HEAD that would tell failed too.
+    """
     try:
         return eng.store.head(key).etag == etag_of(body)
-    except (NotFoundError, TransientError):
+    except NotFoundError:
         return False
+    except TransientError:
+        return None
 
 
 def put_commit_marker(eng: Engine, codebase_id: str, commit: int) -> None:

@@ -11,14 +11,18 @@ that a failed step wrote before its commit point).
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from documee_remote import PersistenceManager, RetryPolicy
+from documee_remote.compaction import CompactionPolicy
 from documee_remote.errors import (
     ConditionalRequestConflictError,
     DocumeeRemoteError,
@@ -27,12 +31,15 @@ from documee_remote.errors import (
     StorageTimeoutError,
     ThrottledError,
 )
+from documee_remote.journal import decode_delta
 from documee_remote.merge import new_analysis, refresh_derived
 from documee_remote.stores import LocalStore, MemoryStore, Store
 from documee_remote.testing.faulty import FaultPlan, FaultyStore
 
 from ._helpers import (
     ANALYSIS_KEY,
+    TYPED_ERRORS,
+    assert_consistent,
     check_job_outcome,
     check_objects_parse,
     lost_updates,
@@ -279,3 +286,200 @@ def test_a_landed_commit_whose_response_was_lost_is_not_applied_twice() -> None:
     )
     assert plan.total_injected == 1
     assert committed.metrics.analysis_time_ms == 200  # today: 300, the time counted twice
+
+
+# -- group commit (issue 14): faults on the requests the named-delta protocol added -------------
+
+FOLDER_KEY = r"/_journal/_folder\.json$"
+NAMED_DELTA_KEY = r"/_journal/w\d{13}-[0-9a-f]{16}\.json$"
+
+#: kind -> how to plan it: every request group commit added, failing before or after it
+#: landed. Probabilities are per matching call.
+GROUP_KINDS: dict[str, Callable[[FaultPlan], None]] = {
+    "folder-record-get-503": lambda p: p.add(
+        "folder-record-get-503",
+        op="get",
+        key=FOLDER_KEY,
+        error=ThrottledError,
+        probability=0.4,
+        times=None,
+    ),
+    "folder-record-put-500": lambda p: p.add(
+        "folder-record-put-500",
+        op="put",
+        key=FOLDER_KEY,
+        error=ServiceUnavailableError,
+        probability=0.3,
+        times=None,
+    ),
+    "folder-record-put-lost-response": lambda p: p.add(
+        "folder-record-put-lost-response",
+        op="put",
+        key=FOLDER_KEY,
+        error=ServiceUnavailableError,
+        after=True,
+        probability=0.3,
+        times=None,
+    ),
+    "delta-put-lost-response": lambda p: p.add(
+        "delta-put-lost-response",
+        op="put",
+        key=NAMED_DELTA_KEY,
+        error=ServiceUnavailableError,
+        after=True,
+        probability=0.5,
+        times=None,
+    ),
+    # The PUT landed, its response was lost, and the HEAD that would recognise it
+    # fails too: the retry must still not store the merge a second time, under
+    # another name.
+    "delta-put-lost-response-head-503": lambda p: (
+        p.add(
+            "delta-put-lost-response",
+            op="put",
+            key=NAMED_DELTA_KEY,
+            error=ServiceUnavailableError,
+            after=True,
+            probability=0.5,
+            times=None,
+        ),
+        p.add(
+            "delta-head-503",
+            op="head",
+            key=NAMED_DELTA_KEY,
+            error=ThrottledError,
+            probability=0.6,
+            times=None,
+        ),
+    ),
+    "journal-list-503": lambda p: p.add(
+        "journal-list-503",
+        op="list",
+        key=r"/_journal/$",
+        error=ThrottledError,
+        probability=0.4,
+        times=None,
+    ),
+    "analysis-409-while-folding": lambda p: p.add(
+        "analysis-409-while-folding",
+        op="put",
+        key=ANALYSIS_KEY,
+        error=ConditionalRequestConflictError,
+        probability=0.4,
+        times=None,
+    ),
+}
+
+GROUP_WRITERS = 4
+GROUP_MERGES = 6
+
+
+@pytest.mark.parametrize("kind", sorted(GROUP_KINDS))
+def test_group_commit_under_faults_loses_nothing_and_applies_nothing_twice(
+    kind: str, fault_ledger: FaultLedger
+) -> None:
+    """Writers (threads) merge at once, so one folds for the others while the
+    requests the named-delta protocol added fail: no acknowledged merge is
+    lost, each merge is stored as exactly one delta, each delta is folded
+    once (its analysis time counted once), and what surfaces is typed."""
+    inner = MemoryStore()
+    plan = FaultPlan(seed=sorted(GROUP_KINDS).index(kind))
+    GROUP_KINDS[kind](plan)
+    policy = CompactionPolicy(group_wait_seconds=0.2)
+    surfaced: Counter[str] = Counter()
+    untyped: list[BaseException] = []
+    tries: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def writer(w: int) -> None:
+        pm = PersistenceManager(
+            FaultyStore(inner, plan, close_inner=False), retry=FAST, compaction=policy
+        )
+        try:
+            for i in range(GROUP_MERGES):
+                path = f"/w{w}/f{i}.py"
+                for _ in range(20):  # a merge is idempotent: again until acknowledged
+                    with lock:
+                        tries[path] += 1
+                    try:
+                        pm.merge_file_analyses(
+                            "cb1", {path: versioned(path, i)}, {path: "h"}, analysis_time_ms=1.0
+                        )
+                        break
+                    except TYPED_ERRORS as exc:
+                        with lock:
+                            surfaced[type(exc).__name__] += 1
+        except BaseException as exc:
+            untyped.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(GROUP_WRITERS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    injected = plan.injected
+    plan.clear()
+    assert not any(t.is_alive() for t in threads), "a writer hung"
+    assert untyped == []
+    expected = {f"/w{w}/f{i}.py" for w in range(GROUP_WRITERS) for i in range(GROUP_MERGES)}
+    # Eager: analysis.json alone holds every acknowledged merge.
+    plain = json.loads(inner.get("cb1/analysis.json").data)["file_analyses"]
+    missing = sorted(expected - set(plain))
+    # One delta per merge attempt that reached the journal, never two for one attempt.
+    copies: Counter[str] = Counter()
+    deltas = 0
+    for key in inner.list("cb1/_journal/"):
+        if re.search(NAMED_DELTA_KEY, key):
+            deltas += 1
+            delta = decode_delta(inner.get(key).data, key=key, codebase_id="cb1")
+            copies.update(list(delta.file_analyses))
+    repeated = {p: n for p, n in copies.items() if n > tries[p]}
+    pm = PersistenceManager(inner)
+    pm.compact("cb1")
+    final = pm.load_analysis("cb1")
+    assert final is not None
+    fault_ledger.record(
+        "inprocess",
+        f"group-commit {kind}",
+        "memory",
+        injected=sum(injected.values()),
+        survived=sum(injected.values()) if not (missing or repeated) else 0,
+        surfaced=sum(surfaced.values()),
+        lost=len(missing),
+        note=",".join(f"{k}={v}" for k, v in sorted(surfaced.items())),
+    )
+    assert sum(injected.values()) > 0, injected
+    assert missing == []
+    assert repeated == {}
+    # Merges that never surfaced an error: exactly one delta each.
+    assert [p for p in expected if tries[p] == 1 and copies[p] != 1] == []
+    # Each delta folded exactly once: the analysis time counts every delta once.
+    assert final.metrics.analysis_time_ms == deltas
+    assert set(final.file_analyses) == expected
+    assert_consistent(final, "cb1")
+    repair_then_clean(pm, "cb1")
+
+
+@pytest.mark.parametrize("grace_seconds", [1800.0, 0.0])
+def test_a_landed_delta_whose_response_and_head_were_lost_is_stored_once(
+    grace_seconds: float,
+) -> None:
+    """The delta PUT lands but its response is lost, and the HEADs that would
+    recognise it fail too: the retry must keep the name (a 412 there is our
+    own delta, or cannot be told apart yet), never store the merge again
+    under another name, where it would be folded twice. With no grace
+    period every retry would otherwise pick a fresh name."""
+    inner = MemoryStore()
+    plan = FaultPlan()
+    plan.add("lost", op="put", key=NAMED_DELTA_KEY, error=ServiceUnavailableError, after=True)
+    plan.add("head-503", op="head", key=NAMED_DELTA_KEY, error=ThrottledError, times=2)
+    policy = CompactionPolicy(grace_seconds=grace_seconds)
+    pm = PersistenceManager(FaultyStore(inner, plan), retry=FAST, compaction=policy)
+    pm.merge_file_analyses("cb1", {"/a.py": versioned("/a.py", 1)}, {}, analysis_time_ms=5.0)
+    assert plan.injected == {"lost": 1, "head-503": 2}
+    loaded = PersistenceManager(inner).load_analysis("cb1")
+    assert loaded is not None
+    assert loaded.metrics.analysis_time_ms == 5.0  # folded once: stored once
+    if grace_seconds:  # (with none, the folded deltas are pruned at once)
+        named = [k for k in inner.list("cb1/_journal/") if re.search(NAMED_DELTA_KEY, k)]
+        assert len(named) == 1, named
