@@ -295,7 +295,7 @@ NAMED_DELTA_KEY = r"/_journal/w\d{13}-[0-9a-f]{16}\.json$"
 
 #: kind -> how to plan it: every request group commit added, failing before or after it
 #: landed. Probabilities are per matching call.
-GROUP_KINDS: dict[str, Callable[[FaultPlan], None]] = {
+GROUP_KINDS: dict[str, Callable[[FaultPlan], object]] = {
     "folder-record-get-503": lambda p: p.add(
         "folder-record-get-503",
         op="get",

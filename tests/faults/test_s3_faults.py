@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,12 +22,14 @@ import boto3
 import pytest
 
 from documee_remote import PersistenceManager, RetryPolicy
+from documee_remote.compaction import CompactionPolicy
 from documee_remote.errors import (
     ObjectTooLargeError,
     PermissionDeniedError,
     ServiceUnavailableError,
     ThrottledError,
 )
+from documee_remote.journal import decode_delta
 from documee_remote.stores.s3 import S3Store
 from documee_remote.testing.faulty import HttpFaults
 from documee_remote.testing.fixtures import TEST_REGION, S3Endpoint
@@ -41,6 +45,7 @@ from documee_remote.testing.moto_server import (
 
 from ._helpers import (
     ANALYSIS_KEY,
+    TYPED_ERRORS,
     check_job_outcome,
     check_objects_parse,
     lost_updates,
@@ -335,3 +340,126 @@ def test_http_faults_are_removed_on_exit(s3_endpoint: S3Endpoint) -> None:
         faults.add("truncate", method="GET", value=0.0, times=None)
     assert server._server.app is original
     assert isinstance(S3Store, type)
+
+
+# -- group commit (issue 14): the requests the named-delta protocol added, on the wire ----------
+
+FOLDER_KEY = r"/_journal/_folder\.json$"
+NAMED_DELTA_KEY = r"/_journal/w\d{13}-[0-9a-f]{16}\.json$"
+
+
+def _short_listing(info: RequestInfo) -> bool:
+    """The short LIST a writer makes before naming its delta (start-after a ``w<ms>`` name)."""
+    start_after = info.query.get("start-after", [""])[0]
+    return info.method == "GET" and "list-type" in info.query and "/_journal/w" in start_after
+
+
+GROUP_S3_KINDS: dict[str, list[tuple[Fault, dict[str, Any]]]] = {
+    "folder-record-get-503": [(SLOW_DOWN, {"method": "GET", "key": FOLDER_KEY})],
+    "folder-record-put-500": [(INTERNAL_ERROR, {"method": "PUT", "key": FOLDER_KEY})],
+    "folder-record-put-dropped-after": [
+        (DROP, {"method": "PUT", "key": FOLDER_KEY, "after": True})
+    ],
+    "delta-put-dropped-after": [(DROP, {"method": "PUT", "key": NAMED_DELTA_KEY, "after": True})],
+    "delta-put-dropped-after-head-503": [
+        (DROP, {"method": "PUT", "key": NAMED_DELTA_KEY, "after": True}),
+        (SLOW_DOWN, {"method": "HEAD", "key": NAMED_DELTA_KEY}),
+    ],
+    "short-list-503-and-dropped": [
+        (SLOW_DOWN, {"key": _short_listing}),
+        (DROP, {"key": _short_listing}),
+    ],
+    "analysis-409-while-folding": [
+        (CONDITIONAL_CONFLICT, {"method": "PUT", "key": ANALYSIS_KEY}),
+    ],
+}
+
+
+@pytest.mark.parametrize("kind", sorted(GROUP_S3_KINDS))
+def test_group_commit_against_a_misbehaving_s3_loses_nothing_and_applies_nothing_twice(
+    kind: str, s3_endpoint: S3Endpoint, fast_retries: None, fault_ledger: FaultLedger
+) -> None:
+    """Three writers (threads, each its own client) merge at once through group
+    commit while the harness faults the folder record, the named-delta PUT
+    (the response of a PUT that landed dropped: botocore resends it, S3
+    answers 412, the writer must recognise its own delta), the short LIST
+    before naming, or analysis.json's compare-and-swap with 409. Every
+    acknowledged merge is in analysis.json alone, one delta each, each
+    folded once; what surfaces is typed."""
+    faults = s3_endpoint.server.faults
+    rules = [
+        faults.add(fault, probability=0.35, times=None, **where)
+        for fault, where in GROUP_S3_KINDS[kind]
+    ]
+    policy = CompactionPolicy(group_wait_seconds=0.3)
+    surfaced: Counter[str] = Counter()
+    untyped: list[BaseException] = []
+    tries: Counter[str] = Counter()
+    lock = threading.Lock()
+    writers, merges = 3, 4
+
+    def writer(w: int) -> None:
+        try:
+            with s3_endpoint.store() as store:
+                pm = PersistenceManager(store, retry=FAST, compaction=policy)
+                for i in range(merges):
+                    path = f"/w{w}/f{i}.py"
+                    for _ in range(20):
+                        with lock:
+                            tries[path] += 1
+                        try:
+                            pm.merge_file_analyses(
+                                "cb1", {path: versioned(path, i)}, {path: "h"}, analysis_time_ms=1.0
+                            )
+                            break
+                        except TYPED_ERRORS as exc:
+                            with lock:
+                                surfaced[type(exc).__name__] += 1
+        except BaseException as exc:
+            untyped.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(180)
+    fired = sum(rule.fired for rule in rules)
+    faults.clear()
+    assert not any(t.is_alive() for t in threads), "a writer hung"
+    assert untyped == []
+    expected = {f"/w{w}/f{i}.py" for w in range(writers) for i in range(merges)}
+    backdoor = s3_endpoint.backdoor()
+    stored = backdoor.read("cb1/analysis.json")
+    assert stored is not None
+    plain = json.loads(stored)["file_analyses"]
+    missing = sorted(expected - set(plain))
+    with s3_endpoint.store() as store:
+        copies: Counter[str] = Counter()
+        deltas = 0
+        for key in store.list("cb1/_journal/"):
+            if re.search(NAMED_DELTA_KEY, "/" + key):
+                deltas += 1
+                delta = decode_delta(store.get(key).data, key=key, codebase_id="cb1")
+                copies.update(list(delta.file_analyses))
+        repeated = {p: n for p, n in copies.items() if n > tries[p]}
+        pm = PersistenceManager(store)
+        pm.compact("cb1")
+        final = pm.load_analysis("cb1")
+        assert final is not None
+        fault_ledger.record(
+            "s3",
+            f"group-commit {kind}",
+            "s3",
+            injected=fired,
+            survived=fired if not (missing or repeated) else 0,
+            surfaced=sum(surfaced.values()),
+            lost=len(missing),
+            note=",".join(f"{k}={v}" for k, v in sorted(surfaced.items())),
+        )
+        assert fired > 0
+        assert missing == []
+        assert repeated == {}
+        assert [p for p in expected if tries[p] == 1 and copies[p] != 1] == []
+        assert final.metrics.analysis_time_ms == deltas  # each delta folded once
+        assert set(final.file_analyses) == expected
+        repair_then_clean(pm, "cb1")
