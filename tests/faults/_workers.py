@@ -361,3 +361,47 @@ def folder_survivor(
         conn.send(("ack", path, version, time.monotonic() - started))
         i += 1
     conn.send(("done", i, dict(seen)))
+
+
+# -- the process fan-out race ----------------------------------------------------------------------
+
+
+def race_worker(
+    url: str, endpoint: str, region: str, worker: int, merges: int, go: Any
+) -> dict[str, Any]:
+    """Merge ``merges`` files into codebase "race1"; report what happened instead of dying.
+
+    Starts merging when ``go`` is set, so that every process is up and
+    contending (process start-up on a small machine would otherwise spread
+    the writers out). A merge that raises is recorded by its error's type
+    name and ends the worker: in the CI race such a worker used to die.
+    """
+    _aws_env()
+    from documee_remote.stores import open_store
+
+    stats = TransactionStats()
+    retry = RetryPolicy(max_attempts=200, deadline=120)
+    error: str | None = None
+    done = 0
+    with PersistenceManager(
+        open_store(url, endpoint_url=endpoint, region=region), retry=retry
+    ) as pm:
+        go.wait(120)
+        started = time.monotonic()
+        for i in range(merges):
+            path = f"/src/w{worker}/f{i}.py"
+            fa = versioned(path, worker * 1000 + i)
+            try:
+                pm.merge_file_analyses("race1", {path: fa}, {path: hash_of(path, i)}, stats=stats)
+            except Exception as exc:
+                error = type(exc).__name__
+                break
+            done += 1
+        took = time.monotonic() - started
+    return {
+        "done": done,
+        "error": error,
+        "attempts": stats.attempts,
+        "conflicts": stats.conflicts,
+        "seconds": took,
+    }
