@@ -140,6 +140,17 @@ def fold_until(
                 first_cycle = record.cycle
             elif record.cycle >= first_cycle + 2:
                 return None
+            if record.holder == writer and record.etag is not None:
+                # Our take landed but its response was lost: we are the folder (not
+                # a stale one to wait out for group_wait_seconds).
+                return _lead(
+                    eng,
+                    codebase_id,
+                    policy=policy,
+                    writer=writer,
+                    etag=record.etag,
+                    cycle=record.cycle,
+                )
             if record.etag != watched[0]:
                 watched, progress_at = (record.etag, now), now
             free = record.holder is None or now - watched[1] >= wait
@@ -204,7 +215,13 @@ def _lead(
         # Free the record so that waiters need not wait for it to go stale;
         # the cycle stays, since this one did not finish its fold.
         try:
-            write_record(eng, codebase_id, FolderRecord(None, cycle, frozenset(), None), over=etag)
+            # Read first: a record write whose response was lost may have landed,
+            # and freeing over the older ETag would fail, leaving the record held
+            # by us until it goes stale.
+            current = read_record(eng, codebase_id)
+            if current.holder == writer and current.etag is not None:
+                free = FolderRecord(None, current.cycle, current.folded, None)
+                write_record(eng, codebase_id, free, over=current.etag)
         except DocumeeRemoteError as free_exc:  # the original error matters more
             logger.debug("could not free the folder record of %s: %s", codebase_id, free_exc)
         if first is not None and isinstance(exc, Exception):

@@ -483,3 +483,29 @@ def test_a_landed_delta_whose_response_and_head_were_lost_is_stored_once(
     if grace_seconds:  # (with none, the folded deltas are pruned at once)
         named = [k for k in inner.list("cb1/_journal/") if re.search(NAMED_DELTA_KEY, k)]
         assert len(named) == 1, named
+
+
+@pytest.mark.parametrize("lost", ["taking the record", "freeing the record"])
+def test_a_lost_response_on_the_folder_record_costs_no_group_wait(lost: str) -> None:
+    """A folder-record PUT lands but its response is lost. The writer must know
+    the record is its own: not wait ``group_wait_seconds`` for itself to go
+    stale (taking), nor leave it held so that the next merge waits (freeing)."""
+    wait = 5.0
+    plan = FaultPlan()
+    nth = 1 if lost == "taking the record" else 2  # a lone writer: take, then free
+    plan.add("lost", op="put", key=FOLDER_KEY, error=ServiceUnavailableError, after=True, nth=nth)
+    pm = PersistenceManager(
+        FaultyStore(MemoryStore(), plan),
+        retry=FAST,
+        compaction=CompactionPolicy(group_wait_seconds=wait),
+    )
+    took = []
+    for path in ("/a.py", "/b.py"):
+        started = time.monotonic()
+        pm.merge_file_analyses("cb1", {path: versioned(path, 1)}, {})
+        took.append(time.monotonic() - started)
+    assert plan.injected == {"lost": 1}
+    assert max(took) < wait / 2, took
+    loaded = pm.load_analysis("cb1")
+    assert loaded is not None
+    assert set(loaded.file_analyses) == {"/a.py", "/b.py"}
