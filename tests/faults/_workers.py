@@ -228,6 +228,9 @@ def soak_reader(
 
 # -- the kill test ------------------------------------------------------------------------------
 
+#: Group commit's wait in the eager kill test (see kill_writer).
+KILL_GROUP_WAIT = 0.1
+
 
 def kill_writer(
     root: str, slot: int, incarnation: int, conn: Connection, compaction: str = "eager"
@@ -239,7 +242,13 @@ def kill_writer(
     compaction every third delta or so triggers a compaction, so kills land
     in appends and in compactions alike.
     """
-    policy = CompactionPolicy("deferred", max_deltas=3) if compaction == "deferred" else None
+    # Eager: a writer killed while folding leaves the folder record held until it is
+    # stale; with the default wait (10 s) no merge would finish between kills.
+    policy = (
+        CompactionPolicy("deferred", max_deltas=3)
+        if compaction == "deferred"
+        else CompactionPolicy(group_wait_seconds=KILL_GROUP_WAIT)
+    )
     pm = PersistenceManager(LocalStore(root), retry=PATIENT, compaction=policy)
     conn.send(("ready", os.getpid()))
     i = 0

@@ -45,6 +45,8 @@ from .conftest import FaultLedger
 
 KILLS = int(os.environ.get("DOCUMEE_KILLS", "60"))
 SLOTS = 3
+#: Seconds after a writer is ready within which it is killed, by compaction mode.
+KILL_WINDOW = {"eager": 0.7, "deferred": 0.35}
 
 
 def stored_claims(store: LocalStore) -> dict[str, str]:
@@ -99,8 +101,9 @@ def test_sigkilled_writers_lose_nothing_acknowledged(
             except (EOFError, OSError):
                 return
             if message[0] == "ready":
-                # Die anywhere from before the first merge to several merges in.
-                slot.kill_at = time.monotonic() + rng.uniform(0.0, 0.35)
+                # Die anywhere from before the first merge to several merges in (an
+                # eager merge makes more requests: the window is wider).
+                slot.kill_at = time.monotonic() + rng.uniform(0.0, KILL_WINDOW[compaction])
             else:
                 _, path, version = message
                 acked[path] = max(acked.get(path, -1), version)
@@ -180,7 +183,7 @@ def test_sigkilled_writers_lose_nothing_acknowledged(
     )
     print("\nkill -9:", figures)
     assert counters["kills"] >= 50
-    assert counters["acks"] > 0
+    assert counters["acks"] >= 10  # kills must land mid-merge, not only before the first
     assert missing == []
     assert older == []
     assert after.findings == [], after.to_dict()
