@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from documee_remote import PersistenceManager
+from documee_remote.models import FileAnalysis
 from documee_remote.testing.fixtures import S3Endpoint
 
 from ._helpers import assert_consistent, hash_of, version_of
@@ -30,8 +31,8 @@ def run_race(s3_endpoint: S3Endpoint, workers: int, merges: int) -> dict[str, An
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)
     url = s3_endpoint.url(f"race{workers}x{merges}/")
-    go = ctx.Manager().Event()
-    with ctx.Pool(workers) as pool:
+    with ctx.Manager() as manager, ctx.Pool(workers) as pool:
+        go = manager.Event()
         pending = pool.starmap_async(
             race_worker,
             [
@@ -50,8 +51,6 @@ def run_race(s3_endpoint: S3Endpoint, workers: int, merges: int) -> dict[str, An
         expected = {
             f"/src/w{w}/f{i}.py": w * 1000 + i for w in range(workers) for i in range(merges)
         }
-        from documee_remote.models import FileAnalysis
-
         behind = sorted(
             p
             for p, v in expected.items()
@@ -62,9 +61,12 @@ def run_race(s3_endpoint: S3Endpoint, workers: int, merges: int) -> dict[str, An
         assert final is not None
         assert_consistent(final, "race1")
         hashes = pm.get_file_hashes("race1")
-        wrong_hashes = sorted(
-            p for p in expected if hashes.get(p) != hash_of(p, int(p.rsplit("f", 1)[1][:-3]))
-        )
+        claimed = {
+            f"/src/w{w}/f{i}.py": hash_of(f"/src/w{w}/f{i}.py", i)
+            for w in range(workers)
+            for i in range(merges)
+        }
+        wrong_hashes = sorted(p for p, h in claimed.items() if hashes.get(p) != h)
         verify = pm.verify("race1")
     return {
         "wall": wall,
