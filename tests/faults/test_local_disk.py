@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import random
+import re
 import stat
 import subprocess
 import threading
@@ -244,13 +245,32 @@ def test_every_commit_fsyncs_the_file_then_renames_then_fsyncs_the_directory(
     pm.merge_file_analyses("cb", {"/x.py": versioned("/x.py", 1)}, {"/x.py": "h"})
     files = sum(1 for k, _ in fs_events if k == "fsync-file")
     dirs = sum(1 for k, _ in fs_events if k == "fsync-dir")
-    renames = sum(1 for k, _ in fs_events if k in ("replace", "link"))
-    # per-file object, journal delta, analysis.json, journal marker, file_hashes.json: each
-    # flushed, renamed, its directory flushed; and the new _journal directory made durable
-    # in its parent.
-    assert files == renames == 5
-    assert dirs == 5 + 1
+    written = [os.path.relpath(p, cb) for k, p in fs_events if k in ("replace", "link")]
+    # per-file object, journal delta, the folder record (taken), analysis.json,
+    # file_hashes.json, the commit marker, the folder record (cycle done), and (a cycle that
+    # found nothing left) the folder record freed: each flushed, renamed, its directory
+    # flushed; and the new _journal directory made durable in its parent.
+    folder = os.path.join("_journal", "_folder.json")
+    assert [_shape(w) for w in written] == [
+        "file_N.json",
+        os.path.join("_journal", "wN-N.json"),
+        folder,
+        "analysis.json",
+        "file_hashes.json",
+        os.path.join("_journal", "cN.folded"),
+        folder,
+        folder,
+    ]
+    assert files == len(written) == 8
+    assert dirs == 8 + 1
     assert ("mkdir", os.path.join(cb, "_journal")) in fs_events
+
+
+def _shape(key: str) -> str:
+    """A written key with its numbers and random parts replaced by N."""
+    key = re.sub(r"c\d{20}\.folded$", "cN.folded", key)
+    key = re.sub(r"w\d{13}-[0-9a-f]{16}\.json$", "wN-N.json", key)
+    return re.sub(r"file_[0-9a-f]{16}\.json$", "file_N.json", key)
 
 
 def test_without_fsync_nothing_is_flushed(tmp_path: Path, fs_events: list[tuple[str, str]]) -> None:
