@@ -52,8 +52,8 @@ from .context import Engine
 # split out of it, and handlers and filters configured for it keep working.
 logger = logging.getLogger("documee_remote.manager")
 
-#: The longest pause between two reads of the folder record by a waiter.
-_MAX_PAUSE = 0.25
+#: Bounds of the pause between two reads of the folder record by a waiter.
+_MIN_PAUSE, _MAX_PAUSE = 0.02, 0.5
 
 
 def folder_key(codebase_id: str) -> str:
@@ -69,6 +69,8 @@ class FolderRecord:
     cycle: int
     folded: frozenset[str]
     etag: str | None
+    #: How long the folder's last cycle took (seconds): waiters poll at half that.
+    seconds: float = 0.0
 
     def encode(self) -> bytes:
         return json.dumps(
@@ -77,6 +79,7 @@ class FolderRecord:
                 "holder": self.holder,
                 "cycle": self.cycle,
                 "folded": sorted(self.folded),
+                "seconds": round(self.seconds, 3),
                 "at": datetime.now(UTC).isoformat(),
             },
             separators=(",", ":"),
@@ -94,9 +97,15 @@ def read_record(eng: Engine, codebase_id: str) -> FolderRecord:
         holder = doc.get("holder")
         cycle = doc.get("cycle", 0)
         folded = doc.get("folded", [])
-        if not (isinstance(holder, str | None) and isinstance(cycle, int)):
+        seconds = doc.get("seconds", 0.0)
+        if not (
+            isinstance(holder, str | None)
+            and isinstance(cycle, int)
+            and isinstance(seconds, int | float)
+        ):
             raise ValueError("not a folder record")
-        return FolderRecord(holder, cycle, frozenset(str(n) for n in folded), obj.etag)
+        folded_names = frozenset(str(n) for n in folded)
+        return FolderRecord(holder, cycle, folded_names, obj.etag, float(seconds))
     except (ValueError, AttributeError, TypeError):
         logger.warning("the folder record of %s is not readable; taking it over", codebase_id)
         return FolderRecord(None, 0, frozenset(), obj.etag)
@@ -126,7 +135,7 @@ def fold_until(
     first_cycle: int | None = None
     watched: tuple[str | None, float] = (None, time.monotonic())
     progress_at = time.monotonic()
-    pause = 0.01
+    pause = _MIN_PAUSE
     while True:
         try:
             record = read_record(eng, codebase_id)
@@ -171,6 +180,10 @@ def fold_until(
                 name,
             )
             return compact(eng, codebase_id, policy, until=name)
+        if record is not None and record.seconds > 0:
+            # Half a cycle of the folder: a waiter learns of its fold about a
+            # quarter cycle late on average, for a couple of reads per merge.
+            pause = min(max(record.seconds / 2, _MIN_PAUSE), _MAX_PAUSE)
         time.sleep(pause)
         pause = min(pause * 1.6, _MAX_PAUSE)
 
@@ -183,6 +196,7 @@ def _lead(
     own_done_at = 0.0
     try:
         while True:
+            started = time.monotonic()
             txn = compact(eng, codebase_id, policy)
             folded = frozenset(deltas_named(txn)) if txn._state.wrote else frozenset()
             if first is None:
@@ -191,7 +205,8 @@ def _lead(
             cycle += 1
             served = time.monotonic() - own_done_at >= eng.compaction.group_wait_seconds
             release = not folded or served
-            record = FolderRecord(None if release else writer, cycle, folded, None)
+            took = time.monotonic() - started
+            record = FolderRecord(None if release else writer, cycle, folded, None, took)
             try:
                 etag = write_record(eng, codebase_id, record, over=etag)
             except (PreconditionFailedError, ConflictError):
