@@ -179,7 +179,9 @@ def fold_until(
                 3 * wait,
                 name,
             )
-            return compact(eng, codebase_id, policy, until=name)
+            txn = compact(eng, codebase_id, policy, until=name)
+            # Found folded without parsing, its analysis is not the committed one.
+            return txn if txn._state.wrote else None
         if record is not None and record.seconds > 0:
             # Half a cycle of the folder: a waiter learns of its fold about a
             # quarter cycle late on average, for a couple of reads per merge.
