@@ -48,6 +48,8 @@ def check_complete(result: FanoutResult, writers: int) -> None:
     assert result.acknowledged == writers, summary
     assert result.lost == 0, summary
     assert result.missing_from_analysis_json == (), summary
+    assert result.files_in_analysis_json == writers, summary
+    assert result.files_in_load == writers, summary
     assert result.missing_hashes == (), summary
     assert result.verify_ok is True, summary
 

@@ -112,6 +112,10 @@ class FanoutResult:
     """Acknowledged paths absent from ``load_analysis``: lost updates."""
     missing_hashes: tuple[str, ...]
     """Acknowledged paths absent from ``get_file_hashes``."""
+    files_in_analysis_json: int
+    """How many of the ``writers`` files ``analysis.json`` read alone holds (raised ones too)."""
+    files_in_load: int
+    """How many of the ``writers`` files ``load_analysis`` holds."""
     verify_ok: bool | None = None
     """``PersistenceManager.verify(...).ok``, when asked for."""
     verify_findings: dict[str, int] = field(default_factory=dict)
@@ -155,7 +159,7 @@ class FanoutResult:
             f"wall {self.wall_seconds:.1f} s, "
             f"{'?' if per is None else f'{per:.1f}'} requests/merge {self.counts}, "
             f"failures {self.failures or 0}, lost {self.lost}, "
-            f"missing from analysis.json {len(self.missing_from_analysis_json)}, "
+            f"analysis.json alone holds {self.files_in_analysis_json}/{self.writers} files, "
             f"missing hashes {len(self.missing_hashes)}, "
             f"verify {self.verify_ok} {self.verify_findings or ''}"
         )
@@ -327,6 +331,8 @@ def run_fanout(
         missing_from_analysis_json=tuple(p for p in acknowledged if p not in in_json),
         missing_from_load=tuple(p for p in acknowledged if p not in in_load),
         missing_hashes=tuple(p for p in acknowledged if p not in in_hashes),
+        files_in_analysis_json=len(in_json & set(paths)),
+        files_in_load=len(in_load & set(paths)),
         verify_ok=verified,
         verify_findings=dict(findings),
     )
