@@ -3,6 +3,7 @@ crashes the protocol in ``documee_remote.journal`` is built to survive."""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -1585,3 +1586,91 @@ def test_a_commit_less_than_grace_ago_is_young_whatever_the_fraction_of_its_seco
     )
     assert pruned == []
     assert kept_young == 1
+
+
+def test_a_legacy_journal_upgrades_in_place_legacy_pending_folded_before_named() -> None:
+    """A codebase an older version wrote (deltas 1..4 folded, watermark 4; 5 and 6
+    pending), read and merged into by this version, while an old writer still appends."""
+    store = MemoryStore()
+    write_legacy_journal(store, 6, 4)
+    pm = PersistenceManager(store, retry=FAST)
+    lazy = PersistenceManager(store, retry=FAST, compaction="deferred")
+    legacy_files = {f"/l{n}.py" for n in range(1, 7)}
+    view = pm.load_analysis("cb")
+    assert view is not None
+    assert set(view.file_analyses) == legacy_files
+    assert pm.get_file_hashes("cb") == {f"/l{n}.py": h(n) for n in range(1, 7)}
+    # A new (deferred) writer appends a named delta; then an old writer, still running,
+    # a legacy one rewriting the same path: legacy deltas fold first, so the named wins.
+    shared = make_file_analysis("/shared.py", score=0.2)
+    first = lazy.append_file_analyses("cb", {"/shared.py": shared}, {"/shared.py": h(20)})
+    assert NAME.fullmatch(first.delta)
+    write_legacy_delta(store, 7, {"/shared.py": h(30), "/l7.py": h(7)})
+    view = pm.load_analysis("cb")
+    assert view is not None
+    assert view.file_analyses["/shared.py"] == shared
+    # A new eager merge: a named delta (no new legacy seq), and a compaction that folds
+    # legacy 5..7, then both named deltas, in one commit.
+    pm.merge_file_analyses("cb", {"/n.py": make_file_analysis("/n.py")}, {"/n.py": h(40)})
+    assert _listing_of(store).max_seq == 7
+    assert len(named(store)) == 2
+    raw = json.loads(store.get("cb/analysis.json").data)  # as upstream's reader would
+    assert set(raw["file_analyses"]) == legacy_files | {"/l7.py", "/shared.py", "/n.py"}
+    assert raw["file_analyses"]["/shared.py"]["teaching_value"]["total_score"] == 0.2
+    book = raw["documee_remote"]
+    assert book["journal"] == 7
+    assert book["commit"] == 1
+    assert book["folded"] == dict.fromkeys(named(store), 1)
+    hashes = {f"/l{n}.py": h(n) for n in range(1, 8)} | {"/shared.py": h(20), "/n.py": h(40)}
+    assert codec.loads(store.get("cb/file_hashes.json").data) == hashes
+    assert pm.get_file_hashes("cb") == hashes
+    # The old writer's per-file object of /shared.py came last, its delta folds first:
+    # the per-file copy differs (as when two writers race on a path), and repair fixes it.
+    findings = pm.verify("cb").findings
+    assert [(f.kind, f.file_path) for f in findings] == [("per_file_differs", "/shared.py")]
+    pm.verify("cb", repair=True)
+    assert pm.verify("cb").ok
+    # Markers: the legacy one at the new watermark, and the commit's.
+    assert {seq_name(7, "folded"), commit_name(1)} <= set(delta_names(store))
+
+
+def test_get_file_hashes_lays_pending_and_unpublished_named_deltas_over_the_index() -> None:
+    store = CrashingStore()
+    pm = PersistenceManager(store, retry=FAST, compaction=CompactionPolicy(group_wait_seconds=0.1))
+    pm.merge_file_analyses(
+        "cb", {p: make_file_analysis(p) for p in ("/a.py", "/b.py")}, {"/a.py": h(1), "/b.py": h(1)}
+    )
+    # A compactor that dies after its commit, before it publishes the hashes.
+    store.when = lambda op, key: op == "put" and key.endswith("/file_hashes.json")
+    with pytest.raises(Crash):
+        pm.merge_file_analyses("cb", {"/a.py": make_file_analysis("/a.py")}, {"/a.py": h(2)})
+    alive = unhooked(store)
+    survivor = PersistenceManager(alive, retry=FAST, compaction="deferred")
+    assert folded_of(alive).commit == 2
+    assert _listing_of(alive).published == 1  # commit 2 has no marker
+    assert codec.loads(alive.get("cb/file_hashes.json").data) == {"/a.py": h(1), "/b.py": h(1)}
+    # A pending delta that removes /b.py, and one that claims /c.py.
+    survivor.append_file_analyses("cb", {}, {}, removed=["/b.py"])
+    survivor.append_file_analyses("cb", {"/c.py": make_file_analysis("/c.py")}, {"/c.py": h(3)})
+    assert survivor.get_file_hashes("cb") == {"/a.py": h(2), "/c.py": h(3)}
+    # The next compaction folds the pending ones and republishes commit 2's hashes.
+    report = survivor.compact("cb")
+    assert (report.folded, report.commit) == (2, 3)
+    assert codec.loads(alive.get("cb/file_hashes.json").data) == {"/a.py": h(2), "/c.py": h(3)}
+    assert _listing_of(alive).published == 3
+
+
+def test_a_compaction_with_nothing_to_fold_republishes_a_dead_compactors_hashes() -> None:
+    store = CrashingStore()
+    pm = PersistenceManager(store, retry=FAST, compaction=CompactionPolicy(group_wait_seconds=0.1))
+    pm.merge_file_analyses("cb", {"/a.py": make_file_analysis("/a.py")}, {"/a.py": h(1)})
+    store.when = lambda op, key: op == "put" and key.endswith("/file_hashes.json")
+    with pytest.raises(Crash):
+        pm.merge_file_analyses("cb", {"/a.py": make_file_analysis("/a.py")}, {"/a.py": h(2)})
+    alive = unhooked(store)
+    survivor = PersistenceManager(alive, retry=FAST)
+    assert survivor.get_file_hashes("cb") == {"/a.py": h(2)}
+    report = survivor.compact("cb")
+    assert (report.folded, report.analysis_written, report.commit) == (0, False, 2)
+    assert codec.loads(alive.get("cb/file_hashes.json").data) == {"/a.py": h(2)}
+    assert _listing_of(alive).published == 2
