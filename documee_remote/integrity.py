@@ -30,6 +30,7 @@ from ._engine.context import Engine
 from ._engine.hashes import cas_hashes
 from ._engine.journal_io import prune_journal
 from ._engine.reads import read_view
+from .bookkeeping import BOOKKEEPING_KEY, peek_book, recorded_folded
 from .compaction import ORPHAN_GRACE_SECONDS
 from .errors import (
     CorruptObjectError,
@@ -373,12 +374,21 @@ def gc(
     analysis = view.analysis
     if analysis is None:
         return report
-    if not dry_run and view.watermark:
-        # Folded deltas (those up to the stored watermark, never pending ones)
-        # older than the grace period, and markers a newer marker replaces.
+    # What the STORED analysis.json folded (the view's record also counts the
+    # pending deltas it folded in memory, which must never be pruned).
+    stored_folded = recorded_folded({BOOKKEEPING_KEY: peek_book(view.raw or b"")})
+    if not dry_run and (view.watermark or stored_folded.commit):
+        # Folded deltas (those up to the stored watermark or in the stored folded
+        # map, never pending ones) older than the grace period, and markers a
+        # newer marker replaces.
         whole = journal.parse_listing(codebase_id, listing.values())  # not from a floor
         pruned, _ = prune_journal(
-            pm.engine, codebase_id, whole, view.watermark, grace_seconds=grace_seconds
+            pm.engine,
+            codebase_id,
+            whole,
+            view.watermark,
+            grace_seconds=grace_seconds,
+            folded=stored_folded,
         )
         report.removed.extend(sorted(pruned))
     referenced = {layout.file_analysis_key(codebase_id, p) for p in analysis.file_analyses}

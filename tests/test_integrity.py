@@ -139,8 +139,12 @@ def test_gc_removes_old_orphans_only(store: Store) -> None:
     dry = pm.gc("cb1", grace_seconds=0, dry_run=True)
     assert dry.removed == [orphan]
     assert store.exists(orphan)
+    folded_deltas = sorted(
+        k for k in store.list("cb1/_journal/") if k.endswith(".json") and "/w" in k
+    )
     done = pm.gc("cb1", grace_seconds=0)
-    assert done.removed == [orphan]
+    # The orphan, and the journal's folded deltas (old now: grace 0); nothing else.
+    assert done.removed == [orphan, *folded_deltas]
     assert not store.exists(orphan)
     assert pm.verify("cb1").ok
     assert sum(1 for k in store.list("cb1/") if is_file_analysis_name(k[4:])) == 5
