@@ -494,9 +494,13 @@ def _record(
     newest = max(name_ms(n) for n in folded)
     lag_ms = int((grace_seconds + LATE_WRITE_SECONDS) * 1000)
     floor = max(before.floor, min(int(clock * 1000), newest) - lag_ms)
-    times = {**before.times, commit: int(clock)}
-    cutoff = clock - grace_seconds
-    kept = {n: c for n, c in folded.items() if name_ms(n) >= floor or times.get(c, clock) > cutoff}
+    times = {**before.times, commit: int(clock * 1000)}
+    cutoff_ms = (clock - grace_seconds) * 1000
+    kept = {
+        n: c
+        for n, c in folded.items()
+        if name_ms(n) >= floor or times.get(c, cutoff_ms + 1) > cutoff_ms
+    }
     used = {*kept.values(), commit}
     return Folded(commit, floor, kept, {c: t for c, t in times.items() if c in used})
 
