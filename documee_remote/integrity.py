@@ -30,7 +30,7 @@ from ._engine.context import Engine
 from ._engine.hashes import cas_hashes
 from ._engine.journal_io import prune_journal
 from ._engine.reads import read_view
-from .bookkeeping import BOOKKEEPING_KEY, peek_book, recorded_folded
+from .bookkeeping import BOOKKEEPING_KEY, Folded, peek_book, recorded_folded
 from .compaction import ORPHAN_GRACE_SECONDS
 from .errors import (
     CorruptObjectError,
@@ -352,6 +352,18 @@ def _delete_unchanged(
     return pm.store.delete_many(keys, if_match={k: listing[k].etag for k in keys})
 
 
+def _stored_folded(raw: bytes | None, codebase_id: str) -> Folded:
+    """The folded map of ``analysis.json`` as stored (``raw``), not as a read folded it."""
+    if raw is None:
+        return Folded()
+    book = peek_book(raw)
+    if not book:
+        # Not where this library writes it (another tool's layout): parse it all.
+        doc = codec.loads(raw, key=layout.analysis_key(codebase_id), codebase_id=codebase_id)
+        return recorded_folded(doc if isinstance(doc, dict) else None)
+    return recorded_folded({BOOKKEEPING_KEY: book})
+
+
 def gc(
     pm: Checked,
     codebase_id: str,
@@ -359,14 +371,16 @@ def gc(
     grace_seconds: float = DEFAULT_GRACE_SECONDS,
     dry_run: bool = False,
 ) -> GcReport:
-    """Remove per-file objects no ``analysis.json`` entry refers to.
+    """Remove per-file objects no ``analysis.json`` entry refers to, and folded journal deltas.
 
     Objects younger than ``grace_seconds`` are kept: a merge writes its
     per-file objects before it commits ``analysis.json``, and removing them
     in between would break invariant 4. Each removal is conditional on the
     ETag seen in the listing. Without an ``analysis.json`` nothing is removed
     (the codebase may be in its first merge, or its analysis lost; either way
-    the per-file objects are the only copy left).
+    the per-file objects are the only copy left). Journal deltas go once the
+    stored ``analysis.json`` has held them for ``grace_seconds`` (a pending
+    delta is never removed), and markers once a newer one stands in for them.
     """
     report = GcReport(codebase_id, dry_run=dry_run)
     listing = _listing(pm, codebase_id)
@@ -374,13 +388,13 @@ def gc(
     analysis = view.analysis
     if analysis is None:
         return report
-    # What the STORED analysis.json folded (the view's record also counts the
-    # pending deltas it folded in memory, which must never be pruned).
-    stored_folded = recorded_folded({BOOKKEEPING_KEY: peek_book(view.raw or b"")})
-    if not dry_run and (view.watermark or stored_folded.commit):
-        # Folded deltas (those up to the stored watermark or in the stored folded
-        # map, never pending ones) older than the grace period, and markers a
-        # newer marker replaces.
+    stored = _stored_folded(view.raw, codebase_id)
+    if not dry_run and (view.watermark or stored.commit):
+        # Folded deltas older than the grace period (legacy ones up to the
+        # stored watermark, named ones by the stored folded map: never pending
+        # ones), and markers a newer marker replaces. The stored record, not
+        # view.analysis's: that one has the pending deltas folded in memory,
+        # under a commit dated now, and would have them deleted as folded.
         whole = journal.parse_listing(codebase_id, listing.values())  # not from a floor
         pruned, _ = prune_journal(
             pm.engine,
@@ -388,7 +402,7 @@ def gc(
             whole,
             view.watermark,
             grace_seconds=grace_seconds,
-            folded=stored_folded,
+            folded=stored,
         )
         report.removed.extend(sorted(pruned))
     referenced = {layout.file_analysis_key(codebase_id, p) for p in analysis.file_analyses}
