@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import random
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -57,7 +58,11 @@ from .reads import list_journal
 logger = logging.getLogger("documee_remote.manager")
 
 #: Bounds of the pause between two reads of the folder record by a waiter.
-_MIN_PAUSE, _MAX_PAUSE = 0.02, 5.0
+_MIN_PAUSE, _MAX_PAUSE = 0.05, 5.0
+#: Reads of the folder record per second that all of a codebase's waiters
+#: together aim to stay under: far below S3's 5,500 GET/s per prefix, and few
+#: enough that polling never crowds out the folder's own requests.
+POLL_BUDGET = 200.0
 
 
 def folder_key(codebase_id: str) -> str:
@@ -73,8 +78,10 @@ class FolderRecord:
     cycle: int
     folded: frozenset[str]
     etag: str | None
-    #: How long the folder's last cycle took (seconds): waiters poll at half that.
+    #: How long the folder's last cycle took (seconds), and how many deltas were
+    #: pending when it listed: waiters pace their reads by both.
     seconds: float = 0.0
+    pending: int = 0
 
     def encode(self) -> bytes:
         return json.dumps(
@@ -84,6 +91,7 @@ class FolderRecord:
                 "cycle": self.cycle,
                 "folded": sorted(self.folded),
                 "seconds": round(self.seconds, 3),
+                "pending": self.pending,
                 "at": datetime.now(UTC).isoformat(),
             },
             separators=(",", ":"),
@@ -102,14 +110,16 @@ def read_record(eng: Engine, codebase_id: str) -> FolderRecord:
         cycle = doc.get("cycle", 0)
         folded = doc.get("folded", [])
         seconds = doc.get("seconds", 0.0)
+        pending = doc.get("pending", 0)
         if not (
             isinstance(holder, str | None)
             and isinstance(cycle, int)
             and isinstance(seconds, int | float)
+            and isinstance(pending, int)
         ):
             raise ValueError("not a folder record")
         folded_names = frozenset(str(n) for n in folded)
-        return FolderRecord(holder, cycle, folded_names, obj.etag, float(seconds))
+        return FolderRecord(holder, cycle, folded_names, obj.etag, float(seconds), pending)
     except (ValueError, AttributeError, TypeError):
         logger.warning("the folder record of %s is not readable; taking it over", codebase_id)
         return FolderRecord(None, 0, frozenset(), obj.etag)
@@ -186,12 +196,15 @@ def fold_until(
             txn = compact(eng, codebase_id, policy, until=name, known={name: delta})
             # Found folded without parsing, its analysis is not the committed one.
             return txn if txn._state.wrote else None
-        if record is not None and record.seconds > 0:
+        if record is not None and (record.seconds > 0 or record.pending > 0):
             # Three quarters of the folder's last cycle: a waiter needs a cycle
             # and a half on average, so two or three reads, and learns of its fold
-            # under half a cycle late.
-            pause = min(max(record.seconds * 0.75, _MIN_PAUSE), _MAX_PAUSE)
-        time.sleep(pause)
+            # under half a cycle late. And no faster than the poll budget
+            # shared among as many waiters as deltas were pending.
+            paced = max(record.seconds * 0.75, record.pending / POLL_BUDGET)
+            pause = min(max(paced, _MIN_PAUSE), _MAX_PAUSE)
+        # Jittered, so that writers released together do not read together.
+        time.sleep(pause * random.uniform(0.75, 1.25))
         pause = min(pause * 1.6, _MAX_PAUSE)
 
 
@@ -201,7 +214,7 @@ def _take(eng: Engine, codebase_id: str, record: FolderRecord, writer: str) -> s
         etag = write_record(
             eng,
             codebase_id,
-            FolderRecord(writer, record.cycle, record.folded, None, record.seconds),
+            FolderRecord(writer, record.cycle, record.folded, None, record.seconds, record.pending),
             over=record.etag,
         )
     except (PreconditionFailedError, ConflictError, TransientError):
@@ -251,9 +264,15 @@ def _lead(
             last = frozenset(deltas_named(txn)) if txn._state.wrote else last
             cycle += 1
             took = time.monotonic() - started
+            # What this cycle folded stands in for how many writers wait (the
+            # record must be written before the next listing).
+            pending = len(txn._state.folded) if txn._state.wrote else 0
             try:
                 etag = write_record(
-                    eng, codebase_id, FolderRecord(writer, cycle, last, None, took), over=etag
+                    eng,
+                    codebase_id,
+                    FolderRecord(writer, cycle, last, None, took, pending),
+                    over=etag,
                 )
             except (PreconditionFailedError, ConflictError):
                 # Taken over (we were too slow): our delta is folded, the new
@@ -268,7 +287,8 @@ def _lead(
                 break
         # Taken over meanwhile (412), the new folder frees it.
         with contextlib.suppress(PreconditionFailedError, ConflictError):
-            write_record(eng, codebase_id, FolderRecord(None, cycle, last, None, took), over=etag)
+            record = FolderRecord(None, cycle, last, None, took, pending)
+            write_record(eng, codebase_id, record, over=etag)
         return first
     except BaseException as exc:
         # Free the record so that waiters need not wait for it to go stale;
