@@ -53,6 +53,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 	$(BIN)/python -m benchmarks.stall
 	$(BIN)/python -m benchmarks.cache_bench
+	$(BIN)/python -m benchmarks.fanout
 
 ## lambda: the deployment zip for AWS Lambda (dist/documee-remote-lambda.zip)
 lambda: $(STAMP)

@@ -116,8 +116,8 @@ class Folded:
 
     ``names`` maps each folded delta still remembered to the number of the
     commit that folded it; ``commit`` is the newest such number; ``times``
-    holds each remembered commit's time (Unix seconds, the compactor's
-    clock); every delta named below ``floor`` (ms) counts as folded.
+    holds each remembered commit's time (Unix ms, the compactor's clock);
+    every delta named below ``floor`` (Unix ms) counts as folded.
     """
 
     commit: int = 0
@@ -132,7 +132,9 @@ class Folded:
     def folded_before(self, name: str, cutoff: float) -> bool:
         """Whether ``name`` was folded by a commit at or before ``cutoff`` (Unix seconds)."""
         n = self.names.get(name)
-        return n is not None and self.times.get(n, cutoff + 1) <= cutoff
+        if n is None or n not in self.times:
+            return False
+        return self.times[n] <= cutoff * 1000
 
 
 def recorded_folded(extra: Mapping[str, Any] | None) -> Folded:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Final, cast
 
 from . import codec, journal, layout
 from ._readonly import ReadOnlyAnalysisError, freeze, is_frozen
+from .bookkeeping import BOOKKEEPING_KEY, peek_book, recorded_folded, recorded_watermark
 from .errors import CorruptObjectError, NotFoundError
 from .stores._cache import (
     DEFAULT_MAX_BYTES,
@@ -99,11 +100,14 @@ def load_shared(store: Store, codebase_id: str) -> CodebaseAnalysis | Miss | Non
 
     Two requests at once: a conditional GET of ``analysis.json`` (304, no body,
     when the cached bytes are current) and a listing of the journal. When the
-    listing shows nothing above ``analysis.json``'s watermark, the answer is
-    ``analysis.json`` alone, parsed once per ETag and shared. Otherwise (merges
-    pending in the journal, a hole in it, a body that does not parse) this
-    answers a :class:`Miss` carrying its listing, and the manager's full read
-    (which folds the journal, and retries) takes over from it.
+    listing shows no pending delta (none above ``analysis.json``'s legacy
+    watermark, no named one its folded map lacks; both peeked from the bytes,
+    and checked against the parse), the answer is ``analysis.json`` alone,
+    parsed once per ETag and shared. Otherwise (merges pending in the
+    journal, a hole in it, a body that does not parse, bookkeeping that
+    could not be peeked) this answers a :class:`Miss` carrying its listing,
+    and the manager's full read (which folds the journal, and retries) takes
+    over from it.
     """
     if not isinstance(store, CachingStore):
         return MISS
@@ -120,9 +124,16 @@ def load_shared(store: Store, codebase_id: str) -> CodebaseAnalysis | Miss | Non
     finally:
         listing = listed.result()
     if obj is None:
-        return None if not listing.deltas else Miss(listing)
-    mark = journal.peek_watermark(obj.data)
-    if listing.above(mark) or listing.missing_above(mark) or listing.start > mark + 1:
+        return None if not (listing.deltas or listing.named) else Miss(listing)
+    book = {BOOKKEEPING_KEY: peek_book(obj.data)}
+    mark = recorded_watermark(book)
+    folded = recorded_folded(book)
+    if (
+        listing.above(mark)
+        or listing.missing_above(mark)
+        or listing.start > mark + 1
+        or listing.pending_named(folded)
+    ):
         return Miss(listing)
     data = obj.data
 
@@ -131,8 +142,11 @@ def load_shared(store: Store, codebase_id: str) -> CodebaseAnalysis | Miss | Non
             analysis = codec.load_codebase_analysis(data, key=key, codebase_id=codebase_id)
         except CorruptObjectError:
             raise _NotAloneError from None  # the full read reads once more, then calls it corrupt
-        if journal.watermark(analysis) != mark:
-            raise _NotAloneError  # peek_watermark found no bookkeeping where it looked
+        extra = analysis.__pydantic_extra__
+        if recorded_watermark(extra) != mark or recorded_folded(extra) != folded:
+            # peek_book found no bookkeeping where it looked (or another one):
+            # what is pending was judged against the wrong record.
+            raise _NotAloneError
         return freeze(analysis), len(data)
 
     try:

@@ -165,7 +165,7 @@ def _describe(event: dict[str, Any]) -> tuple[str, str] | None:
     if kind == "conflict":
         return (
             f"lost {event.get('conflicts', 0)} compare-and-swap race(s) to other analysers "
-            "(a journal seq taken, or analysis.json changed): read again and retried",
+            "(analysis.json changed under a commit): read again and retried",
             "bold yellow",
         )
     if kind == "merged":

@@ -30,6 +30,7 @@ from ._engine.context import Engine
 from ._engine.hashes import cas_hashes
 from ._engine.journal_io import prune_journal
 from ._engine.reads import read_view
+from .bookkeeping import BOOKKEEPING_KEY, Folded, peek_book, recorded_folded
 from .compaction import ORPHAN_GRACE_SECONDS
 from .errors import (
     CorruptObjectError,
@@ -351,6 +352,18 @@ def _delete_unchanged(
     return pm.store.delete_many(keys, if_match={k: listing[k].etag for k in keys})
 
 
+def _stored_folded(raw: bytes | None, codebase_id: str) -> Folded:
+    """The folded map of ``analysis.json`` as stored (``raw``), not as a read folded it."""
+    if raw is None:
+        return Folded()
+    book = peek_book(raw)
+    if not book:
+        # Not where this library writes it (another tool's layout): parse it all.
+        doc = codec.loads(raw, key=layout.analysis_key(codebase_id), codebase_id=codebase_id)
+        return recorded_folded(doc if isinstance(doc, dict) else None)
+    return recorded_folded({BOOKKEEPING_KEY: book})
+
+
 def gc(
     pm: Checked,
     codebase_id: str,
@@ -358,14 +371,16 @@ def gc(
     grace_seconds: float = DEFAULT_GRACE_SECONDS,
     dry_run: bool = False,
 ) -> GcReport:
-    """Remove per-file objects no ``analysis.json`` entry refers to.
+    """Remove per-file objects no ``analysis.json`` entry refers to, and folded journal deltas.
 
     Objects younger than ``grace_seconds`` are kept: a merge writes its
     per-file objects before it commits ``analysis.json``, and removing them
     in between would break invariant 4. Each removal is conditional on the
     ETag seen in the listing. Without an ``analysis.json`` nothing is removed
     (the codebase may be in its first merge, or its analysis lost; either way
-    the per-file objects are the only copy left).
+    the per-file objects are the only copy left). Journal deltas go once the
+    stored ``analysis.json`` has held them for ``grace_seconds`` (a pending
+    delta is never removed), and markers once a newer one stands in for them.
     """
     report = GcReport(codebase_id, dry_run=dry_run)
     listing = _listing(pm, codebase_id)
@@ -373,12 +388,21 @@ def gc(
     analysis = view.analysis
     if analysis is None:
         return report
-    if not dry_run and view.watermark:
-        # Folded deltas (those up to the stored watermark, never pending ones)
-        # older than the grace period, and markers a newer marker replaces.
+    stored = _stored_folded(view.raw, codebase_id)
+    if not dry_run and (view.watermark or stored.commit):
+        # Folded deltas older than the grace period (legacy ones up to the
+        # stored watermark, named ones by the stored folded map: never pending
+        # ones), and markers a newer marker replaces. The stored record, not
+        # view.analysis's: that one has the pending deltas folded in memory,
+        # under a commit dated now, and would have them deleted as folded.
         whole = journal.parse_listing(codebase_id, listing.values())  # not from a floor
         pruned, _ = prune_journal(
-            pm.engine, codebase_id, whole, view.watermark, grace_seconds=grace_seconds
+            pm.engine,
+            codebase_id,
+            whole,
+            view.watermark,
+            grace_seconds=grace_seconds,
+            folded=stored,
         )
         report.removed.extend(sorted(pruned))
     referenced = {layout.file_analysis_key(codebase_id, p) for p in analysis.file_analyses}

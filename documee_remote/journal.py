@@ -127,6 +127,7 @@ __all__ = [
     "peek_watermark",
     "ref_key",
     "set_watermark",
+    "supersede",
     "watermark",
     "writer_id",
 ]
@@ -456,20 +457,50 @@ def fold(
         )
 
 
+def supersede(analysis: CodebaseAnalysis, listing: JournalListing) -> bool:
+    """Record every delta ``listing`` holds as folded into ``analysis``, which replaces them.
+
+    For a save of a whole analysis: the deltas pending in the journal are
+    superseded, and readers must not replay them on top. The commit number
+    passes every listed commit marker, so that a marker at it says the
+    superseded deltas' hashes are settled. Returns whether anything changed.
+    """
+    changed = False
+    if listing.max_seq > watermark(analysis):
+        set_watermark(analysis, listing.max_seq)
+        changed = True
+    folded = recorded_folded(analysis.__pydantic_extra__)
+    pending = listing.pending_named(folded)
+    if pending:
+        after = max(folded.commit, listing.published)
+        set_folded(analysis, _record(folded, pending, 0.0, None, after_commit=after))
+        changed = True
+    return changed
+
+
 def _record(
-    before: Folded, names: Sequence[str], grace_seconds: float, now: float | None
+    before: Folded,
+    names: Sequence[str],
+    grace_seconds: float,
+    now: float | None,
+    *,
+    after_commit: int | None = None,
 ) -> Folded:
     clock = time.time() if now is None else now
-    commit = before.commit + 1
+    commit = (before.commit if after_commit is None else after_commit) + 1
     folded = {**before.names, **dict.fromkeys(names, commit)}
     # The floor follows the compactor's clock, but never the newest name past
     # it: a clock far ahead cannot declare deltas folded that are still coming.
     newest = max(name_ms(n) for n in folded)
     lag_ms = int((grace_seconds + LATE_WRITE_SECONDS) * 1000)
     floor = max(before.floor, min(int(clock * 1000), newest) - lag_ms)
-    times = {**before.times, commit: int(clock)}
-    cutoff = clock - grace_seconds
-    kept = {n: c for n, c in folded.items() if name_ms(n) >= floor or times.get(c, clock) > cutoff}
+    times = {**before.times, commit: int(clock * 1000)}
+    cutoff_ms = (clock - grace_seconds) * 1000
+    kept = {
+        n: c
+        for n, c in folded.items()
+        if name_ms(n) >= floor or times.get(c, cutoff_ms + 1) > cutoff_ms
+    }
     used = {*kept.values(), commit}
     return Folded(commit, floor, kept, {c: t for c, t in times.items() if c in used})
 

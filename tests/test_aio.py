@@ -20,7 +20,7 @@ from typing import Any
 import pydantic_core
 import pytest
 
-from documee_remote import _pieces, codec
+from documee_remote import _pieces, codec, journal
 from documee_remote.aio import AsyncPersistenceManager
 from documee_remote.errors import CorruptObjectError, StoreClosedError
 from documee_remote.manager import PersistenceManager
@@ -108,7 +108,8 @@ def test_every_verb_through_the_async_api(store_url: tuple[str, dict[str, Any]])
             appended = await apm.append_file_analyses(
                 CID, {paths[0]: analysis.file_analyses[paths[0]]}, {paths[0]: "b" * 64}
             )
-            assert appended.seq > 0
+            assert appended.delta.startswith("w")
+            assert apm.sync.store.exists(journal.named_key(CID, appended.delta))
             await apm.compact(CID)
             hashes = await apm.get_file_hashes(CID)
             assert hashes[new_path] == "a" * 64

@@ -204,6 +204,7 @@ ENGINE_LAYERS = [
     "commit",
     "publish",
     "compact",
+    "folder",
     "append",
     "merging",
     "save",

@@ -125,12 +125,16 @@ def test_a_deleted_object_is_not_served_from_the_cache(
 def test_the_immutable_key_shape_is_the_journals() -> None:
     assert IMMUTABLE_KEY.search(journal.delta_key("cb", 7))
     assert IMMUTABLE_KEY.search(journal.delta_key("cb", 10**19))
+    assert IMMUTABLE_KEY.search(journal.named_key("cb", journal.new_name()))
+    assert IMMUTABLE_KEY.search(journal.named_key("cb-2", "w0000000000000-0123456789abcdef"))
     for key in (
         layout.analysis_key("cb"),
         layout.file_hashes_key("cb"),
         layout.file_analysis_key("cb", "/a.py"),
         layout.lease_key("cb"),
         layout.journal_prefix("cb") + f"{7:020d}.folded",
+        journal.commit_marker_key("cb", 7),
+        layout.journal_prefix("cb") + "_folder.json",
     ):
         assert not IMMUTABLE_KEY.search(key), key
 
@@ -587,6 +591,75 @@ def test_pending_merges_are_folded_in_with_the_cache_on(
     third = pm.load_analysis("cb")
     assert third is not None
     assert len(third.file_analyses) == 4
+
+
+def test_folded_named_deltas_still_listed_leave_analysis_json_alone(
+    counting: CountingStore, cache: ReadCache
+) -> None:
+    # Folded deltas stay listed for the grace period: the folded map, not the
+    # listing alone, says they are in analysis.json, so the shared path answers.
+    pm = PersistenceManager(CachingStore(counting, cache), compaction="deferred")
+    pm.save_analysis("cb", make_analysis("cb", n=2))
+    for path in ("/src/new.py", "/src/newer.py"):
+        pm.append_file_analyses("cb", {path: make_file_analysis(path)}, {})
+    pm.compact("cb")
+    listed = journal.parse_listing("cb", counting.list_meta(layout.journal_prefix("cb")))
+    assert len(listed.named) == 2  # still there, folded
+    counting.bodies.clear()
+    first = pm.load_analysis("cb")
+    assert first is not None
+    assert is_frozen(first)
+    assert pm.load_analysis("cb") is first
+    assert len(first.file_analyses) == 4
+    assert not any(counting.bodies[journal.named_key("cb", n)] for n in listed.named)
+
+
+def _rewrite_compact(store: Store, codebase_id: str) -> None:
+    """analysis.json as another tool might write it: one line, so peek_book finds nothing."""
+    key = layout.analysis_key(codebase_id)
+    doc = json.loads(store.get(key).data)
+    assert doc["documee_remote"]["folded"]  # the record the peek will miss
+    store.put(key, json.dumps(doc, separators=(",", ":")).encode())
+
+
+def test_a_body_whose_bookkeeping_cannot_be_peeked_is_read_in_full(
+    counting: CountingStore, cache: ReadCache
+) -> None:
+    pm = PersistenceManager(CachingStore(counting, cache), compaction="deferred")
+    pm.save_analysis("cb", make_analysis("cb", n=2))
+    pm.append_file_analyses("cb", {"/src/new.py": make_file_analysis("/src/new.py")}, {})
+    pm.compact("cb")
+    _rewrite_compact(counting, "cb")
+    # Nothing pending: the full read answers (private), with what is stored.
+    whole = pm.load_analysis("cb")
+    assert whole is not None
+    assert not is_frozen(whole)
+    assert set(whole.file_analyses) == {"/src/m0.py", "/src/m1.py", "/src/new.py"}
+    # A merge pending on top of it is folded in, not hidden behind the unpeeked record.
+    pm.append_file_analyses("cb", {"/src/newer.py": make_file_analysis("/src/newer.py")}, {})
+    later = pm.load_analysis("cb")
+    assert later is not None
+    assert "/src/newer.py" in later.file_analyses
+    assert len(later.file_analyses) == 4
+
+
+def test_an_unpeekable_body_with_no_journal_is_still_checked_against_its_parse(
+    counting: CountingStore, cache: ReadCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The peek is only a shortcut: when it disagrees with the parse, the full read decides.
+    import documee_remote.cache as cache_module
+
+    pm = PersistenceManager(CachingStore(counting, cache), compaction="deferred")
+    pm.save_analysis("cb", make_analysis("cb", n=2))
+    pm.append_file_analyses("cb", {"/src/new.py": make_file_analysis("/src/new.py")}, {})
+    pm.compact("cb")
+    for meta in list(counting.list_meta(layout.journal_prefix("cb"))):
+        counting.delete(meta.key)  # an emptied journal: nothing listed, nothing pending
+    monkeypatch.setattr(cache_module, "peek_book", lambda raw: {})
+    found = pm.load_analysis("cb")
+    assert found is not None
+    assert not is_frozen(found)
+    assert len(found.file_analyses) == 3
 
 
 def test_an_absent_analysis_is_none(counting: CountingStore, cache: ReadCache) -> None:

@@ -456,13 +456,15 @@ def test_compact_folds_a_deferred_journal_and_reports_it(store_url: str) -> None
     assert data["ok"] is True
     [report] = data["codebases"]
     assert report["codebase_id"] == FLOATS
-    assert (report["folded"], report["watermark"], report["analysis_written"]) == (3, 3, True)
+    # Named deltas: the legacy watermark stays 0, the first commit that folds them is 1.
+    assert (report["folded"], report["watermark"], report["commit"]) == (3, 0, 1)
+    assert report["analysis_written"] is True
     with PersistenceManager(store_url) as pm:
         stored = codec.load_codebase_analysis(pm.store.get(f"{FLOATS}/analysis.json").data)
         assert {"/new0.py", "/new1.py", "/new2.py"} <= set(stored.file_analyses)
     # Nothing pending: a second run writes nothing; every codebase is compacted without ID.
     again = run_json("compact", FLOATS, "--store", store_url)["codebases"][0]
-    assert (again["folded"], again["analysis_written"]) == (0, False)
+    assert (again["folded"], again["analysis_written"], again["commit"]) == (0, False, 1)
     human = run("compact", "--store", store_url)
     assert human.exit_code == 6  # the fixture's unreadable codebase is skipped, and said so
     assert FLOATS in human.stdout
@@ -988,7 +990,10 @@ def test_compact_prints_a_table_not_raw_dicts(tmp_path: Path) -> None:
     header = " ".join(result.stdout.split())
     assert "folded" in header
     assert "watermark" in header
+    assert "commit" in header
     assert "written" in header
+    cells = [line.replace("│", " ").split() for line in result.stdout.splitlines()]
+    assert any(c[:4] == ["cb", "1", "0", "1"] for c in cells), result.stdout
 
 
 def test_verify_reports_a_per_file_object_or_hashes_over_the_limit(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +11,13 @@ import pytest
 from documee_remote import PersistenceManager, PreconditionFailedError
 from documee_remote.codec import dump_file_analysis
 from documee_remote.integrity import FindingKind
-from documee_remote.layout import file_analysis_key, is_file_analysis_name
+from documee_remote.layout import (
+    analysis_key,
+    file_analysis_key,
+    is_file_analysis_name,
+    journal_prefix,
+)
+from documee_remote.merge import new_analysis
 from documee_remote.stores import LocalStore, MemoryStore, Store
 from documee_remote.testing.factories import content_hash, make_file_analysis
 
@@ -139,8 +146,10 @@ def test_gc_removes_old_orphans_only(store: Store) -> None:
     dry = pm.gc("cb1", grace_seconds=0, dry_run=True)
     assert dry.removed == [orphan]
     assert store.exists(orphan)
+    folded = [journal_prefix("cb1") + n for n in _journal_names(store) if n.startswith("w")]
+    assert len(folded) == 1  # the merge's delta, folded by its own (eager) merge
     done = pm.gc("cb1", grace_seconds=0)
-    assert done.removed == [orphan]
+    assert done.removed == [orphan, *folded]  # the per-file orphan, then folded journal deltas
     assert not store.exists(orphan)
     assert pm.verify("cb1").ok
     assert sum(1 for k in store.list("cb1/") if is_file_analysis_name(k[4:])) == 5
@@ -150,6 +159,93 @@ def test_gc_without_analysis_removes_nothing(store: Store) -> None:
     store.put(file_analysis_key("cb1", "/a.py"), b"{}")
     assert PersistenceManager(store).gc("cb1", grace_seconds=0).removed == []
     assert store.exists(file_analysis_key("cb1", "/a.py"))
+
+
+def _journal_names(store: Store, codebase_id: str = "cb1") -> list[str]:
+    prefix = journal_prefix(codebase_id)
+    return sorted(k[len(prefix) :] for k in store.list(prefix))
+
+
+def test_gc_keeps_pending_named_deltas_even_with_no_grace(store: Store) -> None:
+    # The deltas pending in the journal are the only copy of their merges. A
+    # read folds them in memory under a commit dated now; gc must judge them
+    # by the folded map stored in analysis.json, or grace 0 deletes them.
+    pm = PersistenceManager(store, compaction="deferred")
+    pm.save_analysis("cb1", new_analysis("cb1"))
+    for i in range(3):
+        path = f"/src/p{i}.py"
+        pm.append_file_analyses("cb1", {path: make_file_analysis(path)}, {})
+    before = _journal_names(store)
+    assert len([n for n in before if n.startswith("w")]) == 3
+    report = pm.gc("cb1", grace_seconds=0)
+    assert not [k for k in report.removed if "/_journal/" in k]
+    assert _journal_names(store) == before
+    loaded = pm.load_analysis("cb1")
+    assert loaded is not None
+    assert set(loaded.file_analyses) == {f"/src/p{i}.py" for i in range(3)}
+
+
+def test_gc_prunes_folded_named_deltas_and_old_commit_markers_only(store: Store) -> None:
+    pm = PersistenceManager(store, compaction="deferred")
+    pm.save_analysis("cb1", new_analysis("cb1"))
+    pm.append_file_analyses("cb1", {"/a.py": make_file_analysis("/a.py")}, {})
+    pm.compact("cb1")
+    pm.append_file_analyses("cb1", {"/b.py": make_file_analysis("/b.py")}, {})
+    pm.compact("cb1")
+    pm.append_file_analyses("cb1", {"/c.py": make_file_analysis("/c.py")}, {})  # pending
+    names = _journal_names(store)
+    deltas = [n for n in names if n.startswith("w")]
+    assert len(deltas) == 3
+    assert [n for n in names if n.startswith("c")] == [f"c{1:020d}.folded", f"c{2:020d}.folded"]
+    young = pm.gc("cb1")  # the default grace: everything is young
+    assert not [k for k in young.removed if "/_journal/" in k]
+    report = pm.gc("cb1", grace_seconds=0)
+    removed = sorted(k.rsplit("/", 1)[1] for k in report.removed)
+    assert removed == sorted([*(d for d in deltas[:2]), f"c{1:020d}.folded"])
+    assert _journal_names(store) == [f"c{2:020d}.folded", deltas[2]]
+    loaded = pm.load_analysis("cb1")
+    assert loaded is not None
+    assert set(loaded.file_analyses) == {"/a.py", "/b.py", "/c.py"}
+    assert pm.verify("cb1").ok
+
+
+def test_gc_reads_the_folded_map_of_an_analysis_json_written_on_one_line(store: Store) -> None:
+    # Another tool's layout: the bookkeeping is not where peek_book looks.
+    pm = PersistenceManager(store, compaction="deferred")
+    pm.save_analysis("cb1", new_analysis("cb1"))
+    pm.append_file_analyses("cb1", {"/a.py": make_file_analysis("/a.py")}, {})
+    pm.compact("cb1")
+    pm.append_file_analyses("cb1", {"/b.py": make_file_analysis("/b.py")}, {})  # pending
+    key = analysis_key("cb1")
+    doc = json.loads(store.get(key).data)
+    store.put(key, json.dumps(doc, separators=(",", ":")).encode())
+    folded, pending = [n for n in _journal_names(store) if n.startswith("w")]
+    report = pm.gc("cb1", grace_seconds=0)
+    assert journal_prefix("cb1") + folded in report.removed
+    assert pending in _journal_names(store)
+    loaded = pm.load_analysis("cb1")
+    assert loaded is not None
+    assert set(loaded.file_analyses) == {"/a.py", "/b.py"}
+
+
+def test_verify_reports_no_journal_object_as_a_stray(store: Store) -> None:
+    # Eager merges leave a folder record, commit markers and (young) folded
+    # deltas; deferred ones leave pending deltas: none of them is a finding.
+    pm = seeded(store)
+    pm.merge_file_analyses("cb1", {"/src/more.py": make_file_analysis("/src/more.py")}, {})
+    PersistenceManager(store, compaction="deferred").append_file_analyses(
+        "cb1", {"/src/late.py": make_file_analysis("/src/late.py")}, {}
+    )
+    names = _journal_names(store)
+    assert "_folder.json" in names
+    assert any(n.startswith("c") and n.endswith(".folded") for n in names)
+    assert sum(1 for n in names if n.startswith("w")) == 3
+    report = pm.verify("cb1", grace_seconds=0)
+    assert report.findings == []
+    assert report.files_checked == 7
+    repaired = pm.verify("cb1", repair=True, grace_seconds=0)
+    assert repaired.findings == []
+    assert _journal_names(store) == names
 
 
 class DeleteRacingStore(MemoryStore):

@@ -358,21 +358,27 @@ def test_a_rival_compaction_that_folds_our_delta_counts_as_our_commit() -> None:
         rival_pm.merge_file_analyses("cb1", {path: make_file_analysis(path)}, {path: "r" * 64})
 
     store = RacingStore("cb1/analysis.json", rivals=3, rival=rival)
-    rival_pm = PersistenceManager(_Unracing(store), retry=FAST)
+    # The rival merges while we hold the folder record and are about to commit: it takes
+    # the record over once it is stale (group_wait_seconds) and folds both deltas.
+    rival_pm = PersistenceManager(
+        _Unracing(store), retry=FAST, compaction=CompactionPolicy(group_wait_seconds=0.1)
+    )
     pm = PersistenceManager(store, retry=FAST)
     stats = TransactionStats()
     committed = pm.merge_file_analyses(
         "cb1", {"/mine.py": make_file_analysis("/mine.py")}, {"/mine.py": "m" * 64}, stats=stats
     )
-    # The rival's compaction folded delta 1 (ours) with its own delta 2. What the merge
-    # returns is the state at its own seq (it holds this merge), not parsed again.
-    assert set(committed.file_analyses) == {"/mine.py"}
+    # Our commit lost to the rival's, which folded our delta with its own: the merge
+    # returns what analysis.json holds (this merge included), and commits nothing more.
+    assert set(committed.file_analyses) == {"/mine.py", "/rival0.py"}
     assert stats.conflicts == 1
-    assert sorted(k.rsplit("/", 1)[1] for k in store.list("cb1/_journal/")) == [
-        "00000000000000000001.json",
-        "00000000000000000002.folded",
-        "00000000000000000002.json",
-    ]
+    names = sorted(k.rsplit("/", 1)[1] for k in store.list("cb1/_journal/"))
+    deltas = [n[:-5] for n in names if re.fullmatch(r"w\d{13}-[0-9a-f]{16}\.json", n)]
+    assert len(deltas) == 2
+    assert names == ["_folder.json", f"c{1:020d}.folded", *(f"{d}.json" for d in deltas)]
+    stored = json.loads(store.get("cb1/analysis.json").data)
+    assert stored["documee_remote"]["commit"] == 1  # one commit folded both
+    assert stored["documee_remote"]["folded"] == dict.fromkeys(deltas, 1)
     assert pm.get_file_hashes("cb1") == {"/mine.py": "m" * 64, "/rival0.py": "r" * 64}
     loaded = pm.load_analysis("cb1")
     assert loaded is not None

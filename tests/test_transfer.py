@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from documee_remote import codec, journal, layout
 from documee_remote.analyser import analyse_codebase
 from documee_remote.errors import (
     ConfigurationError,
@@ -495,12 +496,16 @@ def _fa(path: str, version: int) -> tuple[FileAnalysis, str]:
 def _two_file_store() -> tuple[MemoryStore, dict[str, tuple[FileAnalysis, str]]]:
     """A store whose codebase holds ``p00`` (version 1) and ``gone.py``."""
     store = MemoryStore()
+    return store, _two_file_store_into(store)
+
+
+def _two_file_store_into(store: Store) -> dict[str, tuple[FileAnalysis, str]]:
     old = {"p00": _fa("p00", 1), "gone.py": _fa("gone.py", 1)}
     pm = PersistenceManager(store)
     pm.merge_file_analyses(
         CB, {p: fa for p, (fa, _) in old.items()}, {p: h for p, (_, h) in old.items()}
     )
-    return store, old
+    return old
 
 
 def _local_34(root: Path) -> dict[str, tuple[FileAnalysis, str]]:
@@ -784,23 +789,49 @@ def _pending_merges(store: Store, n: int) -> dict[str, tuple[FileAnalysis, str]]
     return merges
 
 
+def _legacy_delta(
+    store: Store,
+    seq: int,
+    files: dict[str, tuple[FileAnalysis, str]],
+    *,
+    removed: tuple[str, ...] = (),
+) -> None:
+    """A merge as a version before named deltas wrote it: per-file objects, then ``<seq>.json``."""
+    bodies = {p: codec.dump_file_analysis(fa) for p, (fa, _) in files.items()}
+    for path, body in bodies.items():
+        store.put(layout.file_analysis_key(CB, path), body)
+    hashes = {p: h for p, (_, h) in files.items()}
+    body = journal.encode_delta(CB, bodies, removed=removed, file_hashes=hashes)
+    store.put(journal.delta_key(CB, seq), body, if_none_match="*")
+
+
+def _legacy_pending_merges(store: Store, n: int) -> dict[str, tuple[FileAnalysis, str]]:
+    """``n`` merges a legacy writer appended to ``store``'s journal, left pending."""
+    start = journal.parse_listing(CB, store.list_meta(layout.journal_prefix(CB))).max_seq + 1
+    merges = {f"pending{i}.py": _fa(f"pending{i}.py", 1) for i in range(n)}
+    for seq, (path, version) in enumerate(merges.items(), start):
+        _legacy_delta(store, seq, {path: version})
+    return merges
+
+
 def _local_with_journal(root: Path, n: int) -> dict[str, tuple[FileAnalysis, str]]:
-    """A local directory whose analysis.json folded journal deltas 1..n (watermark n)."""
+    """A local directory whose analysis.json folded legacy journal deltas 1..n (watermark n)."""
     store = LocalStore(root)
     merges = {f"local{i}.py": _fa(f"local{i}.py", 2) for i in range(n)}
+    for seq, (path, version) in enumerate(merges.items(), 1):
+        _legacy_delta(store, seq, {path: version})
     with PersistenceManager(store, compaction="deferred") as pm:
-        for path, (fa, digest) in merges.items():
-            pm.append_file_analyses(CB, {path: fa}, {path: digest})
         assert pm.compact(CB).watermark == n
     return merges
 
 
-def test_pending_merges_at_the_destination_stay_and_fold_on_top(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["legacy", "named"])
+def test_pending_merges_at_the_destination_stay_and_fold_on_top(tmp_path: Path, kind: str) -> None:
     local = tmp_path / "local"
     new = _local_34(local)
     shutil.rmtree(local / CB / "_journal")  # as an upstream directory: no journal, watermark 0
     store, old = _two_file_store()
-    pending = _pending_merges(store, 2)
+    pending = (_legacy_pending_merges if kind == "legacy" else _pending_merges)(store, 2)
     assert push(local, store).ok
     pm = PersistenceManager(store)
     analysis = pm.load_analysis(CB)
@@ -814,7 +845,7 @@ def test_a_pending_merge_is_never_overwritten_by_a_diverged_journal(tmp_path: Pa
     local = tmp_path / "local"
     _local_with_journal(local, 5)
     store = MemoryStore()
-    pending = _pending_merges(store, 3)
+    pending = _legacy_pending_merges(store, 3)
     before = {k: store.get(k).data for k in store.list(f"{CB}/_journal/")}
     for report in (
         push(local, store),
@@ -835,7 +866,7 @@ def test_a_watermark_that_would_hide_pending_merges_is_refused(tmp_path: Path) -
     for seq in range(1, 5):  # the source kept only the delta at its watermark
         (local / CB / "_journal" / f"{seq:020d}.json").unlink()
     store = MemoryStore()
-    pending = _pending_merges(store, 3)
+    pending = _legacy_pending_merges(store, 3)
     before = sorted(store.list())
     report = push(local, store)
     assert f"{CB}/analysis.json" in {c.key for c in report.conflicts}
@@ -914,6 +945,167 @@ def test_a_push_below_the_destination_watermark_does_not_replay_folded_merges(
     assert analysis is not None
     assert set(analysis.file_analyses) == set(first) | set(pending)
     _assert_claims_match_analysis(store, first, pending)
+
+
+def test_a_push_below_a_legacy_watermark_does_not_replay_folded_merges(tmp_path: Path) -> None:
+    # The same, with the store's journal as a version before named deltas left it.
+    store = MemoryStore()
+    first = {"a.py": _fa("a.py", 1), "b.py": _fa("b.py", 1)}
+    later = {"c.py": _fa("c.py", 1)}
+    _legacy_delta(store, 1, first)
+    _legacy_delta(store, 2, later, removed=("b.py",))
+    assert PersistenceManager(store).compact(CB).watermark == 2
+    local = tmp_path / "local"
+    _upstream_dir(local, first)
+    report = push(local, store)
+    assert report.ok
+    assert report.rebased == [f"{CB}/analysis.json"]
+    _assert_claims_match_analysis(store, first, later)
+    analysis = PersistenceManager(store).load_analysis(CB)
+    assert analysis is not None
+    assert set(analysis.file_analyses) == set(first)
+    pending = _legacy_pending_merges(store, 1)
+    assert push(local, store).ok
+    analysis = PersistenceManager(store).load_analysis(CB)
+    assert analysis is not None
+    assert set(analysis.file_analyses) == set(first) | set(pending)
+
+
+def _stored_book(store: Store) -> dict[str, object]:
+    doc = json.loads(store.get(f"{CB}/analysis.json").data)
+    book = doc["documee_remote"]
+    assert isinstance(book, dict)
+    return book
+
+
+def test_a_push_over_folded_named_deltas_carries_their_names_and_replays_none(
+    tmp_path: Path,
+) -> None:
+    store = MemoryStore()
+    pm = PersistenceManager(store)
+    folded = {f"d{i}.py": _fa(f"d{i}.py", 1) for i in range(3)}
+    for path, (fa, digest) in folded.items():
+        pm.merge_file_analyses(CB, {path: fa}, {path: digest})
+    theirs = _stored_book(store)
+    assert len(theirs["folded"]) == 3  # type: ignore[arg-type]
+    # The compaction of d2.py died before its marker: its hashes count as unpublished.
+    store.delete(journal.commit_marker_key(CB, 3))
+    local = tmp_path / "local"
+    new = _local_34(local)  # its own journal: one named delta, its own commit 1
+    report = push(local, store)
+    assert report.ok
+    ours = _stored_book(store)
+    # The union: the destination's three names and the source's one, the higher counter.
+    assert set(theirs["folded"]) < set(ours["folded"])  # type: ignore[arg-type]
+    assert len(ours["folded"]) == 4  # type: ignore[arg-type]
+    assert ours["commit"] == theirs["commit"] == 3
+    analysis = PersistenceManager(store).load_analysis(CB)
+    assert analysis is not None
+    assert set(analysis.file_analyses) == set(new)  # the d*.py merges are not replayed
+    # The next compaction publishes only what the copy holds: not d2.py's claim,
+    # which the copy's commit marker retired with the analysis it replaced.
+    after = {"after.py": _fa("after.py", 1)}
+    deferred = PersistenceManager(store, compaction="deferred")
+    deferred.append_file_analyses(CB, {"after.py": after["after.py"][0]}, {})
+    assert deferred.compact(CB).folded == 1
+    _assert_claims_match_analysis(store, new, after)
+    assert "d2.py" not in PersistenceManager(store).get_file_hashes(CB)
+
+
+def _local_holding(root: Path, store: Store, names: list[str]) -> None:
+    """A local directory whose analysis.json folded ``store``'s deltas ``names`` (as if
+    pulled, then compacted), with those deltas no longer in its journal."""
+    local = LocalStore(root)
+    for name in names:
+        key = journal.named_key(CB, name)
+        local.put(key, store.get(key).data)
+    with PersistenceManager(local, compaction="deferred") as pm:
+        assert pm.compact(CB).folded == len(names)
+    for name in names:
+        local.delete(journal.named_key(CB, name))
+
+
+def test_a_copied_folded_map_that_would_hide_pending_named_merges_is_refused(
+    tmp_path: Path,
+) -> None:
+    store = MemoryStore()
+    pending = _pending_merges(store, 2)
+    names = sorted(journal.parse_listing(CB, store.list_meta(f"{CB}/_journal/")).named)
+    local = tmp_path / "local"
+    _local_holding(local, store, names[:1])  # its map names the first; it lacks the delta
+    before = {k: store.get(k).data for k in store.list()}
+    report = push(local, store)
+    assert not report.ok
+    assert report.conflicts[0].key == f"{CB}/analysis.json"
+    assert "would hide them" in report.conflicts[0].reason
+    assert names[0] in report.conflicts[0].reason
+    assert {k: store.get(k).data for k in store.list()} == before  # nothing written
+    analysis = PersistenceManager(store).load_analysis(CB)
+    assert analysis is not None
+    assert set(analysis.file_analyses) == set(pending)
+
+
+def test_a_copied_floor_that_would_hide_a_pending_named_merge_is_refused(tmp_path: Path) -> None:
+    # A destination in deferred mode can keep a merge pending for hours; a source
+    # compacted since has a floor above it, and never saw it.
+    store = MemoryStore()
+    _pending_merges(store, 1)
+    (name,) = journal.parse_listing(CB, store.list_meta(f"{CB}/_journal/")).named
+    local = tmp_path / "local"
+    _local_34(local)
+    key = local / CB / "analysis.json"
+    doc = json.loads(key.read_bytes())
+    doc["documee_remote"]["floor"] = journal.name_ms(name) + 1
+    key.write_bytes(json.dumps(doc, indent=2).encode())
+    before = {k: store.get(k).data for k in store.list()}
+    report = push(local, store)
+    assert not report.ok
+    assert name in report.conflicts[0].reason
+    assert "would hide them" in report.conflicts[0].reason
+    assert {k: store.get(k).data for k in store.list()} == before  # nothing written
+    analysis = PersistenceManager(store).load_analysis(CB)
+    assert analysis is not None
+    assert set(analysis.file_analyses) == {"pending0.py"}
+
+
+def test_a_merge_pending_at_the_source_but_folded_at_the_destination_is_not_dropped(
+    tmp_path: Path,
+) -> None:
+    # Pulled while a merge was pending there; the destination folded it since.
+    store = MemoryStore()
+    _two_file_store_into(store)
+    pending = _pending_merges(store, 1)
+    local = tmp_path / "local"
+    assert pull(store, local).ok
+    PersistenceManager(store).compact(CB)
+    PersistenceManager(LocalStore(local), compaction="deferred").append_file_analyses(
+        CB, {"mine.py": _fa("mine.py", 1)[0]}, {"mine.py": _fa("mine.py", 1)[1]}
+    )
+    report = push(local, store)
+    assert not report.ok
+    assert "on the source first" in report.conflicts[0].reason
+    # Compacted at the source, the same push goes over and loses nothing.
+    PersistenceManager(LocalStore(local)).compact(CB)
+    assert push(local, store).ok
+    analysis = PersistenceManager(store).load_analysis(CB)
+    assert analysis is not None
+    assert set(pending) | {"mine.py", "p00", "gone.py"} <= set(analysis.file_analyses)
+
+
+def test_a_mirror_never_deletes_a_pending_named_merge(tmp_path: Path) -> None:
+    store = MemoryStore()
+    pending = _pending_merges(store, 1)
+    (name,) = journal.parse_listing(CB, store.list_meta(f"{CB}/_journal/")).named
+    local = tmp_path / "local"
+    _local_34(local)
+    report = push(local, store, delete=True)
+    assert not report.ok
+    assert report.conflicts[0].key == journal.named_key(CB, name)
+    assert name in report.conflicts[0].reason
+    assert store.exists(journal.named_key(CB, name))
+    analysis = PersistenceManager(store).load_analysis(CB)
+    assert analysis is not None
+    assert set(pending) <= set(analysis.file_analyses)
 
 
 class PlainStore(RecordingStore):

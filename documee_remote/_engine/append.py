@@ -105,21 +105,24 @@ def append(
     name, meta = create_delta(eng, codebase_id, body, policy, stats, after_ms=after_ms)
     compaction: CompactReport | None = None
     committed: CodebaseAnalysis | None = None
+    # The delta as a compaction of ours folds it, without reading it back.
+    delta = Delta(
+        format=journal.DELTA_FORMAT,
+        codebase_id=codebase_id,
+        created_at="",
+        writer="",
+        analysis_time_ms=analysis_time_ms,
+        removed=sorted(removed),
+        file_hashes=dict(file_hashes),
+        file_analyses=dict(analyses),
+        graph=graph,
+    )
     try:
         if eager:
-            txn = fold_until(eng, codebase_id, name, policy, journal.writer_id())
-        else:
-            delta = Delta(
-                format=journal.DELTA_FORMAT,
-                codebase_id=codebase_id,
-                created_at="",
-                writer="",
-                analysis_time_ms=analysis_time_ms,
-                removed=sorted(removed),
-                file_hashes=dict(file_hashes),
-                file_analyses=dict(analyses),
-                graph=graph,
+            txn = fold_until(
+                eng, codebase_id, name, delta, policy=policy, writer=journal.writer_id()
             )
+        else:
             txn = _compact_if_due(
                 eng,
                 codebase_id,

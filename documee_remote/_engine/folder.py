@@ -29,13 +29,16 @@ itself.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import random
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from .. import layout
+from ..bookkeeping import recorded_folded, watermark
 from ..errors import (
     ConflictError,
     DocumeeRemoteError,
@@ -43,17 +46,23 @@ from ..errors import (
     PreconditionFailedError,
     TransientError,
 )
+from ..journal import Delta, JournalListing
 from ..retry import RetryPolicy
 from .commit import Transaction
 from .compact import compact
 from .context import Engine
+from .reads import list_journal
 
 # The manager's logger: these records were the manager's before the engine was
 # split out of it, and handlers and filters configured for it keep working.
 logger = logging.getLogger("documee_remote.manager")
 
-#: The longest pause between two reads of the folder record by a waiter.
-_MAX_PAUSE = 0.25
+#: Bounds of the pause between two reads of the folder record by a waiter.
+_MIN_PAUSE, _MAX_PAUSE = 0.05, 5.0
+#: Reads of the folder record per second that all of a codebase's waiters
+#: together aim to stay under: far below S3's 5,500 GET/s per prefix, and few
+#: enough that polling never crowds out the folder's own requests.
+POLL_BUDGET = 200.0
 
 
 def folder_key(codebase_id: str) -> str:
@@ -69,6 +78,10 @@ class FolderRecord:
     cycle: int
     folded: frozenset[str]
     etag: str | None
+    #: How long the folder's last cycle took (seconds), and how many deltas were
+    #: pending when it listed: waiters pace their reads by both.
+    seconds: float = 0.0
+    pending: int = 0
 
     def encode(self) -> bytes:
         return json.dumps(
@@ -77,6 +90,8 @@ class FolderRecord:
                 "holder": self.holder,
                 "cycle": self.cycle,
                 "folded": sorted(self.folded),
+                "seconds": round(self.seconds, 3),
+                "pending": self.pending,
                 "at": datetime.now(UTC).isoformat(),
             },
             separators=(",", ":"),
@@ -94,9 +109,17 @@ def read_record(eng: Engine, codebase_id: str) -> FolderRecord:
         holder = doc.get("holder")
         cycle = doc.get("cycle", 0)
         folded = doc.get("folded", [])
-        if not (isinstance(holder, str | None) and isinstance(cycle, int)):
+        seconds = doc.get("seconds", 0.0)
+        pending = doc.get("pending", 0)
+        if not (
+            isinstance(holder, str | None)
+            and isinstance(cycle, int)
+            and isinstance(seconds, int | float)
+            and isinstance(pending, int)
+        ):
             raise ValueError("not a folder record")
-        return FolderRecord(holder, cycle, frozenset(str(n) for n in folded), obj.etag)
+        folded_names = frozenset(str(n) for n in folded)
+        return FolderRecord(holder, cycle, folded_names, obj.etag, float(seconds), pending)
     except (ValueError, AttributeError, TypeError):
         logger.warning("the folder record of %s is not readable; taking it over", codebase_id)
         return FolderRecord(None, 0, frozenset(), obj.etag)
@@ -115,7 +138,13 @@ def write_record(eng: Engine, codebase_id: str, record: FolderRecord, *, over: s
 
 
 def fold_until(
-    eng: Engine, codebase_id: str, name: str, policy: RetryPolicy, writer: str
+    eng: Engine,
+    codebase_id: str,
+    name: str,
+    delta: Delta,
+    *,
+    policy: RetryPolicy,
+    writer: str,
 ) -> Transaction | None:
     """Return once ``analysis.json`` holds delta ``name`` and its hashes are published.
 
@@ -126,10 +155,10 @@ def fold_until(
     first_cycle: int | None = None
     watched: tuple[str | None, float] = (None, time.monotonic())
     progress_at = time.monotonic()
-    pause = 0.01
+    pause = _MIN_PAUSE
     while True:
         try:
-            record = read_record(eng, codebase_id)
+            record: FolderRecord | None = read_record(eng, codebase_id)
         except TransientError:
             record = None
         now = time.monotonic()
@@ -150,30 +179,25 @@ def fold_until(
                     writer=writer,
                     etag=record.etag,
                     cycle=record.cycle,
+                    own=(name, delta),
                 )
             if record.etag != watched[0]:
                 watched, progress_at = (record.etag, now), now
-            free = record.holder is None or now - watched[1] >= wait
-            if free:
-                try:
-                    etag = write_record(
+            # A folder slowed by an overloaded store is not dead: judge it by its
+            # own pace as well as by the policy.
+            stale_after = max(wait, 3 * record.seconds)
+            if record.holder is None or now - watched[1] >= stale_after:
+                taken = _take(eng, codebase_id, record, writer)
+                if taken is not None:
+                    return _lead(
                         eng,
                         codebase_id,
-                        FolderRecord(writer, record.cycle, record.folded, None),
-                        over=record.etag,
+                        policy=policy,
+                        writer=writer,
+                        etag=taken,
+                        cycle=record.cycle,
+                        own=(name, delta),
                     )
-                except (PreconditionFailedError, ConflictError, TransientError):
-                    continue  # another writer took it (or the store hiccupped): read again
-                if record.holder is not None:
-                    logger.info(
-                        "journal of %s: folder %s made no progress for %.1f s; taking over",
-                        codebase_id,
-                        record.holder,
-                        wait,
-                    )
-                return _lead(
-                    eng, codebase_id, policy=policy, writer=writer, etag=etag, cycle=record.cycle
-                )
         if now - progress_at >= 3 * wait:
             logger.info(
                 "journal of %s: no folder made progress for %.1f s; compacting delta %s",
@@ -181,36 +205,103 @@ def fold_until(
                 3 * wait,
                 name,
             )
-            return compact(eng, codebase_id, policy, until=name)
-        time.sleep(pause)
+            txn = compact(eng, codebase_id, policy, until=name, known={name: delta})
+            # Found folded without parsing, its analysis is not the committed one.
+            return txn if txn._state.wrote else None
+        if record is not None and (record.seconds > 0 or record.pending > 0):
+            # Three quarters of the folder's last cycle: a waiter needs a cycle
+            # and a half on average, so two or three reads, and learns of its fold
+            # under half a cycle late. And no faster than the poll budget
+            # shared among as many waiters as deltas were pending.
+            paced = max(record.seconds * 0.75, record.pending / POLL_BUDGET)
+            pause = min(max(paced, _MIN_PAUSE), _MAX_PAUSE)
+        # Jittered, so that writers released together do not read together.
+        time.sleep(pause * random.uniform(0.75, 1.25))
         pause = min(pause * 1.6, _MAX_PAUSE)
 
 
+def _take(eng: Engine, codebase_id: str, record: FolderRecord, writer: str) -> str | None:
+    """Try to become the folder; the record's new ETag, or None when another writer won."""
+    try:
+        etag = write_record(
+            eng,
+            codebase_id,
+            FolderRecord(writer, record.cycle, record.folded, None, record.seconds, record.pending),
+            over=record.etag,
+        )
+    except (PreconditionFailedError, ConflictError, TransientError):
+        return None  # another writer took it (or the store hiccupped): wait, read again
+    if record.holder is not None:
+        logger.info(
+            "journal of %s: folder %s made no progress; taking over", codebase_id, record.holder
+        )
+    return etag
+
+
 def _lead(
-    eng: Engine, codebase_id: str, *, policy: RetryPolicy, writer: str, etag: str, cycle: int
+    eng: Engine,
+    codebase_id: str,
+    *,
+    policy: RetryPolicy,
+    writer: str,
+    etag: str,
+    cycle: int,
+    own: tuple[str, Delta],
 ) -> Transaction:
-    """Fold for everyone until nothing is pending (or we served long enough); free the record."""
+    """Fold for everyone until nothing is pending (or we served long enough); free the record.
+
+    Each cycle's listing is made after the record's previous version was
+    written, and everything pending in it is committed before the record
+    says ``cycle + 1`` (see the module doc). After a commit, one listing
+    tells whether anything is pending still; only then is ``analysis.json``
+    read again.
+    """
     first: Transaction | None = None
     own_done_at = 0.0
+    listing: JournalListing | None = None
+    last = frozenset[str]()
     try:
         while True:
-            txn = compact(eng, codebase_id, policy)
-            folded = frozenset(deltas_named(txn)) if txn._state.wrote else frozenset()
+            started = time.monotonic()
+            txn = compact(
+                eng,
+                codebase_id,
+                policy,
+                listing=listing,
+                known=None if first is not None else {own[0]: own[1]},
+            )
             if first is None:
                 first = txn  # it listed after our delta landed: our delta is in
                 own_done_at = time.monotonic()
+            last = frozenset(deltas_named(txn)) if txn._state.wrote else last
             cycle += 1
-            served = time.monotonic() - own_done_at >= eng.compaction.group_wait_seconds
-            release = not folded or served
-            record = FolderRecord(None if release else writer, cycle, folded, None)
+            took = time.monotonic() - started
+            # What this cycle folded stands in for how many writers wait (the
+            # record must be written before the next listing).
+            pending = len(txn._state.folded) if txn._state.wrote else 0
             try:
-                etag = write_record(eng, codebase_id, record, over=etag)
+                etag = write_record(
+                    eng,
+                    codebase_id,
+                    FolderRecord(writer, cycle, last, None, took, pending),
+                    over=etag,
+                )
             except (PreconditionFailedError, ConflictError):
                 # Taken over (we were too slow): our delta is folded, the new
                 # folder serves the rest.
                 return first
-            if release:
-                return first
+            if time.monotonic() - own_done_at >= eng.compaction.group_wait_seconds:
+                break  # served long enough: the next writer folds what remains
+            # Listed after the record above was written, as a cycle must be.
+            listing = _pending_listing(eng, codebase_id, txn)
+            if listing is None:
+                cycle += 1  # a cycle that found nothing pending
+                break
+        # Taken over meanwhile (412), the new folder frees it.
+        with contextlib.suppress(PreconditionFailedError, ConflictError):
+            record = FolderRecord(None, cycle, last, None, took, pending)
+            write_record(eng, codebase_id, record, over=etag)
+        return first
     except BaseException as exc:
         # Free the record so that waiters need not wait for it to go stale;
         # the cycle stays, since this one did not finish its fold.
@@ -232,6 +323,20 @@ def _lead(
             )
             return first
         raise
+
+
+def _pending_listing(eng: Engine, codebase_id: str, txn: Transaction) -> JournalListing | None:
+    """A fresh listing when it shows deltas the committed analysis lacks; else None.
+
+    Judged against the analysis this folder committed (or found): if another
+    writer committed since, the next cycle's read finds out, at the cost of
+    that read.
+    """
+    listing = list_journal(eng, codebase_id)
+    held = recorded_folded(txn.analysis.__pydantic_extra__)
+    if listing.above(watermark(txn.analysis)) or listing.pending_named(held):
+        return listing
+    return None
 
 
 def deltas_named(txn: Transaction) -> list[str]:

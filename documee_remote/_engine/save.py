@@ -7,11 +7,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .. import codec, journal, layout
+from ..bookkeeping import recorded_folded
 from ..errors import PreconditionFailedError
 from ..models import CodebaseAnalysis
 from ..stores import etag_of
 from .context import Engine
-from .journal_io import put_marker
+from .journal_io import put_commit_marker, put_marker
 
 # The manager's logger: these records were the manager's before the engine was
 # split out of it, and handlers and filters configured for it keep working.
@@ -42,11 +43,11 @@ def save(eng: Engine, codebase_id: str, analysis: CodebaseAnalysis) -> SaveRepor
     stored = {meta.key: meta.etag for meta in metas}
     listed_journal = journal.parse_listing(codebase_id, metas)
     journal_seq = listed_journal.max_seq
-    if journal_seq > journal.watermark(analysis):
-        # This save replaces everything, deltas pending in the journal
-        # included: mark them folded, or readers would replay them on top.
-        analysis = analysis.model_copy()
-        journal.set_watermark(analysis, journal_seq)
+    # This save replaces everything, deltas pending in the journal included:
+    # mark them folded, or readers would replay them on top.
+    superseded = analysis.model_copy()
+    if journal.supersede(superseded, listed_journal):
+        analysis = superseded
     per_file = {
         layout.file_analysis_key(codebase_id, path): codec.dump_file_analysis(fa)
         for path, fa in analysis.file_analyses.items()
@@ -62,9 +63,12 @@ def save(eng: Engine, codebase_id: str, analysis: CodebaseAnalysis) -> SaveRepor
     wrote_analysis = stored.get(cb_key) != etag_of(body)
     if wrote_analysis:
         eng.store.put(cb_key, body)
+    # The superseded deltas must not lend their hashes to get_file_hashes.
     if journal_seq and journal_seq not in listed_journal.markers:
-        # The superseded deltas must not lend their hashes to get_file_hashes.
         put_marker(eng, codebase_id, journal_seq)
+    commit = recorded_folded(analysis.__pydantic_extra__).commit
+    if commit > listed_journal.published:
+        put_commit_marker(eng, codebase_id, commit)
     stale = {
         key: etag
         for key, etag in stored.items()

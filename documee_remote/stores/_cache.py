@@ -8,12 +8,13 @@ it. It never serves stale data:
   objects, anything not below) are revalidated on every read with a
   conditional GET (``If-None-Match: <cached ETag>``). The service answers 304
   with no body when the cached bytes are current, else the new bytes.
-* **Journal deltas** (``<codebase>/_journal/<seq>.json``) are immutable by
+* **Journal deltas** (``<codebase>/_journal/<seq>.json`` and
+  ``<codebase>/_journal/w<ms>-<random>.json``) are immutable by
   construction (created with ``If-None-Match: *``, never rewritten) and served
   without a request, but only when the store's latest listing of the journal
   (which every reader makes before it reads deltas) showed the key with the
-  cached ETag: a codebase deleted and begun again reuses sequence numbers, and
-  its new deltas have other ETags. Without such a listing they are revalidated
+  cached ETag: a codebase deleted and begun again reuses legacy sequence
+  numbers, and its new deltas have other ETags. Without such a listing they are revalidated
   like the rest.
 
 Concurrent reads of one key share one fetch (single flight) that starts after
@@ -31,8 +32,8 @@ which a hit refreshes) keeps the directory under ``max_bytes``. The directory
 is created ``0700``: entries are bodies of objects this user may read.
 
 Nothing here imports the domain (layout, journal, models): the journal's key
-shape is matched by :data:`IMMUTABLE_KEY`, checked against
-``journal.delta_key`` by the tests.
+shapes are matched by :data:`IMMUTABLE_KEY`, checked against
+``journal.delta_key`` and ``journal.named_key`` by the tests.
 """
 
 from __future__ import annotations
@@ -78,8 +79,9 @@ DEFAULT_MAX_BYTES = 1 << 30
 #: The memory level's bound (bodies, and parsed results weighed by their body's size).
 DEFAULT_MEMORY_BYTES = 256 << 20
 
-#: Journal deltas: ``<codebase>/_journal/<20 digits>.json`` (``journal.delta_key``).
-IMMUTABLE_KEY = re.compile(r"(?:\A|/)_journal/[0-9]{20}\.json\Z")
+#: Journal deltas: ``<codebase>/_journal/<20 digits>.json`` (``journal.delta_key``) and
+#: ``<codebase>/_journal/w<13 digits>-<16 hex>.json`` (``journal.named_key``).
+IMMUTABLE_KEY = re.compile(r"(?:\A|/)_journal/(?:[0-9]{20}|w[0-9]{13}-[0-9a-f]{16})\.json\Z")
 
 _MAGIC = b"documee-remote-cache 1\n"
 _SUFFIX = ".entry"

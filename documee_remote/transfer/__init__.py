@@ -54,18 +54,24 @@ proceed. Stores without atomic conditional writes (see
 itself claims files its ``analysis.json`` lacks (upstream leaves such files)
 is copied as it is, with a warning: ``verify --repair`` withdraws them.
 
-Pending merges at the destination: a journal delta above the destination's
-watermark is a merge not yet folded into its ``analysis.json``. A copy
-replaces the ``analysis.json`` the plan saw, merges folded into it included;
-when the destination's journal watermark (or lease fence) is ahead of the
-copied file's (upstream's files have none), ``analysis.json`` is written with
-the destination's, so readers do not fold those merges again on top of the
-copy (``TransferReport.rebased``; the only case where a copy is not byte for
-byte). Pending deltas stay pending and are folded on top of it, so nothing is
-lost. A codebase is refused (reported as a conflict,
-nothing of it written) when a different source delta would overwrite a
-pending one (the journals diverged), when the copied watermark would hide a
-pending delta the source does not hold, or when it is above the
+Pending merges at the destination: a journal delta the destination's
+``analysis.json`` does not hold (a legacy one above its watermark, a named one
+not in its folded map) is a merge not yet folded into it. A copy replaces the
+``analysis.json`` the plan saw, merges folded into it included; when the
+destination's bookkeeping (journal watermark, folded map, lease fence) is
+ahead of the copied file's (upstream's files have none), ``analysis.json`` is
+written with the union of both, so readers do not fold those merges again on
+top of the copy (``TransferReport.rebased``; the only case where a copy is not
+byte for byte), and with a commit marker, so no compaction publishes their
+hashes. Pending deltas stay pending and are folded on top of it, so nothing
+is lost; the source's named deltas are written after the commit, so a copy
+whose commit loses a race leaves no merge of its own behind. A codebase is
+refused (reported as a conflict, nothing of it written) when a different
+source delta would overwrite a pending one, or a mirror would delete one (the
+journals diverged), when the copied watermark or folded map (by name or
+floor) would hide a pending delta the source does not hold, when a merge
+pending in the source's journal is one the replaced ``analysis.json`` had
+folded (the copy would lose it), or when the copied watermark is above the
 destination's newest seq (merges appended next would be hidden): compact and
 pull first.
 

@@ -10,11 +10,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from .. import codec, journal, layout
+from .._engine.journal_io import put_commit_marker
 from ..bookkeeping import (
+    Folded,
     peek_watermark,
     record_fence,
     recorded_fence,
+    recorded_folded,
     recorded_watermark,
+    set_folded,
     set_watermark,
 )
 from ..errors import (
@@ -29,7 +33,7 @@ from ..stores import Store, etag_of
 
 if TYPE_CHECKING:
     from ..manager import PersistenceManager
-from ._listing import _batches, _delta_seq, _plain_md5
+from ._listing import _batches, _delta_name, _delta_seq, _folded_of, _plain_md5
 from .report import (
     Conflict,
     Direction,
@@ -66,6 +70,7 @@ class _Book:
     paths: frozenset[str]
     watermark: int
     fence: int
+    folded: Folded = field(default_factory=Folded)
 
 
 def _book_of(data: bytes, key: str) -> _Book | None:
@@ -78,7 +83,24 @@ def _book_of(data: bytes, key: str) -> _Book | None:
         return None
     files = doc.get("file_analyses")
     paths = frozenset(files) if isinstance(files, dict) else frozenset()
-    return _Book(paths, recorded_watermark(doc), recorded_fence(doc))
+    return _Book(paths, recorded_watermark(doc), recorded_fence(doc), recorded_folded(doc))
+
+
+def _union(ours: Folded, theirs: Folded) -> Folded:
+    """``ours`` with ``theirs`` (the destination's) folded deltas too: every name either
+    holds, the higher commit counter and floor, and each commit's later time (so
+    a folded delta is pruned no sooner than either side would)."""
+    if theirs == Folded() or ours == theirs:
+        return ours
+    times = dict(theirs.times)
+    for n, t in ours.times.items():
+        times[n] = max(t, times.get(n, t))
+    return Folded(
+        commit=max(ours.commit, theirs.commit),
+        floor=max(ours.floor, theirs.floor),
+        names={**theirs.names, **ours.names},
+        times=times,
+    )
 
 
 class _Claims:
@@ -213,6 +235,12 @@ class _Copier:
         """
         out = _CodebaseOutcome()
         puts = [a for a in actions if a.op == "put" and _role(a.key) == "object"]
+        # Named deltas go after the commit: one the destination's folded map
+        # does not hold is a pending merge there, so if the commit failed it
+        # would be folded into the analysis this copy did not replace (and it
+        # is folded history once the copy's folded map names it).
+        named = [a for a in puts if _delta_name(a.key) is not None]
+        puts = [a for a in puts if _delta_name(a.key) is None]
         commit = [a for a in actions if a.op == "put" and _role(a.key) == "commit"]
         hashes_put = [a for a in actions if a.op == "put" and _role(a.key) == "hashes"]
         deletes = [a for a in actions if a.op == "delete"]
@@ -277,6 +305,14 @@ class _Copier:
                 # no compaction may publish their hashes as a dead compactor's work.
                 # (A store without conditional writes has no merges, so no journal.)
                 self._hashes().mark_hashes_published(codebase_id, mark)
+            counter = max(
+                claims.book.folded.commit if claims.book is not None else 0,
+                replaced_book.folded.commit if replaced_book else 0,
+            )
+            if counter and self.conditional:
+                # Likewise the named deltas of the folded map it writes (the
+                # destination's among them, whose merges this copy replaces).
+                put_commit_marker(self._hashes().engine, codebase_id, counter)
         for action in commit:
             self._put_batch([action], out)
         if out.conflicts:
@@ -288,6 +324,8 @@ class _Copier:
                     "file_hashes.json not written: analysis.json was not committed",
                 )
             return out
+        for batch in _batches(named, lambda action: action.size):
+            self._put_batch(batch, out)
         if claims is not None and (commit or hashes_put) and not delete_commit:
             committed = out.written.get(commit[0].key) if commit else claims.dst_etag
             try:
@@ -408,23 +446,26 @@ class _Copier:
         return set(current.paths)
 
     def _rebase(self, claims: _Claims, action: PlannedAction) -> bytes | None:
-        """The source's ``analysis.json`` with the destination's journal watermark and
-        fence, when those are ahead of its own; None to copy the bytes as they are.
+        """The source's ``analysis.json`` with the destination's journal bookkeeping
+        (watermark, fence, folded map) when it is ahead of its own; None to copy
+        the bytes as they are.
 
         The copy replaces the destination's ``analysis.json`` (the version the
         plan saw, by ``If-Match``), and with it the merges folded into it. Left
-        at a lower watermark (upstream's files have none), readers would fold
+        at a lower watermark (upstream's files have none), or without the
+        destination's folded deltas in its folded map, readers would fold
         those merges' deltas again on top of the copy, and their removals would
         leave ``file_hashes.json`` claiming files the result lacks; a lower
         fence would let a lease holder that was taken over merge again.
-        Merges still pending above the destination's watermark stay pending.
+        Merges still pending at the destination stay pending.
         """
         current = self._replaced.get(action.codebase_id)
         if claims.book is None or current is None or claims.analysis_etag != action.src_etag:
             return None  # unreadable (copied as it is), or changed since the plan: caught later
         mark = max(claims.book.watermark, current.watermark)
         fence = max(claims.book.fence, current.fence)
-        if mark == claims.book.watermark and fence == claims.book.fence:
+        folded = _union(claims.book.folded, current.folded)
+        if (mark, fence, folded) == (claims.book.watermark, claims.book.fence, claims.book.folded):
             return None
         ours = claims.model()
         if ours is None:
@@ -433,10 +474,15 @@ class _Copier:
         set_watermark(rebased, mark)
         if fence:
             record_fence(rebased, fence)
+        if folded != claims.book.folded:
+            set_folded(rebased, folded)
         logger.info(
-            "%s: writing analysis.json with the destination's journal watermark %d and fence %d",
+            "%s: writing analysis.json with the destination's journal watermark %d, "
+            "commit %d (%d folded deltas) and fence %d",
             action.codebase_id,
             mark,
+            folded.commit,
+            len(folded.names),
             fence,
         )
         return codec.dump_codebase_analysis(rebased)
@@ -444,21 +490,28 @@ class _Copier:
     def _hidden_merges(self, codebase_id: str, claims: _Claims, *, coming: int = 0) -> str | None:
         """Why committing the source's ``analysis.json`` would hide merges from readers.
 
-        Readers fold the destination's journal deltas above the watermark of
-        ``analysis.json`` and skip those at or below it. Deltas pending at the
-        destination above the copied watermark stay pending and are folded on
-        top of the copy: nothing is lost. But a copied watermark above a
-        pending delta the source does not hold would hide it, and one above
-        the destination's newest seq would hide the merges appended next.
+        Readers fold the destination's legacy journal deltas above the
+        watermark of ``analysis.json`` and skip those at or below it. Deltas
+        pending at the destination above the copied watermark stay pending and
+        are folded on top of the copy: nothing is lost. But a copied watermark
+        above a pending delta the source does not hold would hide it, and one
+        above the destination's newest seq would hide the merges appended next.
+        Named deltas alike: a copied folded map that holds (by name or floor) a
+        delta pending at the destination which the source does not have, or
+        one pending in the source's journal that the destination's folded map
+        holds (the copy would carry that map, and lose the merge).
         Checked before anything of the codebase is written (``coming``: the
         highest source delta about to be copied), and again just before the
         commit, when the source's deltas are there, for merges appended meanwhile.
         """
-        if claims.watermark == 0:
-            return None
+        ours = claims.book.folded if claims.book is not None else Folded()
+        replaced = self._replaced.get(codebase_id)
+        folds_there = replaced is not None and replaced.folded != Folded()
+        if claims.watermark == 0 and ours == Folded() and not folds_there:
+            return None  # nothing copied says "folded", nothing replaced folded named deltas
         prefix = layout.journal_prefix(codebase_id)
         listing = journal.parse_listing(codebase_id, self.dst.list_meta(prefix))
-        if max(listing.max_seq, coming) < claims.watermark:
+        if claims.watermark and max(listing.max_seq, coming) < claims.watermark:
             return (
                 f"analysis.json records journal seq {claims.watermark} as folded, but the "
                 f"journal at {self.dst.url} ends at seq {listing.max_seq}: merges appended "
@@ -466,29 +519,63 @@ class _Copier:
                 "too, or run `documee-remote compact` where it came from"
             )
         candidates = [s for s in listing.deltas if s <= claims.watermark]
-        if not candidates:
+        if not candidates and not listing.named and not folds_there:
             return None
-        try:
-            dst_mark = peek_watermark(self.dst.get(layout.analysis_key(codebase_id)).data)
-        except NotFoundError:
-            dst_mark = 0
-        hidden = []
-        for seq in sorted(s for s in candidates if s > dst_mark):
-            key = journal.delta_key(codebase_id, seq)
+        if replaced is not None:
+            # Read just before (_read_replaced); if it changed since, the commit fails.
+            dst_mark, theirs = replaced.watermark, replaced.folded
+        else:
+            a_key = layout.analysis_key(codebase_id)
             try:
-                same = self.src.head(key).etag == listing.deltas[seq].etag
+                dst_raw = self.dst.get(a_key).data
             except NotFoundError:
-                same = False
-            if not same:
+                dst_mark, theirs = 0, Folded()
+            else:
+                dst_mark, theirs = peek_watermark(dst_raw), _folded_of(dst_raw, a_key)
+        hidden: list[journal.DeltaRef] = []
+        for seq in sorted(s for s in candidates if s > dst_mark):
+            if not self._src_has(journal.delta_key(codebase_id, seq), listing.deltas[seq].etag):
                 hidden.append(seq)
-        if not hidden:
+        if hidden:
+            return (
+                f"{len(hidden)} merge(s) pending in the journal at {self.dst.url} (seq "
+                f"{hidden[0]}..{hidden[-1]}) are not in this analysis.json, whose watermark "
+                f"{claims.watermark} would hide them: run `documee-remote compact "
+                f"{codebase_id}` there and pull before pushing"
+            )
+        for name in listing.pending_named(theirs):
+            held = ours.holds(name, journal.name_ms(name))
+            key = journal.named_key(codebase_id, name)
+            if held and not self._src_has(key, listing.named[name].etag):
+                hidden.append(name)
+        if hidden:
+            return (
+                f"{len(hidden)} merge(s) pending in the journal at {self.dst.url} (e.g. "
+                f"delta {hidden[0]}) are not in this analysis.json, whose folded map "
+                f"would hide them: run `documee-remote compact {codebase_id}` there and "
+                "pull before pushing"
+            )
+        if theirs == Folded():
             return None
-        return (
-            f"{len(hidden)} merge(s) pending in the journal at {self.dst.url} (seq "
-            f"{hidden[0]}..{hidden[-1]}) are not in this analysis.json, whose watermark "
-            f"{claims.watermark} would hide them: run `documee-remote compact "
-            f"{codebase_id}` there and pull before pushing"
-        )
+        src_listing = journal.parse_listing(codebase_id, self.src.list_meta(prefix))
+        dropped = [
+            n for n in src_listing.pending_named(ours) if theirs.holds(n, journal.name_ms(n))
+        ]
+        if dropped:
+            return (
+                f"{len(dropped)} merge(s) pending in the source's journal (e.g. delta "
+                f"{dropped[0]}) are folded into the analysis.json at {self.dst.url} that "
+                f"this copy replaces, so they would be lost: run `documee-remote compact "
+                f"{codebase_id}` on the source first"
+            )
+        return None
+
+    def _src_has(self, key: str, etag: str) -> bool:
+        """Whether the source holds ``key`` with ``etag`` (the same delta)."""
+        try:
+            return self.src.head(key).etag == etag
+        except NotFoundError:
+            return False
 
     def _publish_claims(
         self,

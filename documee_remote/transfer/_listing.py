@@ -9,9 +9,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from .. import layout
+from .. import codec, layout
+from ..bookkeeping import BOOKKEEPING_KEY, Folded, peek_book, recorded_folded
 from ..errors import (
     ConfigurationError,
+    CorruptObjectError,
     InvalidKeyError,
     NotFoundError,
 )
@@ -24,6 +26,7 @@ from .report import Direction, _codebase_of
 logger = logging.getLogger("documee_remote.transfer")
 
 _PLAIN_MD5 = re.compile(r'"[0-9a-f]{32}"\Z')
+_NAMED = re.compile(r"w[0-9]{13}-[0-9a-f]{16}\Z")
 #: Objects read (and then written) per batch, and the bytes a batch may hold.
 _BATCH_OBJECTS = 64
 _BATCH_BYTES = 64 << 20
@@ -256,3 +259,25 @@ def _delta_seq(key: str) -> int | None:
         return None
     digits = parts[2].removesuffix(".json")
     return int(digits) if digits.isdigit() else None
+
+
+def _delta_name(key: str) -> str | None:
+    """The name of a named journal delta's key (None: not one)."""
+    parts = key.split("/")
+    if len(parts) != 3 or parts[1] != layout.JOURNAL_DIR or not parts[2].endswith(".json"):
+        return None
+    name = parts[2].removesuffix(".json")
+    return name if _NAMED.match(name) else None
+
+
+def _folded_of(data: bytes, key: str) -> Folded:
+    """The folded map of ``analysis.json`` bytes: peeked, or parsed in full when the
+    bookkeeping is not where this library writes it (empty when there is none)."""
+    book = peek_book(data)
+    if book:
+        return recorded_folded({BOOKKEEPING_KEY: book})
+    try:
+        doc = codec.loads(data, key=key)
+    except CorruptObjectError:
+        return Folded()
+    return recorded_folded(doc if isinstance(doc, dict) else None)

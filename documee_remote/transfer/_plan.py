@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from .. import codec, journal, layout
+from ..bookkeeping import Folded
 from ..errors import (
     CorruptObjectError,
     NotFoundError,
@@ -20,6 +21,7 @@ from ._listing import (
     _check_selected,
     _delta_seq,
     _differing,
+    _folded_of,
     _listing,
     _select,
 )
@@ -83,7 +85,14 @@ def _unreadable(key: str, data: bytes) -> str | None:
     return None
 
 
-def _refuse_diverged_journals(dst: Store, plan: _Plan, report: TransferReport) -> None:
+def _refuse_diverged_journals(
+    src: Store,
+    dst: Store,
+    plan: _Plan,
+    report: TransferReport,
+    *,
+    dst_meta: Mapping[str, ObjectMeta],
+) -> None:
     """Take out of ``plan`` every codebase where a pending merge would be overwritten.
 
     A delta is one merge, immutable once created. A destination delta above
@@ -92,6 +101,14 @@ def _refuse_diverged_journals(dst: Store, plan: _Plan, report: TransferReport) -
     journals diverged) must not replace it, or the merge is gone. Deltas at
     or below the watermark are folded history, which readers skip. Not even
     ``force`` overwrites a pending merge.
+
+    Named deltas never share a name, so none is overwritten; one pending at
+    the destination stays pending and is folded on top of a copied
+    ``analysis.json`` (unless the copy's folded map would hide it, which
+    the copy refuses before it writes anything). But a mirror's deletion
+    of one would lose its merge: a plan that deletes a named delta pending
+    at the destination (not in its folded map) that the source does not
+    hold is refused.
     """
     for codebase_id, actions in plan.items():
         seqs = sorted(
@@ -99,6 +116,21 @@ def _refuse_diverged_journals(dst: Store, plan: _Plan, report: TransferReport) -
             for a in actions
             if a.op == "put" and a.dst_etag and (seq := _delta_seq(a.key)) is not None
         )
+        pending_named = _deleted_pending(src, dst, codebase_id, actions, dst_meta)
+        if pending_named:
+            plan[codebase_id] = []
+            report.conflicts.append(
+                Conflict(
+                    codebase_id,
+                    journal.named_key(codebase_id, pending_named[0]),
+                    f"the journals diverged: {len(pending_named)} merge(s) pending at "
+                    f"{dst.url} (e.g. delta {pending_named[0]}) are not in the source, and "
+                    f"deleting them would lose them; run `documee-remote compact "
+                    f"{codebase_id}` there and pull before pushing",
+                )
+            )
+            report.codebases[codebase_id] = "conflict"
+            continue
         if not seqs:
             continue
         try:
@@ -120,6 +152,33 @@ def _refuse_diverged_journals(dst: Store, plan: _Plan, report: TransferReport) -
             )
         )
         report.codebases[codebase_id] = "conflict"
+
+
+def _deleted_pending(
+    src: Store,
+    dst: Store,
+    codebase_id: str,
+    actions: Iterable[PlannedAction],
+    dst_meta: Mapping[str, ObjectMeta],
+) -> list[str]:
+    """The named deltas pending at ``dst`` that ``actions`` delete and the source's
+    ``analysis.json`` does not hold (merges a mirror would lose)."""
+    prefix = layout.journal_prefix(codebase_id)
+    listing = journal.parse_listing(
+        codebase_id, (m for k, m in dst_meta.items() if k.startswith(prefix))
+    )
+    names = {journal.named_key(codebase_id, n): n for n in listing.named}
+    deleting = {names[a.key] for a in actions if a.op == "delete" and a.key in names}
+    if not deleting:
+        return []
+    a_key = layout.analysis_key(codebase_id)
+    held: list[Folded] = []
+    for store in (dst, src):
+        try:
+            held.append(_folded_of(store.get(a_key).data, a_key))
+        except NotFoundError:
+            held.append(Folded())
+    return [n for n in sorted(deleting) if not any(f.holds(n, journal.name_ms(n)) for f in held)]
 
 
 def _refuse_corrupt_overwrites(
@@ -199,6 +258,6 @@ def _plan_copy(
     )
     for codebase_id, actions in plan.items():
         report.codebases[codebase_id] = direction if actions else "same"
-    _refuse_diverged_journals(dst, plan, report)
+    _refuse_diverged_journals(src, dst, plan, report, dst_meta=dst_meta)
     _refuse_corrupt_overwrites(src, dst, plan, report, force=force)
     return report, plan, src_meta, dst_meta

@@ -277,7 +277,7 @@ def sync(
                 codebases=[codebase_id],
                 delete=False,
             )
-            _refuse_diverged_journals(dst, plan, report)
+            _refuse_diverged_journals(src, dst, plan, report, dst_meta=dst_meta)
             _refuse_corrupt_overwrites(src, dst, plan, report, force=force)
             if report.codebases[codebase_id] == "conflict":
                 continue

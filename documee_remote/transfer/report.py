@@ -118,9 +118,9 @@ class TransferReport:
     refused:
         Nothing was written because of conflicts (migrate without ``force``).
     rebased:
-        ``analysis.json`` keys written with the destination's journal watermark
-        and lease fence, which were ahead of the source's (so not byte for
-        byte; see "Pending merges" above).
+        ``analysis.json`` keys written with the destination's journal watermark,
+        folded map and lease fence, which were ahead of the source's (so not
+        byte for byte; see "Pending merges" above).
     """
 
     operation: str

@@ -226,7 +226,8 @@ file_paths = st.one_of(
 )
 _PER_CODEBASE_NAME = re.compile(
     r"((analysis|file_hashes|file_[0-9a-f]{16})\.json"
-    r"|_journal/(w[0-9]{13}-[0-9a-f]{16}\.json|c[0-9]{20}\.folded|_folder\.json))\Z"
+    r"|_journal/([0-9]{20}\.(json|folded)|w[0-9]{13}-[0-9a-f]{16}\.json|c[0-9]{20}\.folded"
+    r"|_folder\.json))\Z"
 )
 
 

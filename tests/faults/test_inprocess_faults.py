@@ -485,14 +485,14 @@ def test_a_landed_delta_whose_response_and_head_were_lost_is_stored_once(
         assert len(named) == 1, named
 
 
-@pytest.mark.parametrize("lost", ["taking the record", "freeing the record"])
-def test_a_lost_response_on_the_folder_record_costs_no_group_wait(lost: str) -> None:
-    """A folder-record PUT lands but its response is lost. The writer must know
+@pytest.mark.parametrize("nth", [1, 2, 3], ids=["taking", "cycle-done", "freeing"])
+def test_a_lost_response_on_the_folder_record_costs_no_group_wait(nth: int) -> None:
+    """A folder-record PUT lands but its response is lost (a lone writer's merge
+    takes the record, says its cycle is done, frees it). The writer must know
     the record is its own: not wait ``group_wait_seconds`` for itself to go
-    stale (taking), nor leave it held so that the next merge waits (freeing)."""
+    stale (taking), nor leave it held so that the next merge waits."""
     wait = 5.0
     plan = FaultPlan()
-    nth = 1 if lost == "taking the record" else 2  # a lone writer: take, then free
     plan.add("lost", op="put", key=FOLDER_KEY, error=ServiceUnavailableError, after=True, nth=nth)
     pm = PersistenceManager(
         FaultyStore(MemoryStore(), plan),
