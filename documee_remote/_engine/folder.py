@@ -58,11 +58,11 @@ from .reads import list_journal
 logger = logging.getLogger("documee_remote.manager")
 
 #: Bounds of the pause between two reads of the folder record by a waiter.
-_MIN_PAUSE, _MAX_PAUSE = 0.05, 5.0
+_MIN_PAUSE, _MAX_PAUSE = 0.1, 5.0
 #: Reads of the folder record per second that all of a codebase's waiters
 #: together aim to stay under: far below S3's 5,500 GET/s per prefix, and few
 #: enough that polling never crowds out the folder's own requests.
-POLL_BUDGET = 200.0
+POLL_BUDGET = 100.0
 
 
 def folder_key(codebase_id: str) -> str:
@@ -217,7 +217,7 @@ def fold_until(
             pause = min(max(paced, _MIN_PAUSE), _MAX_PAUSE)
         # Jittered, so that writers released together do not read together.
         time.sleep(pause * random.uniform(0.75, 1.25))
-        pause = min(pause * 1.6, _MAX_PAUSE)
+        pause = min(pause * 2, _MAX_PAUSE)
 
 
 def _take(eng: Engine, codebase_id: str, record: FolderRecord, writer: str) -> str | None:
@@ -258,9 +258,21 @@ def _lead(
     """
     first: Transaction | None = None
     own_done_at = 0.0
-    listing: JournalListing | None = None
     last = frozenset[str]()
+    took, pending = 0.0, 0
     try:
+        # Listed after the take, as a cycle must be; and the record says at once
+        # how many deltas wait, so that their writers pace their reads.
+        listing: JournalListing | None = list_journal(eng, codebase_id)
+        assert listing is not None
+        estimate = len(listing.unmarked_named())
+        if estimate > 1:
+            early = FolderRecord(writer, cycle, frozenset(), None, 0.0, estimate)
+            try:
+                etag = write_record(eng, codebase_id, early, over=etag)
+            except (PreconditionFailedError, ConflictError, TransientError) as exc:
+                # Only a hint: fold anyway; a takeover shows at the next write.
+                logger.debug("journal of %s: no early folder record: %s", codebase_id, exc)
         while True:
             started = time.monotonic()
             txn = compact(
