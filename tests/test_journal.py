@@ -762,6 +762,22 @@ def _folder_put(op: str, key: str) -> bool:
     return op == "put" and key.endswith("/_journal/_folder.json")
 
 
+class _AfterMarker:
+    """A listing of the journal once a commit marker was written (the folder's look
+    for more work)."""
+
+    def __init__(self) -> None:
+        self.marked = False
+
+    def __call__(self, op: str, key: str) -> bool:
+        if op == "put" and key.endswith(".folded"):
+            self.marked = True
+        return self.marked and op == "list" and "/_journal/" in key
+
+
+_after_marker = _AfterMarker()
+
+
 CRASH_POINTS: dict[str, Callable[[str, str], bool]] = {
     "before-the-delta": lambda op, key: op == "put" and bool(NAME.search(key)),
     # The delta landed; the writer dies before it takes the folder record.
@@ -774,10 +790,11 @@ CRASH_POINTS: dict[str, Callable[[str, str], bool]] = {
     "while-deleting-removed": lambda op, key: op == "delete" and "/file_" in key,
     "before-the-commit-marker": lambda op, key: op == "put" and key.endswith(".folded"),
     "while-pruning": lambda op, key: op == "delete" and "/_journal/" in key,
-    # Leading: committed and published, dies before the record says so (still held).
-    "while-leading": nth(2, _folder_put),
-    # Its second cycle found nothing pending; dies before freeing the record.
-    "before-the-release": nth(3, _folder_put),
+    # Leading: committed, published and marked, dies while it lists for more work
+    # (the record still held) ...
+    "while-leading": lambda op, key: _after_marker(op, key),
+    # ... or when that listing found nothing pending, before it frees the record.
+    "before-the-release": nth(2, _folder_put),
 }
 
 
@@ -1114,7 +1131,8 @@ def test_an_eager_append_is_folded_by_the_writer_holding_the_folder() -> None:
     def hook(op: str, key: str) -> None:
         # Right after our delta exists, before we look at the folder record: another
         # writer appends, takes the folder and folds both deltas; we read the record
-        # while it still holds it, naming what it folded.
+        # while it still holds it (its one fold found nothing more, it is about to
+        # free the record), then the freed record names what it folded.
         if op == "get" and key.endswith("/_folder.json") and not fired:
             fired.append(key)
             threading.Thread(
@@ -1125,13 +1143,14 @@ def test_an_eager_append_is_folded_by_the_writer_holding_the_folder() -> None:
                 )
             ).start()
             assert held.releasing.wait(10)
+            threading.Timer(0.05, held.go.set).start()
 
     store.hook = hook
     started = time.monotonic()
     report = pm.append_file_analyses("cb", {"/a.py": make_file_analysis("/a.py")}, {"/a.py": H})
     held.go.set()
     assert fired
-    assert time.monotonic() - started < 2  # no waiting: the record names our delta
+    assert time.monotonic() - started < 2  # no group wait: the record names our delta
     assert report.folded is True
     assert report.compaction is None  # the other writer's compaction did it
     deadline = time.monotonic() + 10
@@ -1230,7 +1249,8 @@ def test_a_stale_folder_is_taken_over(caplog: pytest.LogCaptureFixture) -> None:
     assert report.compaction is not None
     assert report.compaction.folded == 1
     record = folder.read_record(pm.engine, "cb")
-    assert (record.holder, record.cycle) == (None, 5)  # folded once, then found nothing
+    # Folded once; its look for more found nothing, and freeing the record says so.
+    assert (record.holder, record.cycle) == (None, 4)
     assert report.delta in folded_of(store).names
 
 

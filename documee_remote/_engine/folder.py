@@ -253,8 +253,8 @@ def _lead(
     Each cycle's listing is made after the record's previous version was
     written, and everything pending in it is committed before the record
     says ``cycle + 1`` (see the module doc). After a commit, one listing
-    tells whether anything is pending still; only then is ``analysis.json``
-    read again.
+    tells whether anything is pending still: if not, the record is freed
+    (with ``cycle + 1``) at once.
     """
     first: Transaction | None = None
     own_done_at = 0.0
@@ -286,11 +286,19 @@ def _lead(
                 first = txn  # it listed after our delta landed: our delta is in
                 own_done_at = time.monotonic()
             last = frozenset(deltas_named(txn)) if txn._state.wrote else last
-            cycle += 1
+            cycle += 1  # the fold of a listing made after the record's last version
             took = time.monotonic() - started
-            # What this cycle folded stands in for how many writers wait (the
-            # record must be written before the next listing).
+            # What this cycle folded stands in for how many writers wait.
             pending = len(txn._state.folded) if txn._state.wrote else 0
+            served = time.monotonic() - own_done_at >= eng.compaction.group_wait_seconds
+            # Served long enough, the next writer folds what remains; else one
+            # listing says whether anything still waits.
+            if served or _pending_listing(eng, codebase_id, txn) is None:
+                # Taken over meanwhile (412): the new folder frees it.
+                with contextlib.suppress(PreconditionFailedError, ConflictError):
+                    record = FolderRecord(None, cycle, last, None, took, pending)
+                    write_record(eng, codebase_id, record, over=etag)
+                return first
             try:
                 etag = write_record(
                     eng,
@@ -302,18 +310,9 @@ def _lead(
                 # Taken over (we were too slow): our delta is folded, the new
                 # folder serves the rest.
                 return first
-            if time.monotonic() - own_done_at >= eng.compaction.group_wait_seconds:
-                break  # served long enough: the next writer folds what remains
-            # Listed after the record above was written, as a cycle must be.
-            listing = _pending_listing(eng, codebase_id, txn)
-            if listing is None:
-                cycle += 1  # a cycle that found nothing pending
-                break
-        # Taken over meanwhile (412), the new folder frees it.
-        with contextlib.suppress(PreconditionFailedError, ConflictError):
-            record = FolderRecord(None, cycle, last, None, took, pending)
-            write_record(eng, codebase_id, record, over=etag)
-        return first
+            # The next fold lists anew (beside its read of analysis.json): its
+            # listing must be made after the record above was written.
+            listing = None
     except BaseException as exc:
         # Free the record so that waiters need not wait for it to go stale;
         # the cycle stays, since this one did not finish its fold.
