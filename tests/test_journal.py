@@ -775,7 +775,7 @@ class _AfterMarker:
         return self.marked and op == "list" and "/_journal/" in key
 
 
-_after_marker = _AfterMarker()
+_after_marker = _AfterMarker()  # one test uses it, once, like nth()
 
 
 CRASH_POINTS: dict[str, Callable[[str, str], bool]] = {
@@ -792,7 +792,7 @@ CRASH_POINTS: dict[str, Callable[[str, str], bool]] = {
     "while-pruning": lambda op, key: op == "delete" and "/_journal/" in key,
     # Leading: committed, published and marked, dies while it lists for more work
     # (the record still held) ...
-    "while-leading": lambda op, key: _after_marker(op, key),
+    "while-leading": _after_marker,
     # ... or when that listing found nothing pending, before it frees the record.
     "before-the-release": nth(2, _folder_put),
 }
