@@ -54,6 +54,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks.stall
 	$(BIN)/python -m benchmarks.cache_bench
 	$(BIN)/python -m benchmarks.fanout
+	$(BIN)/python -m benchmarks.fanout --api append --baseline-ref none
 
 ## lambda: the deployment zip for AWS Lambda (dist/documee-remote-lambda.zip)
 lambda: $(STAMP)

@@ -20,7 +20,8 @@ moto harness server with added latency (20 ms by default), in one run.
   first for the others) so that machine load falls on both alike.
 
 Results: a markdown table on stdout and in ``results/fanout.md``, every figure
-in ``results/fanout.json``. Exit status 1 when any design lost an update.
+in ``results/fanout.json`` (``fanout-append.md`` etc. for the other APIs and
+policies). Exit status 1 when any design lost an update.
 """
 
 from __future__ import annotations
@@ -432,8 +433,13 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(rows, notes, counts[0])
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "fanout.md").write_text(f"# Fan-out (issue 14)\n\n{table}")
-    (args.out / "fanout.json").write_text(
+    # One file per API and policy, so that make bench keeps every variant it runs.
+    stem = "fanout" + "".join(
+        f"-{v}" for v, default in ((args.api, "merge"), (args.compaction, "eager")) if v != default
+    )
+    title = f"Fan-out (issue 14): {args.api}, {args.compaction}"
+    (args.out / f"{stem}.md").write_text(f"# {title}\n\n{table}")
+    (args.out / f"{stem}.json").write_text(
         json.dumps(
             {
                 "args": {k: str(v) for k, v in vars(args).items()},

@@ -369,7 +369,7 @@ def test_a_deferred_append_of_two_files_is_four_requests() -> None:
     assert pm.compact("cb").analysis_written is False  # nothing pending: nothing written
 
 
-def test_an_eager_merge_of_two_files_stays_within_eighteen_requests() -> None:
+def test_an_eager_merge_of_two_files_stays_within_fifteen_requests() -> None:
     store = CountingStore()
     pm = PersistenceManager(store, retry=FAST)
     pm.merge_file_analyses(
@@ -385,11 +385,11 @@ def test_an_eager_merge_of_two_files_stays_within_eighteen_requests() -> None:
         {"/f1.py": h(1), "/new.py": h(2)},
     )
     # Measured (one writer, nothing else pending): LIST(names) || 2 PUT(files), PUT delta,
-    # GET+PUT folder (take), GET analysis || LIST, GET delta, PUT analysis, GET+PUT hashes,
-    # HEAD analysis, PUT commit marker, PUT folder (cycle), GET analysis || LIST (nothing
-    # pending), PUT folder (release): 18.
-    assert store.total <= 18, store.ops
-    assert store.ops["PUT"] <= 9, store.ops
+    # GET+PUT folder (take), LIST, GET analysis, PUT analysis, GET+PUT hashes, HEAD
+    # analysis, PUT commit marker, LIST (nothing pending), PUT folder (release): 15. (The
+    # dense-seq journal took 10: it had no folder record and no look for more work.)
+    assert store.total <= 15, store.ops
+    assert store.ops["PUT"] <= 8, store.ops
 
 
 def test_deferred_compaction_runs_when_the_journal_passes_its_threshold(store: Store) -> None:

@@ -47,10 +47,10 @@ from ..errors import (
     TransientError,
 )
 from ..journal import Delta, JournalListing
-from ..retry import RetryPolicy
+from ..retry import RefusalWatch, RetryPolicy
 from .commit import Transaction
 from .compact import compact
-from .context import Engine
+from .context import Engine, retrying
 from .reads import list_journal
 
 # The manager's logger: these records were the manager's before the engine was
@@ -156,6 +156,7 @@ def fold_until(
     watched: tuple[str | None, float] = (None, time.monotonic())
     progress_at = time.monotonic()
     pause = _MIN_PAUSE
+    watch = RefusalWatch(eng.store.url, folder_key(codebase_id))
     while True:
         try:
             record: FolderRecord | None = read_record(eng, codebase_id)
@@ -163,6 +164,7 @@ def fold_until(
             record = None
         now = time.monotonic()
         if record is not None:
+            watch.reread(record.etag)  # raises when the endpoint refuses true conditions
             if name in record.folded:
                 return None
             if first_cycle is None:
@@ -187,7 +189,7 @@ def fold_until(
             # own pace as well as by the policy.
             stale_after = max(wait, 3 * record.seconds)
             if record.holder is None or now - watched[1] >= stale_after:
-                taken = _take(eng, codebase_id, record, writer)
+                taken = _take(eng, codebase_id, record, writer, watch)
                 if taken is not None:
                     return _lead(
                         eng,
@@ -220,7 +222,9 @@ def fold_until(
         pause = min(pause * 2, _MAX_PAUSE)
 
 
-def _take(eng: Engine, codebase_id: str, record: FolderRecord, writer: str) -> str | None:
+def _take(
+    eng: Engine, codebase_id: str, record: FolderRecord, writer: str, watch: RefusalWatch
+) -> str | None:
     """Try to become the folder; the record's new ETag, or None when another writer won."""
     try:
         etag = write_record(
@@ -229,7 +233,12 @@ def _take(eng: Engine, codebase_id: str, record: FolderRecord, writer: str) -> s
             FolderRecord(writer, record.cycle, record.folded, None, record.seconds, record.pending),
             over=record.etag,
         )
-    except (PreconditionFailedError, ConflictError, TransientError):
+    except PreconditionFailedError:
+        # Another writer took it, unless the next read finds the record unchanged:
+        # then the endpoint refused a true condition (see RefusalWatch).
+        watch.refused(record.etag)
+        return None
+    except (ConflictError, TransientError):
         return None  # another writer took it (or the store hiccupped): wait, read again
     if record.holder is not None:
         logger.info(
@@ -316,14 +325,19 @@ def _lead(
     except BaseException as exc:
         # Free the record so that waiters need not wait for it to go stale;
         # the cycle stays, since this one did not finish its fold.
-        try:
+        def free() -> None:
             # Read first: a record write whose response was lost may have landed,
             # and freeing over the older ETag would fail, leaving the record held
             # by us until it goes stale.
             current = read_record(eng, codebase_id)
             if current.holder == writer and current.etag is not None:
-                free = FolderRecord(None, current.cycle, current.folded, None)
-                write_record(eng, codebase_id, free, over=current.etag)
+                released = FolderRecord(None, current.cycle, current.folded, None)
+                write_record(eng, codebase_id, released, over=current.etag)
+
+        try:
+            # Within the retry policy: under a storm of 503s, one failed attempt
+            # would leave every waiter to wait out group_wait_seconds.
+            retrying(eng, free, policy)
         except DocumeeRemoteError as free_exc:  # the original error matters more
             logger.debug("could not free the folder record of %s: %s", codebase_id, free_exc)
         if first is not None and isinstance(exc, Exception):

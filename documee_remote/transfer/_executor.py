@@ -9,15 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from .. import codec, journal, layout
+from .. import codec, layout
 from .._engine.journal_io import put_commit_marker
 from ..bookkeeping import (
     Folded,
-    peek_watermark,
     record_fence,
-    recorded_fence,
-    recorded_folded,
-    recorded_watermark,
     set_folded,
     set_watermark,
 )
@@ -33,7 +29,8 @@ from ..stores import Store, etag_of
 
 if TYPE_CHECKING:
     from ..manager import PersistenceManager
-from ._listing import _batches, _delta_name, _delta_seq, _folded_of, _plain_md5
+from ._journal import _Book, _book_of, _union, hidden_merges
+from ._listing import _batches, _delta_name, _delta_seq, _plain_md5
 from .report import (
     Conflict,
     Direction,
@@ -60,47 +57,6 @@ def _role(key: str) -> Literal["commit", "hashes", "object"]:
 
 def _name_of(key: str) -> str:
     return key.partition("/")[2] or key
-
-
-@dataclass(frozen=True, slots=True)
-class _Book:
-    """What a copy needs of an ``analysis.json``, read as plain JSON (fast, unvalidated):
-    its file paths and its bookkeeping (the README's ``"documee_remote"`` key)."""
-
-    paths: frozenset[str]
-    watermark: int
-    fence: int
-    folded: Folded = field(default_factory=Folded)
-
-
-def _book_of(data: bytes, key: str) -> _Book | None:
-    """``data``'s :class:`_Book`, or None when it is not a JSON object."""
-    try:
-        doc = codec.loads(data, key=key)
-    except CorruptObjectError:
-        return None
-    if not isinstance(doc, dict):
-        return None
-    files = doc.get("file_analyses")
-    paths = frozenset(files) if isinstance(files, dict) else frozenset()
-    return _Book(paths, recorded_watermark(doc), recorded_fence(doc), recorded_folded(doc))
-
-
-def _union(ours: Folded, theirs: Folded) -> Folded:
-    """``ours`` with ``theirs`` (the destination's) folded deltas too: every name either
-    holds, the higher commit counter and floor, and each commit's later time (so
-    a folded delta is pruned no sooner than either side would)."""
-    if theirs == Folded() or ours == theirs:
-        return ours
-    times = dict(theirs.times)
-    for n, t in ours.times.items():
-        times[n] = max(t, times.get(n, t))
-    return Folded(
-        commit=max(ours.commit, theirs.commit),
-        floor=max(ours.floor, theirs.floor),
-        names={**theirs.names, **ours.names},
-        times=times,
-    )
 
 
 class _Claims:
@@ -488,94 +444,17 @@ class _Copier:
         return codec.dump_codebase_analysis(rebased)
 
     def _hidden_merges(self, codebase_id: str, claims: _Claims, *, coming: int = 0) -> str | None:
-        """Why committing the source's ``analysis.json`` would hide merges from readers.
-
-        Readers fold the destination's legacy journal deltas above the
-        watermark of ``analysis.json`` and skip those at or below it. Deltas
-        pending at the destination above the copied watermark stay pending and
-        are folded on top of the copy: nothing is lost. But a copied watermark
-        above a pending delta the source does not hold would hide it, and one
-        above the destination's newest seq would hide the merges appended next.
-        Named deltas alike: a copied folded map that holds (by name or floor) a
-        delta pending at the destination which the source does not have, or
-        one pending in the source's journal that the destination's folded map
-        holds (the copy would carry that map, and lose the merge).
-        Checked before anything of the codebase is written (``coming``: the
-        highest source delta about to be copied), and again just before the
-        commit, when the source's deltas are there, for merges appended meanwhile.
-        """
-        ours = claims.book.folded if claims.book is not None else Folded()
-        replaced = self._replaced.get(codebase_id)
-        folds_there = replaced is not None and replaced.folded != Folded()
-        if claims.watermark == 0 and ours == Folded() and not folds_there:
-            return None  # nothing copied says "folded", nothing replaced folded named deltas
-        prefix = layout.journal_prefix(codebase_id)
-        listing = journal.parse_listing(codebase_id, self.dst.list_meta(prefix))
-        if claims.watermark and max(listing.max_seq, coming) < claims.watermark:
-            return (
-                f"analysis.json records journal seq {claims.watermark} as folded, but the "
-                f"journal at {self.dst.url} ends at seq {listing.max_seq}: merges appended "
-                "after this copy would be hidden from readers; copy the codebase's _journal "
-                "too, or run `documee-remote compact` where it came from"
-            )
-        candidates = [s for s in listing.deltas if s <= claims.watermark]
-        if not candidates and not listing.named and not folds_there:
-            return None
-        if replaced is not None:
-            # Read just before (_read_replaced); if it changed since, the commit fails.
-            dst_mark, theirs = replaced.watermark, replaced.folded
-        else:
-            a_key = layout.analysis_key(codebase_id)
-            try:
-                dst_raw = self.dst.get(a_key).data
-            except NotFoundError:
-                dst_mark, theirs = 0, Folded()
-            else:
-                dst_mark, theirs = peek_watermark(dst_raw), _folded_of(dst_raw, a_key)
-        hidden: list[journal.DeltaRef] = []
-        for seq in sorted(s for s in candidates if s > dst_mark):
-            if not self._src_has(journal.delta_key(codebase_id, seq), listing.deltas[seq].etag):
-                hidden.append(seq)
-        if hidden:
-            return (
-                f"{len(hidden)} merge(s) pending in the journal at {self.dst.url} (seq "
-                f"{hidden[0]}..{hidden[-1]}) are not in this analysis.json, whose watermark "
-                f"{claims.watermark} would hide them: run `documee-remote compact "
-                f"{codebase_id}` there and pull before pushing"
-            )
-        for name in listing.pending_named(theirs):
-            held = ours.holds(name, journal.name_ms(name))
-            key = journal.named_key(codebase_id, name)
-            if held and not self._src_has(key, listing.named[name].etag):
-                hidden.append(name)
-        if hidden:
-            return (
-                f"{len(hidden)} merge(s) pending in the journal at {self.dst.url} (e.g. "
-                f"delta {hidden[0]}) are not in this analysis.json, whose folded map "
-                f"would hide them: run `documee-remote compact {codebase_id}` there and "
-                "pull before pushing"
-            )
-        if theirs == Folded():
-            return None
-        src_listing = journal.parse_listing(codebase_id, self.src.list_meta(prefix))
-        dropped = [
-            n for n in src_listing.pending_named(ours) if theirs.holds(n, journal.name_ms(n))
-        ]
-        if dropped:
-            return (
-                f"{len(dropped)} merge(s) pending in the source's journal (e.g. delta "
-                f"{dropped[0]}) are folded into the analysis.json at {self.dst.url} that "
-                f"this copy replaces, so they would be lost: run `documee-remote compact "
-                f"{codebase_id}` on the source first"
-            )
-        return None
-
-    def _src_has(self, key: str, etag: str) -> bool:
-        """Whether the source holds ``key`` with ``etag`` (the same delta)."""
-        try:
-            return self.src.head(key).etag == etag
-        except NotFoundError:
-            return False
+        """Why committing the source's ``analysis.json`` would hide merges (see
+        :func:`._journal.hidden_merges`)."""
+        return hidden_merges(
+            self.src,
+            self.dst,
+            codebase_id,
+            watermark=claims.watermark,
+            ours=claims.book.folded if claims.book is not None else Folded(),
+            replaced=self._replaced.get(codebase_id),
+            coming=coming,
+        )
 
     def _publish_claims(
         self,
