@@ -26,6 +26,9 @@ class Engine:
         # there, so they stay short however many folded deltas the grace period
         # keeps (see reads.list_journal).
         self.floors: dict[str, int] = {}
+        # Folder records this engine's writers held and failed to free: known dead,
+        # so the next writer here takes them over without waiting them out.
+        self.dead_folders: set[str] = set()
         self._side: ThreadPoolExecutor | None = None
 
     def side(self) -> ThreadPoolExecutor:

@@ -50,7 +50,7 @@ from ..journal import Delta, JournalListing
 from ..retry import RefusalWatch, RetryPolicy
 from .commit import Transaction
 from .compact import compact
-from .context import Engine, retrying
+from .context import Engine
 from .reads import list_journal
 
 # The manager's logger: these records were the manager's before the engine was
@@ -63,6 +63,8 @@ _MIN_PAUSE, _MAX_PAUSE = 0.1, 5.0
 #: together aim to stay under: far below S3's 5,500 GET/s per prefix, and few
 #: enough that polling never crowds out the folder's own requests.
 POLL_BUDGET = 100.0
+#: How often a folder that failed tries to free the record before leaving it held.
+_FREE_ATTEMPTS = 3
 
 
 def folder_key(codebase_id: str) -> str:
@@ -188,7 +190,8 @@ def fold_until(
             # A folder slowed by an overloaded store is not dead: judge it by its
             # own pace as well as by the policy.
             stale_after = max(wait, 3 * record.seconds)
-            if record.holder is None or now - watched[1] >= stale_after:
+            dead = record.holder in eng.dead_folders  # one of ours that failed to free it
+            if record.holder is None or dead or now - watched[1] >= stale_after:
                 taken = _take(eng, codebase_id, record, writer, watch)
                 if taken is not None:
                     return _lead(
@@ -240,6 +243,11 @@ def _take(
         return None
     except (ConflictError, TransientError):
         return None  # another writer took it (or the store hiccupped): wait, read again
+    except DocumeeRemoteError:
+        # The merge fails here, but the record may have landed (a full disk can
+        # fail the flush after the write): our next writer need not wait it out.
+        eng.dead_folders.add(writer)
+        raise
     if record.holder is not None:
         logger.info(
             "journal of %s: folder %s made no progress; taking over", codebase_id, record.holder
@@ -334,12 +342,22 @@ def _lead(
                 released = FolderRecord(None, current.cycle, current.folded, None)
                 write_record(eng, codebase_id, released, over=current.etag)
 
-        try:
-            # Within the retry policy: under a storm of 503s, one failed attempt
-            # would leave every waiter to wait out group_wait_seconds.
-            retrying(eng, free, policy)
-        except DocumeeRemoteError as free_exc:  # the original error matters more
-            logger.debug("could not free the folder record of %s: %s", codebase_id, free_exc)
+        for attempt in range(_FREE_ATTEMPTS):
+            try:
+                free()
+                break
+            except DocumeeRemoteError as free_exc:  # the original error matters more
+                # Not only transient errors: a disk that is full now may not be in a
+                # moment, and every waiter would wait out group_wait_seconds.
+                logger.debug(
+                    "could not free the folder record of %s (attempt %d): %s",
+                    codebase_id,
+                    attempt + 1,
+                    free_exc,
+                )
+        else:
+            # Our own writers know this holder is dead: the next one takes over at once.
+            eng.dead_folders.add(writer)
         if first is not None and isinstance(exc, Exception):
             logger.warning(
                 "journal of %s: folding for other writers failed after ours was folded: %s",
