@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -102,7 +103,9 @@ def append(
     )
     stats = TransactionStats()
     after_ms = listing.max_named_ms + 1 if listing is not None and listing.named else 0
+    put_started = time.monotonic()
     name, meta = create_delta(eng, codebase_id, body, policy, stats, after_ms=after_ms)
+    round_trip = time.monotonic() - put_started
     compaction: CompactReport | None = None
     committed: CodebaseAnalysis | None = None
     # The delta as a compaction of ours folds it, without reading it back.
@@ -120,7 +123,13 @@ def append(
     try:
         if eager:
             txn = fold_until(
-                eng, codebase_id, name, delta, policy=policy, writer=journal.writer_id()
+                eng,
+                codebase_id,
+                name,
+                delta,
+                policy=policy,
+                writer=journal.writer_id(),
+                round_trip=round_trip,
             )
         else:
             txn = _compact_if_due(

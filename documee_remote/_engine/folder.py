@@ -63,6 +63,8 @@ _MIN_PAUSE, _MAX_PAUSE = 0.1, 5.0
 #: together aim to stay under: far below S3's 5,500 GET/s per prefix, and few
 #: enough that polling never crowds out the folder's own requests.
 POLL_BUDGET = 100.0
+#: About how many sequential requests one fold takes (list, read, write, hashes, marker).
+_FOLD_REQUESTS = 8
 #: How often a folder that failed tries to free the record before leaving it held.
 _FREE_ATTEMPTS = 3
 
@@ -147,8 +149,14 @@ def fold_until(
     *,
     policy: RetryPolicy,
     writer: str,
+    round_trip: float = 0.0,
 ) -> Transaction | None:
     """Return once ``analysis.json`` holds delta ``name`` and its hashes are published.
+
+    ``round_trip``: how long this writer's last request took (its delta's
+    PUT). A fold takes some eight sequential requests, so a waiter with no
+    better measure first waits that long: under load, requests are slow and
+    waiters read the record less often.
 
     Returns the compaction this writer ran while it was the folder (its
     first, which folded this delta), or None when another writer's did.
@@ -157,7 +165,7 @@ def fold_until(
     first_cycle: int | None = None
     watched: tuple[str | None, float] = (None, time.monotonic())
     progress_at = time.monotonic()
-    pause = _MIN_PAUSE
+    pause = min(max(_FOLD_REQUESTS * round_trip, _MIN_PAUSE), _MAX_PAUSE)
     watch = RefusalWatch(eng.store.url, folder_key(codebase_id))
     while True:
         try:
@@ -213,13 +221,17 @@ def fold_until(
             txn = compact(eng, codebase_id, policy, until=name, known={name: delta})
             # Found folded without parsing, its analysis is not the committed one.
             return txn if txn._state.wrote else None
-        if record is not None and (record.seconds > 0 or record.pending > 0):
+        if record is not None and record.seconds > 0:
             # Three quarters of the folder's last cycle: a waiter needs a cycle
             # and a half on average, so two or three reads, and learns of its fold
             # under half a cycle late. And no faster than the poll budget
             # shared among as many waiters as deltas were pending.
             paced = max(record.seconds * 0.75, record.pending / POLL_BUDGET)
             pause = min(max(paced, _MIN_PAUSE), _MAX_PAUSE)
+        elif record is not None:
+            # No cycle measured yet (a codebase's first burst): back off, but never
+            # faster than the budget allows for the deltas the folder saw waiting.
+            pause = min(max(pause, record.pending / POLL_BUDGET), _MAX_PAUSE)
         # Jittered, so that writers released together do not read together.
         time.sleep(pause * random.uniform(0.75, 1.25))
         pause = min(pause * 2, _MAX_PAUSE)
