@@ -60,9 +60,10 @@ logger = logging.getLogger("documee_remote.manager")
 #: Bounds of the pause between two reads of the folder record by a waiter.
 _MIN_PAUSE, _MAX_PAUSE = 0.1, 5.0
 #: Reads of the folder record per second that all of a codebase's waiters
-#: together aim to stay under: far below S3's 5,500 GET/s per prefix, and few
-#: enough that polling never crowds out the folder's own requests.
-POLL_BUDGET = 100.0
+#: together aim to stay under: a tenth of S3's 5,500 GET/s per prefix, and few
+#: enough that polling never crowds out the folder's own requests, while 1,000
+#: waiters still read every 2 s.
+POLL_BUDGET = 500.0
 #: About how many sequential requests one fold takes (list, read, write, hashes, marker).
 _FOLD_REQUESTS = 8
 #: How often a folder that failed tries to free the record before leaving it held.
