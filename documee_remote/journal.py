@@ -122,6 +122,7 @@ __all__ = [
     "marker_key",
     "name_ms",
     "named_key",
+    "named_start_after",
     "new_name",
     "parse_listing",
     "peek_watermark",

@@ -428,16 +428,17 @@ class PersistenceManager:
         """Merge one analyser's results into a codebase, safely alongside other analysers.
 
         1. Each analysis is written to its per-file object.
-        2. One journal delta records the merge (created with
-           ``If-None-Match``, so concurrent merges are totally ordered).
+        2. One journal delta records the merge, under a name no other writer
+           takes, so concurrent merges never wait for each other to append.
         3. ``analysis.json`` is updated by compare-and-swap: with the eager
-           policy (the default) right away, with the deferred one when the
-           journal has grown past its thresholds or ``compact`` runs. These
+           policy (the default) before this returns, by this writer or by the
+           one folding the journal for everybody (group commit); with the
+           deferred one when the journal has grown past its thresholds or
+           ``compact`` runs. These
            analyses replace older ones of the same paths, ``removed`` paths
            go away, metrics and top teaching files are recomputed; the
            dependency graph and global patterns are kept. A codebase without
-           an analysis gets a new one. A concurrent merge's compaction may
-           fold this one's delta first, which counts as done.
+           an analysis gets a new one.
         4. Per-file objects of removed paths are deleted.
         5. ``file_hashes.json`` is merged the same way, after the commit, so
            it never claims a file that ``analysis.json`` lacks: a crash in
@@ -524,11 +525,11 @@ class PersistenceManager:
         requests whatever the codebase's size; readers of this library see
         the merge at once, ``analysis.json`` after the next compaction. Eager:
         returns once ``analysis.json`` holds the merge, with **group commit**:
-        when newer deltas exist, their writer's compaction folds this one too,
-        so of many writers appending at once only the newest reads, folds and
-        rewrites ``analysis.json`` (waiting at most the policy's
-        ``group_wait_seconds`` for it). ``analyses`` values may be Documee's
-        own objects or dicts (converted).
+        of many writers appending at once, one (the folder) reads, folds and
+        rewrites ``analysis.json`` for all, and the others wait for its fold
+        (a folder that stops making progress for the policy's
+        ``group_wait_seconds`` is taken over). ``analyses`` values may be
+        Documee's own objects or dicts (converted).
         """
         ours = interop.as_file_analyses(analyses, codebase_id=codebase_id)
         codebase_id, ours, file_hashes, removed, graph = self.sharing.merge_out(

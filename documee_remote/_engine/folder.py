@@ -11,14 +11,20 @@ the **folder**, folds for all, and the others wait for it:
   ``holder`` null) or stale (unchanged for ``group_wait_seconds`` while held:
   its holder died), with ``If-None-Match``/``If-Match``, so one writer wins.
 - The folder repeats: compact (fold every pending delta into
-  ``analysis.json`` with ``If-Match``, publish the hashes), then rewrite the
-  record with ``cycle + 1`` and the names it folded. It stops when a cycle
-  finds nothing pending, or when it has served others for
-  ``group_wait_seconds`` after its own delta, and frees the record.
+  ``analysis.json`` with ``If-Match``, publish the hashes), list the journal
+  once more, and rewrite the record with ``cycle + 1`` and the names it
+  folded. When that listing shows nothing pending, or once it has served
+  others for ``group_wait_seconds`` after its own delta, the rewrite also
+  frees the record. A folder that fails frees it too; one that dies leaves it
+  to go stale.
 - A waiter is done when the record lists its delta, or once ``cycle`` is two
-  past the first value it read after its delta landed: the cycle after next
-  listed the journal after the waiter's read, hence after its delta landed,
-  and folded everything that listing held.
+  past the first value it read after its delta landed: every fold lists the
+  journal after the record's previous version was written, so the fold that
+  made the cycle after next listed it after the waiter's read, hence after its
+  delta landed, and committed everything that listing held.
+- Waiters pace their reads of the record by the folder's last cycle and by a
+  budget of :data:`POLL_BUDGET` reads a second shared among the writers
+  waiting, with jitter.
 
 The record is only a hint for efficiency: every commit is still a
 compare-and-swap of ``analysis.json`` and the folded map decides what is
@@ -323,7 +329,7 @@ def _lead(
             served = time.monotonic() - own_done_at >= eng.compaction.group_wait_seconds
             # Served long enough, the next writer folds what remains; else one
             # listing says whether anything still waits.
-            if served or _pending_listing(eng, codebase_id, txn) is None:
+            if served or not _more_pending(eng, codebase_id, txn):
                 # Taken over meanwhile (412): the new folder frees it.
                 with contextlib.suppress(PreconditionFailedError, ConflictError):
                     record = FolderRecord(None, cycle, last, None, took, pending)
@@ -381,18 +387,15 @@ def _lead(
         raise
 
 
-def _pending_listing(eng: Engine, codebase_id: str, txn: Transaction) -> JournalListing | None:
-    """A fresh listing when it shows deltas the committed analysis lacks; else None.
+def _more_pending(eng: Engine, codebase_id: str, txn: Transaction) -> bool:
+    """Whether a fresh listing shows deltas the analysis just committed (or found) lacks.
 
-    Judged against the analysis this folder committed (or found): if another
-    writer committed since, the next cycle's read finds out, at the cost of
-    that read.
+    Judged against that analysis: if another writer committed since, the next
+    fold's read finds out, at the cost of that read.
     """
     listing = list_journal(eng, codebase_id)
     held = recorded_folded(txn.analysis.__pydantic_extra__)
-    if listing.above(watermark(txn.analysis)) or listing.pending_named(held):
-        return listing
-    return None
+    return bool(listing.above(watermark(txn.analysis)) or listing.pending_named(held))
 
 
 def deltas_named(txn: Transaction) -> list[str]:
