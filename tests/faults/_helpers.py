@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import random
 import re
+import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from documee_remote import PersistenceManager, TransactionStats
+from documee_remote import PersistenceManager, TransactionStats, journal, layout
 from documee_remote.codec import (
     load_codebase_analysis,
     load_file_analysis,
@@ -192,3 +193,41 @@ def check_job_outcome(pm: PersistenceManager, codebase_id: str, job: JobResult) 
     repair_then_clean(pm, codebase_id)
     for path, fa in final.file_analyses.items():
         assert pm.load_file_analysis(codebase_id, path) == fa
+
+
+def merge_until_acknowledged(
+    pm: PersistenceManager,
+    path: str,
+    version: int,
+    *,
+    tries: Counter[str],
+    surfaced: Counter[str],
+    lock: threading.Lock,
+    attempts: int = 20,
+) -> None:
+    """Merge one file until acknowledged (a merge is idempotent), counting the tries
+    and the typed errors that surfaced; an untyped error propagates."""
+    for _ in range(attempts):
+        with lock:
+            tries[path] += 1
+        try:
+            pm.merge_file_analyses(
+                "cb1", {path: versioned(path, version)}, {path: "h"}, analysis_time_ms=1.0
+            )
+            return
+        except TYPED_ERRORS as exc:
+            with lock:
+                surfaced[type(exc).__name__] += 1
+
+
+def named_delta_copies(store: Store, codebase_id: str) -> tuple[Counter[str], int]:
+    """How many named deltas of ``codebase_id`` hold each path, and how many there are."""
+    listing = journal.parse_listing(
+        codebase_id, store.list_meta(layout.journal_prefix(codebase_id))
+    )
+    copies: Counter[str] = Counter()
+    for name in listing.named:
+        key = journal.named_key(codebase_id, name)
+        delta = journal.decode_delta(store.get(key).data, key=key, codebase_id=codebase_id)
+        copies.update(list(delta.file_analyses))
+    return copies, len(listing.named)

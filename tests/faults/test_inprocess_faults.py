@@ -31,19 +31,19 @@ from documee_remote.errors import (
     StorageTimeoutError,
     ThrottledError,
 )
-from documee_remote.journal import decode_delta
 from documee_remote.merge import new_analysis, refresh_derived
 from documee_remote.stores import LocalStore, MemoryStore, Store
 from documee_remote.testing.faulty import FaultPlan, FaultyStore
 
 from ._helpers import (
     ANALYSIS_KEY,
-    TYPED_ERRORS,
     assert_consistent,
     check_job_outcome,
     check_objects_parse,
     lost_updates,
     merge_job,
+    merge_until_acknowledged,
+    named_delta_copies,
     repair_then_clean,
     versioned,
 )
@@ -397,18 +397,9 @@ def test_group_commit_under_faults_loses_nothing_and_applies_nothing_twice(
         )
         try:
             for i in range(GROUP_MERGES):
-                path = f"/w{w}/f{i}.py"
-                for _ in range(20):  # a merge is idempotent: again until acknowledged
-                    with lock:
-                        tries[path] += 1
-                    try:
-                        pm.merge_file_analyses(
-                            "cb1", {path: versioned(path, i)}, {path: "h"}, analysis_time_ms=1.0
-                        )
-                        break
-                    except TYPED_ERRORS as exc:
-                        with lock:
-                            surfaced[type(exc).__name__] += 1
+                merge_until_acknowledged(
+                    pm, f"/w{w}/f{i}.py", i, tries=tries, surfaced=surfaced, lock=lock
+                )
         except BaseException as exc:
             untyped.append(exc)
 
@@ -426,13 +417,7 @@ def test_group_commit_under_faults_loses_nothing_and_applies_nothing_twice(
     plain = json.loads(inner.get("cb1/analysis.json").data)["file_analyses"]
     missing = sorted(expected - set(plain))
     # One delta per merge attempt that reached the journal, never two for one attempt.
-    copies: Counter[str] = Counter()
-    deltas = 0
-    for key in inner.list("cb1/_journal/"):
-        if re.search(NAMED_DELTA_KEY, key):
-            deltas += 1
-            delta = decode_delta(inner.get(key).data, key=key, codebase_id="cb1")
-            copies.update(list(delta.file_analyses))
+    copies, deltas = named_delta_copies(inner, "cb1")
     repeated = {p: n for p, n in copies.items() if n > tries[p]}
     pm = PersistenceManager(inner)
     pm.compact("cb1")

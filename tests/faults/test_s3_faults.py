@@ -29,7 +29,6 @@ from documee_remote.errors import (
     ServiceUnavailableError,
     ThrottledError,
 )
-from documee_remote.journal import decode_delta
 from documee_remote.stores.s3 import S3Store
 from documee_remote.testing.faulty import HttpFaults
 from documee_remote.testing.fixtures import TEST_REGION, S3Endpoint
@@ -45,11 +44,12 @@ from documee_remote.testing.moto_server import (
 
 from ._helpers import (
     ANALYSIS_KEY,
-    TYPED_ERRORS,
     check_job_outcome,
     check_objects_parse,
     lost_updates,
     merge_job,
+    merge_until_acknowledged,
+    named_delta_copies,
     repair_then_clean,
     versioned,
 )
@@ -403,18 +403,9 @@ def test_group_commit_against_a_misbehaving_s3_loses_nothing_and_applies_nothing
             with s3_endpoint.store() as store:
                 pm = PersistenceManager(store, retry=FAST, compaction=policy)
                 for i in range(merges):
-                    path = f"/w{w}/f{i}.py"
-                    for _ in range(20):
-                        with lock:
-                            tries[path] += 1
-                        try:
-                            pm.merge_file_analyses(
-                                "cb1", {path: versioned(path, i)}, {path: "h"}, analysis_time_ms=1.0
-                            )
-                            break
-                        except TYPED_ERRORS as exc:
-                            with lock:
-                                surfaced[type(exc).__name__] += 1
+                    merge_until_acknowledged(
+                        pm, f"/w{w}/f{i}.py", i, tries=tries, surfaced=surfaced, lock=lock
+                    )
         except BaseException as exc:
             untyped.append(exc)
 
@@ -434,13 +425,7 @@ def test_group_commit_against_a_misbehaving_s3_loses_nothing_and_applies_nothing
     plain = json.loads(stored)["file_analyses"]
     missing = sorted(expected - set(plain))
     with s3_endpoint.store() as store:
-        copies: Counter[str] = Counter()
-        deltas = 0
-        for key in store.list("cb1/_journal/"):
-            if re.search(NAMED_DELTA_KEY, "/" + key):
-                deltas += 1
-                delta = decode_delta(store.get(key).data, key=key, codebase_id="cb1")
-                copies.update(list(delta.file_analyses))
+        copies, deltas = named_delta_copies(store, "cb1")
         repeated = {p: n for p, n in copies.items() if n > tries[p]}
         pm = PersistenceManager(store)
         pm.compact("cb1")
