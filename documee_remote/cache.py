@@ -128,12 +128,7 @@ def load_shared(store: Store, codebase_id: str) -> CodebaseAnalysis | Miss | Non
     book = {BOOKKEEPING_KEY: peek_book(obj.data)}
     mark = recorded_watermark(book)
     folded = recorded_folded(book)
-    if (
-        listing.above(mark)
-        or listing.missing_above(mark)
-        or listing.start > mark + 1
-        or listing.pending_named(folded)
-    ):
+    if listing.pending(mark, folded) or listing.missing_above(mark) or listing.start > mark + 1:
         return Miss(listing)
     data = obj.data
 

@@ -230,6 +230,11 @@ class JournalListing:
         """A lower bound of the commits whose hashes are published: the newest commit marker."""
         return max(self.commit_markers, default=0)
 
+    def pending(self, mark: int, folded: Folded) -> list[DeltaRef]:
+        """Every listed delta an ``analysis.json`` at watermark ``mark`` holding ``folded``
+        lacks, in fold order: legacy ones above the watermark, then named ones."""
+        return [*self.above(mark), *self.pending_named(folded)]
+
     def pending_named(self, folded: Folded) -> list[str]:
         """The named deltas listed that ``folded`` does not hold, in fold (name) order."""
         return sorted(n for n in self.named if not folded.holds(n, name_ms(n)))

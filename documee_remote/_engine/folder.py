@@ -395,7 +395,7 @@ def _more_pending(eng: Engine, codebase_id: str, txn: Transaction) -> bool:
     """
     listing = list_journal(eng, codebase_id)
     held = recorded_folded(txn.analysis.__pydantic_extra__)
-    return bool(listing.above(watermark(txn.analysis)) or listing.pending_named(held))
+    return bool(listing.pending(watermark(txn.analysis), held))
 
 
 def deltas_named(txn: Transaction) -> list[str]:

@@ -229,7 +229,7 @@ def read_view(
             held = held or mark >= until
         elif until is not None:
             held = held or folded.holds(until, journal.name_ms(until))
-        pending: list[DeltaRef] = [*found.above(mark), *found.pending_named(folded)]
+        pending = found.pending(mark, folded)
         try:
             deltas = get_deltas(eng, codebase_id, pending, known=known)
         except NotFoundError:
