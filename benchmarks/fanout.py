@@ -34,12 +34,12 @@ import platform
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from . import server
 
 REPO = Path(__file__).resolve().parents[1]
 RUNNER = REPO / "documee_remote" / "testing" / "fanout.py"
@@ -59,61 +59,36 @@ spec.loader.exec_module(module)
 sys.exit(module.main(sys.argv[2:]))
 """
 
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
 
 # -- the server process ---------------------------------------------------------------------
 
 
-class CountingApp:
-    """Counts requests by verb (LIST told apart from GET), answers by status, body bytes."""
+class CountingApp(server.CountingApp):
+    """The benchmarks' counting layer, LIST told apart from GET, its counts served flat
+    (``GET``, ``LIST``, ``status_412``, ``bytes_in``...) as JSON at :data:`STATS_PATH`."""
 
-    def __init__(self, app: WSGIApp) -> None:
-        self.app = app
-        self.lock = threading.Lock()
-        self.counts: Counter[str] = Counter()
+    def verb(self, environ: dict[str, Any]) -> str:
+        verb = super().verb(environ)
+        # Path-style requests: /bucket is a bucket-level call; a GET on it is a listing.
+        if verb == "GET" and "/" not in str(environ.get("PATH_INFO", "")).strip("/"):
+            return "LIST"
+        return verb
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        path = environ.get("PATH_INFO", "")
-        if path == STATS_PATH:
-            with self.lock:
-                body = json.dumps(dict(self.counts)).encode()
-            start_response(
-                "200 OK",
-                [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
-            )
-            return [body]
-        if path.startswith("/moto-api"):
-            return self.app(environ, start_response)
-        verb = environ.get("REQUEST_METHOD", "GET").upper()
-        # Path-style requests: /bucket is a bucket-level call; a GET on it is a listing.
-        if verb == "GET" and "/" not in path.strip("/"):
-            verb = "LIST"
-        try:
-            size_in = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            size_in = 0
-
-        def counting_start(status: str, headers: list[tuple[str, str]], *rest: Any) -> Any:
-            with self.lock:
-                self.counts["status_" + status.split(" ", 1)[0]] += 1
-            return start_response(status, headers, *rest)
-
+        if environ.get("PATH_INFO", "") != STATS_PATH:
+            return super().__call__(environ, start_response)
         with self.lock:
-            self.counts[verb] += 1
-            self.counts["bytes_in"] += size_in
-        return self._count_out(self.app(environ, counting_start))
-
-    def _count_out(self, result: Iterable[bytes]) -> Iterator[bytes]:
-        try:
-            for chunk in result:
-                with self.lock:
-                    self.counts["bytes_out"] += len(chunk)
-                yield chunk
-        finally:
-            close = getattr(result, "close", None)
-            if close is not None:
-                close()
+            counts = {
+                **self.methods,
+                **{f"status_{code}": n for code, n in self.statuses.items()},
+                "bytes_in": self.bytes_in,
+                "bytes_out": self.bytes_out,
+            }
+        body = json.dumps(counts).encode()
+        start_response(
+            "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        )
+        return [body]
 
 
 def serve(latency_ms: float) -> None:

@@ -44,7 +44,7 @@ class CountingApp:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         if environ.get("PATH_INFO", "").startswith("/moto-api"):
             return self.app(environ, start_response)
-        method = environ.get("REQUEST_METHOD", "GET").upper()
+        method = self.verb(environ)
         try:
             size_in = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
@@ -59,6 +59,10 @@ class CountingApp:
             self.methods[method] += 1
             self.bytes_in += size_in
         return self._count_out(self.app(environ, counting_start))
+
+    def verb(self, environ: dict[str, Any]) -> str:
+        """What a request counts as: its HTTP method."""
+        return str(environ.get("REQUEST_METHOD", "GET")).upper()
 
     def _count_out(self, result: Iterable[bytes]) -> Iterator[bytes]:
         try:
